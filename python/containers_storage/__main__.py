@@ -1,0 +1,5 @@
+"""``python -m containers_storage``: the ``containers-storage`` command."""
+
+from .cli.main import main
+
+raise SystemExit(main())

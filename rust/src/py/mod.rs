@@ -1,0 +1,19 @@
+//! The PyO3 binding: `containers_storage._native`.
+//!
+//! Thin wrappers only: copy arguments out of Python objects, release the GIL for anything
+//! that touches the disk or may block, and map [`crate::Error`] onto the exception hierarchy
+//! of `containers_storage.errors`. Policy stays in the Python package.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod lock;
+
+/// The native core of containers_storage.
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", crate::VERSION)?;
+    m.add("LAST_WRITE_SIZE", crate::lock::LAST_WRITE_SIZE)?;
+    m.add_class::<lock::PyLockFile>()?;
+    Ok(())
+}
