@@ -1,9 +1,10 @@
 """Type stub for the Rust extension ``containers_storage._native`` (hand-written)."""
 
 from os import PathLike
-from typing import Literal, final
+from collections.abc import Callable
+from typing import Any, Literal, final
 
-__all__ = ["LAST_WRITE_SIZE", "LockFile", "__version__"]
+__all__ = ["LAST_WRITE_SIZE", "LockFile", "__version__", "apply_layer"]
 
 __version__: str
 LAST_WRITE_SIZE: int
@@ -24,3 +25,17 @@ class LockFile:
     def locked(self) -> bool: ...
     def held(self) -> Literal["read", "write"] | None: ...
     def is_read_write(self) -> bool: ...
+
+def apply_layer(
+    fd: int,
+    target: str | PathLike[str],
+    *,
+    whiteouts: str = "vfs",
+    uid_map: list[tuple[int, int, int]] | None = None,
+    gid_map: list[tuple[int, int, int]] | None = None,
+    ignore_chown_errors: bool = False,
+    limits: dict[str, int | None] | None = None,
+    tar_split_path: str | PathLike[str] | None = None,
+    keep_tar_split: bool = True,
+    progress: Callable[[int, int | None], object] | None = None,
+) -> dict[str, Any]: ...

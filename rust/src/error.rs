@@ -48,6 +48,28 @@ pub enum Error {
         /// The lock file.
         path: PathBuf,
     },
+    /// A layer tarball is malformed, unsupported or over a limit.
+    #[error("{}{reason}", member_prefix(member.as_deref(), *offset))]
+    InvalidArchive {
+        /// The member being read, when there is one.
+        member: Option<String>,
+        /// Offset in the uncompressed stream.
+        offset: u64,
+        /// What is wrong, in Go's words where it has them (`invalid tar header`,
+        /// `unexpected EOF`).
+        reason: String,
+    },
+    /// An archive member would land, or act, outside the target directory.
+    #[error("{}: {reason}", quote(name))]
+    UnsafePath {
+        /// The member's name as in the archive.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The work was abandoned because another part of it failed or the caller asked.
+    #[error("operation cancelled")]
+    Cancelled,
     /// Waiting was interrupted by the caller's check (a signal delivered to Python, say).
     #[error("interrupted while waiting for lock {}", path.display())]
     Interrupted {
@@ -63,6 +85,56 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+}
+
+fn member_prefix(member: Option<&str>, offset: u64) -> String {
+    match member {
+        Some(m) => format!("member {}: ", quote(m)),
+        None if offset > 0 => format!("at byte {offset}: "),
+        None => String::new(),
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+impl Error {
+    /// A copy of this error, for reporting it in two places (`io::Error` is not `Clone`).
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            Error::LockReadOnly { path } => Error::LockReadOnly { path: path.clone() },
+            Error::NotLocked { path, op, mode } => Error::NotLocked {
+                path: path.clone(),
+                op,
+                mode,
+            },
+            Error::LockUpgrade { path } => Error::LockUpgrade { path: path.clone() },
+            Error::InvalidArchive {
+                member,
+                offset,
+                reason,
+            } => Error::InvalidArchive {
+                member: member.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            Error::UnsafePath { name, reason } => Error::UnsafePath {
+                name: name.clone(),
+                reason: reason.clone(),
+            },
+            Error::Cancelled => Error::Cancelled,
+            Error::Interrupted { path } => Error::Interrupted { path: path.clone() },
         }
     }
 }

@@ -8,6 +8,7 @@
 //! The crate builds and tests without Python (`cargo test`); the PyO3 binding that becomes
 //! `containers_storage._native` sits behind the `python` feature.
 
+pub mod archive;
 pub mod error;
 pub mod lock;
 

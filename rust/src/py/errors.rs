@@ -9,6 +9,8 @@ pyo3::import_exception!(containers_storage.errors, LockReadOnlyError);
 pyo3::import_exception!(containers_storage.errors, LockNotHeldError);
 pyo3::import_exception!(containers_storage.errors, LockUpgradeError);
 pyo3::import_exception!(containers_storage.errors, StorageError);
+pyo3::import_exception!(containers_storage.errors, ArchiveError);
+pyo3::import_exception!(containers_storage.errors, UnsafePathError);
 
 /// Converts a core error. `Io` becomes the `OSError` subclass of its errno with the path as
 /// `filename`, so `FileNotFoundError` and friends work as Python users expect.
@@ -25,6 +27,8 @@ pub(crate) fn to_pyerr(err: Error) -> PyErr {
         Error::LockReadOnly { .. } => LockReadOnlyError::new_err(msg),
         Error::NotLocked { .. } => LockNotHeldError::new_err(msg),
         Error::LockUpgrade { .. } => LockUpgradeError::new_err(msg),
+        Error::InvalidArchive { .. } => ArchiveError::new_err(msg),
+        Error::UnsafePath { .. } => UnsafePathError::new_err(msg),
         _ => StorageError::new_err(msg),
     }
 }

@@ -6,6 +6,7 @@
 
 use pyo3::prelude::*;
 
+mod archive;
 mod errors;
 mod lock;
 
@@ -15,5 +16,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add("LAST_WRITE_SIZE", crate::lock::LAST_WRITE_SIZE)?;
     m.add_class::<lock::PyLockFile>()?;
+    m.add_function(wrap_pyfunction!(archive::apply_layer, m)?)?;
     Ok(())
 }

@@ -1,0 +1,210 @@
+"""Layer archives: apply a layer tarball onto a directory, fast and confined to it.
+
+The work happens in Rust with the GIL released, in one pass over the input: compression is
+detected from the stream (gzip, bzip2, xz, zstd or none), both digests are computed, the tar
+is parsed and each member is written through directory file descriptors that cannot leave
+``target_dir`` (``openat2(RESOLVE_IN_ROOT)``: the target acts as a chroot, as it does for
+containers/storage's ``chrootarchive``).
+
+Example:
+    >>> from containers_storage.archive import apply_layer
+    >>> result = apply_layer("layer.tar.gz", "/tmp/rootfs")
+    >>> result.uncompressed_digest
+    'sha256:...'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO, Literal, Protocol
+
+from . import _native
+
+__all__ = ["ApplyResult", "IDMap", "Limits", "Source", "apply_layer"]
+
+#: A UID or GID map: (container ID, host ID, size) ranges, as containers/storage's IDMap.
+IDMap = Iterable[tuple[int, int, int]]
+
+#: How whiteouts are written: deletions (vfs), overlayfs markers, or kept as files (aufs).
+WhiteoutFormat = Literal["vfs", "overlay", "aufs"]
+
+#: ``progress(done_bytes, total_bytes_or_None)``.
+ProgressCallback = Callable[[int, "int | None"], object]
+
+
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+#: A path, an open file descriptor, or a binary file object (with or without ``fileno()``).
+Source = str | os.PathLike[str] | int | BinaryIO | _Readable
+
+_PUMP_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a layer may make the extractor do; any ``None`` keeps the default.
+
+    Attributes:
+        max_header_size: Largest PAX extended header, GNU long name or sparse map (1 MiB).
+        max_path_length: Longest member name in bytes (4096).
+        max_depth: Most path components in a member name (512).
+        max_entries: Most members (10,000,000).
+        max_total_bytes: Most file content bytes written (1 TiB).
+        max_uncompressed_bytes: Largest decompressed stream (2 TiB).
+        zstd_window_log_max: Largest zstd window as a power of two (27: 128 MiB).
+    """
+
+    max_header_size: int | None = None
+    max_path_length: int | None = None
+    max_depth: int | None = None
+    max_entries: int | None = None
+    max_total_bytes: int | None = None
+    max_uncompressed_bytes: int | None = None
+    zstd_window_log_max: int | None = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one pass over a layer measured.
+
+    Attributes:
+        compressed_digest: ``sha256:<hex>`` of the input as given.
+        compressed_size: Bytes of the input as given.
+        uncompressed_digest: ``sha256:<hex>`` of the tar: the layer's DiffID.
+        uncompressed_size: Bytes of the tar.
+        compression: ``"none"``, ``"gzip"``, ``"bzip2"``, ``"xz"`` or ``"zstd"``.
+        uid_set: Sorted unique owners in the archive before mapping (whiteouts excluded).
+        gid_set: Sorted unique groups in the archive before mapping (whiteouts excluded).
+        entries: Number of members (extension headers not counted).
+        size: Sum of the regular files' sizes (the size Go's ApplyDiff reports).
+        tar_split: The tar-split NDJSON of the stream (uncompressed), or None when it was
+            written to ``tar_split_path`` or not kept.
+    """
+
+    compressed_digest: str
+    compressed_size: int
+    uncompressed_digest: str
+    uncompressed_size: int
+    compression: str
+    uid_set: list[int]
+    gid_set: list[int]
+    entries: int
+    size: int
+    tar_split: bytes | None
+
+
+def _pump(src: _Readable, write_fd: int) -> None:
+    """Copy a file object into a pipe (for sources without a file descriptor)."""
+    try:
+        while True:
+            chunk = src.read(_PUMP_CHUNK)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                written = os.write(write_fd, view)
+                view = view[written:]
+    except BrokenPipeError:
+        pass  # the extractor stopped early; it reports why
+    finally:
+        os.close(write_fd)
+
+
+def _source_fd(source: Source) -> tuple[int, threading.Thread | None]:
+    """A file descriptor the native code may own, and the pump thread feeding it, if any."""
+    if isinstance(source, int):
+        return os.dup(source), None
+    if isinstance(source, str | os.PathLike):
+        return os.open(source, os.O_RDONLY | os.O_CLOEXEC), None
+    fileno = getattr(source, "fileno", None)
+    if fileno is not None:
+        try:
+            fd = os.dup(fileno())
+        except (OSError, io.UnsupportedOperation, ValueError):
+            pass
+        else:
+            # A buffered reader may have read ahead of its position: start where it says.
+            seekable = getattr(source, "seekable", None)
+            tell = getattr(source, "tell", None)
+            if seekable is not None and tell is not None and seekable():
+                os.lseek(fd, tell(), os.SEEK_SET)
+            return fd, None
+    read_fd, write_fd = os.pipe()
+    pump = threading.Thread(target=_pump, args=(source, write_fd), daemon=True, name="cs-pump")
+    pump.start()
+    return read_fd, pump
+
+
+def apply_layer(
+    source: Source,
+    target_dir: str | os.PathLike[str],
+    *,
+    whiteouts: WhiteoutFormat = "vfs",
+    uid_map: IDMap | None = None,
+    gid_map: IDMap | None = None,
+    ignore_chown_errors: bool = False,
+    limits: Limits | None = None,
+    progress: ProgressCallback | None = None,
+    tar_split_path: str | os.PathLike[str] | None = None,
+    keep_tar_split: bool = True,
+) -> ApplyResult:
+    """Apply a layer tarball onto ``target_dir``, confined to it.
+
+    Args:
+        source: A path, an open file descriptor (not closed), or a binary file object. A
+            file object without ``fileno()`` is pumped through a pipe by a thread.
+        target_dir: An existing directory: empty for a base layer, or a copy of the parent
+            layer (vfs), or an overlay ``diff`` directory.
+        whiteouts: ``"vfs"`` deletes what whiteouts name; ``"overlay"`` writes overlayfs
+            whiteouts (0:0 character devices, ``trusted.overlay.opaque``); ``"aufs"`` keeps
+            ``.wh.`` files.
+        uid_map: Container-to-host UID ranges; IDs in the tar are mapped to the host.
+        gid_map: Container-to-host GID ranges.
+        ignore_chown_errors: Do not fail when an owner cannot be set or mapped.
+        limits: Bounds on header sizes, names, member count and bytes written.
+        progress: Called as ``progress(done_bytes, total_bytes_or_None)`` about ten times a
+            second and once at the end; raising from it abandons the apply.
+        tar_split_path: Write the tar-split record here, gzip-compressed (the store's
+            ``<id>.tar-split.gz``), instead of returning it.
+        keep_tar_split: Return the tar-split record in the result (ignored with
+            ``tar_split_path``).
+
+    Returns:
+        The digests, sizes, owners and tar-split record of the layer.
+
+    Raises:
+        ArchiveError: The stream is malformed, truncated, corrupt or over a limit; the
+            message names the member and the reason (``invalid tar header``,
+            ``unexpected EOF``, ...).
+        UnsafePathError: A member would land or act outside ``target_dir``.
+        OSError: The source or the target cannot be read or written.
+    """
+    fd, pump = _source_fd(source)
+    limit_args = None if limits is None else dataclasses.asdict(limits)
+    try:
+        raw = _native.apply_layer(
+            fd,
+            os.fspath(target_dir),
+            whiteouts=whiteouts,
+            uid_map=None if uid_map is None else [tuple(r) for r in uid_map],
+            gid_map=None if gid_map is None else [tuple(r) for r in gid_map],
+            ignore_chown_errors=ignore_chown_errors,
+            limits=limit_args,
+            tar_split_path=None if tar_split_path is None else os.fspath(tar_split_path),
+            keep_tar_split=keep_tar_split,
+            progress=progress,
+        )
+    finally:
+        if pump is not None:
+            pump.join()
+    result = ApplyResult(**raw)
+    if progress is not None:
+        progress(result.compressed_size, result.compressed_size)
+    return result

@@ -1,0 +1,963 @@
+//! Writing tar members into a layer directory, confined to it.
+//!
+//! Every file system operation is relative to a directory fd inside the target, obtained with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: the target acts as a chroot, as it
+//! does for Go's `chrootarchive`, so a symlink in a parent component (`lib -> /usr/lib`,
+//! `up -> ../../..`) resolves inside the layer and never on the host. The final component is
+//! never followed: existing entries are unlinked before creating (RUSTSEC-2018-0002), files
+//! are created `O_EXCL | O_NOFOLLOW`, metadata is set on the open fd or with
+//! `AT_SYMLINK_NOFOLLOW` (CVE-2026-33056). Names whose `..` climbs above the root are refused
+//! (Go: `breakoutError`), absolute names are taken relative to the root, hardlink targets and
+//! whiteouts follow the same rules.
+//!
+//! Ownership is set before the mode, so setuid and setgid bits survive (chown clears them);
+//! `security.capability` is set after chown for the same reason. Directory modes and times
+//! are applied once at the end, deepest first, so that writing into a directory does not
+//! change its mtime afterwards and a read-only directory can still be filled.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::fs::{
+    self as rfs, AtFlags, Dev, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
+    XattrFlags,
+};
+use rustix::io::Errno;
+
+use super::compress::ChunkReader;
+use super::tar::{Entry, HeaderLimits, Kind, TarReader};
+use super::tarsplit::TarSplitWriter;
+use super::whiteout::{self, Whiteout};
+use super::{ApplyOptions, Progress, WhiteoutFormat};
+use crate::error::{Error, Result};
+
+/// Buffer for file content.
+const COPY_BUF: usize = 256 * 1024;
+/// Parent directory fds kept open.
+const DIR_CACHE: usize = 128;
+/// Least time between two progress reports.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// xattrs a layer may not set: they steer overlayfs or containers/storage itself.
+fn forbidden_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"user.overlay.")
+        || name == b"user.containers.override_stat"
+}
+
+/// What the extraction counted.
+#[derive(Default)]
+pub(super) struct Summary {
+    pub uids: BTreeSet<u64>,
+    pub gids: BTreeSet<u64>,
+    pub entries: u64,
+    pub size: u64,
+}
+
+/// Directory metadata applied at the end.
+struct DirMeta {
+    path: Vec<u8>,
+    mode: u32,
+    atime: Timespec,
+    mtime: Timespec,
+}
+
+/// The target directory and the open parent directories under it.
+struct Root {
+    fd: OwnedFd,
+    cache: HashMap<Vec<u8>, OwnedFd>,
+}
+
+fn errno_io(e: Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+fn display(path: &[u8]) -> String {
+    if path.is_empty() {
+        "/".into()
+    } else {
+        String::from_utf8_lossy(path).into_owned()
+    }
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = Vec::with_capacity(dir.len() + 1 + name.len());
+    p.extend_from_slice(dir);
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+/// Cleans a member name lexically: drops `.`, empty components and leading `/`, resolves
+/// `..`. `None` when `..` would climb above the root.
+pub(super) fn clean(name: &[u8]) -> Option<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for comp in name.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join(&b'/'))
+}
+
+impl Root {
+    fn open(target: &Path) -> Result<Root> {
+        let fd = rfs::open(
+            target,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("opening target directory", target, errno_io(e)))?;
+        Ok(Root {
+            fd,
+            cache: HashMap::new(),
+        })
+    }
+
+    fn resolve_flags() -> ResolveFlags {
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+    }
+
+    /// Opens `path` (cleaned, relative) as a directory inside the root, following symlinks
+    /// within the root; the final component too when `follow_last`.
+    fn open_beneath(&self, path: &[u8], follow_last: bool) -> std::result::Result<OwnedFd, Errno> {
+        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        if !follow_last {
+            flags |= OFlags::NOFOLLOW;
+        }
+        let p: &[u8] = if path.is_empty() { b"." } else { path };
+        loop {
+            match rfs::openat2(&self.fd, p, flags, Mode::empty(), Self::resolve_flags()) {
+                Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn forget(&mut self) {
+        self.cache.clear();
+    }
+
+    /// The fd of directory `path`, creating missing directories (0755) when `create`.
+    /// `Ok(None)` when it does not exist and `create` is false.
+    fn dir(&mut self, path: &[u8], create: bool, name: &[u8]) -> Result<Option<BorrowedFd<'_>>> {
+        if path.is_empty() {
+            return Ok(Some(self.fd.as_fd()));
+        }
+        if !self.cache.contains_key(path) {
+            let fd = match self.open_beneath(path, true) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) if create => {
+                    let (parent, base) = split_parent(path);
+                    let parent = parent.to_vec();
+                    let base = base.to_vec();
+                    let pfd = match self.dir(&parent, true, name)? {
+                        Some(fd) => fd,
+                        None => return Ok(None),
+                    };
+                    match rfs::mkdirat(pfd, base.as_slice(), Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(member_io(name, "creating parent directory", e)),
+                    }
+                    self.open_beneath(path, true)
+                        .map_err(|e| member_io(name, "opening parent directory", e))?
+                }
+                Err(Errno::NOENT) => return Ok(None),
+                Err(Errno::NOTDIR) => {
+                    return Err(Error::InvalidArchive {
+                        member: Some(display(name)),
+                        offset: 0,
+                        reason: format!("parent {:?} is not a directory", display(path)),
+                    })
+                }
+                Err(e) => return Err(member_io(name, "opening parent directory", e)),
+            };
+            if self.cache.len() >= DIR_CACHE {
+                self.cache.clear();
+            }
+            self.cache.insert(path.to_vec(), fd);
+        }
+        Ok(self.cache.get(path).map(|fd| fd.as_fd()))
+    }
+}
+
+fn member_io(name: &[u8], op: &str, e: Errno) -> Error {
+    Error::InvalidArchive {
+        member: Some(display(name)),
+        offset: 0,
+        reason: format!("{op}: {}", errno_io(e)),
+    }
+}
+
+/// Removes `name` in `dir`, recursively when it is a directory. Never follows symlinks.
+fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> std::result::Result<(), Errno> {
+    match rfs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+        Err(e) => return Err(e),
+    }
+    let sub = match rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    empty_dir(sub.as_fd(), &mut |_| false)?;
+    match rfs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes every entry of `dir` for which `keep(name)` is false.
+fn empty_dir(
+    dir: BorrowedFd<'_>,
+    keep: &mut dyn FnMut(&[u8]) -> bool,
+) -> std::result::Result<(), Errno> {
+    let names: Vec<Vec<u8>> = {
+        let mut it = rfs::Dir::read_from(dir)?;
+        let mut names = Vec::new();
+        while let Some(entry) = it.read() {
+            let entry = entry?;
+            let n = entry.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(n.to_vec());
+            }
+        }
+        names
+    };
+    for n in names {
+        if !keep(&n) {
+            remove_all(dir, &n)?;
+        }
+    }
+    Ok(())
+}
+
+fn timespec(t: (i64, u32)) -> Timespec {
+    Timespec {
+        tv_sec: t.0,
+        tv_nsec: t.1.into(),
+    }
+}
+
+/// The extraction state.
+struct Extractor<'o> {
+    root: Root,
+    opts: &'o ApplyOptions,
+    dirs: Vec<DirMeta>,
+    opaque: Vec<Vec<u8>>,
+    /// Paths this layer wrote, and their ancestors (vfs opaque handling).
+    written: HashSet<Vec<u8>>,
+    summary: Summary,
+    buf: Vec<u8>,
+    is_root: bool,
+}
+
+/// Extracts the tar read from `reader` into `target`.
+pub(super) fn extract(
+    reader: ChunkReader,
+    target: &Path,
+    opts: &ApplyOptions,
+    tar_split: Option<Box<dyn Write + Send>>,
+    mut progress: Option<Progress<'_>>,
+    total: Option<u64>,
+    counter: &AtomicU64,
+) -> Result<(Summary, Option<TarSplitWriter>)> {
+    let split = tar_split.map(TarSplitWriter::new);
+    let limits = HeaderLimits {
+        max_header_size: opts.limits.max_header_size,
+    };
+    let mut tar = TarReader::new(reader, limits, split);
+    let mut ex = Extractor {
+        root: Root::open(target)?,
+        opts,
+        dirs: Vec::new(),
+        opaque: Vec::new(),
+        written: HashSet::new(),
+        summary: Summary::default(),
+        buf: vec![0u8; COPY_BUF],
+        is_root: rustix::process::geteuid().is_root(),
+    };
+    let mut last_report = Instant::now();
+    while let Some(entry) = tar.next_entry()? {
+        ex.summary.entries += 1;
+        if ex.summary.entries > opts.limits.max_entries {
+            return Err(Error::InvalidArchive {
+                member: Some(display(&entry.name)),
+                offset: tar.offset(),
+                reason: format!(
+                    "the archive has more than {} members",
+                    opts.limits.max_entries
+                ),
+            });
+        }
+        ex.entry(&mut tar, entry)?;
+        if let Some(cb) = progress.as_mut() {
+            if last_report.elapsed() >= PROGRESS_EVERY {
+                last_report = Instant::now();
+                if !cb(counter.load(Ordering::Relaxed), total) {
+                    return Err(Error::Cancelled);
+                }
+            }
+        }
+    }
+    ex.finish()?;
+    let split = tar.into_split();
+    Ok((ex.summary, split))
+}
+
+impl Extractor<'_> {
+    fn check_limits(&self, entry: &Entry, path: &[u8]) -> Result<()> {
+        let limits = &self.opts.limits;
+        let reason = if entry.name.len() > limits.max_path_length {
+            format!("name longer than {} bytes", limits.max_path_length)
+        } else if path.split(|&b| b == b'/').count() > limits.max_depth {
+            format!("path deeper than {} components", limits.max_depth)
+        } else if self.summary.size.saturating_add(entry.size) > limits.max_total_bytes {
+            format!(
+                "content exceeds the limit of {} bytes",
+                limits.max_total_bytes
+            )
+        } else {
+            return Ok(());
+        };
+        Err(Error::InvalidArchive {
+            member: Some(display(&entry.name)),
+            offset: 0,
+            reason,
+        })
+    }
+
+    fn unsafe_path(entry: &Entry, reason: &str) -> Error {
+        Error::UnsafePath {
+            name: display(&entry.name),
+            reason: reason.into(),
+        }
+    }
+
+    fn mark_written(&mut self, path: &[u8]) {
+        if self.opts.whiteouts != WhiteoutFormat::Vfs {
+            return;
+        }
+        let mut p = path;
+        while !p.is_empty() && self.written.insert(p.to_vec()) {
+            p = split_parent(p).0;
+        }
+    }
+
+    fn entry<R: std::io::Read>(&mut self, tar: &mut TarReader<R>, entry: Entry) -> Result<()> {
+        let path = clean(&entry.name)
+            .ok_or_else(|| Self::unsafe_path(&entry, "path escapes the layer directory"))?;
+        self.check_limits(&entry, &path)?;
+        let (parent, base) = split_parent(&path);
+        let (parent, base) = (parent.to_vec(), base.to_vec());
+        if self.opts.whiteouts != WhiteoutFormat::Aufs {
+            match whiteout::classify(&base) {
+                Whiteout::None => {}
+                Whiteout::Meta => return Ok(()),
+                Whiteout::Invalid => {
+                    return Err(Error::InvalidArchive {
+                        member: Some(display(&entry.name)),
+                        offset: 0,
+                        reason: "invalid whiteout name".into(),
+                    })
+                }
+                Whiteout::Opaque => return self.opaque(&entry, &parent),
+                Whiteout::Delete(name) => return self.whiteout(&entry, &parent, name),
+            }
+        }
+        self.summary.uids.insert(entry.uid);
+        self.summary.gids.insert(entry.gid);
+        if path.is_empty() {
+            // The root itself ("./"): only a directory can be it; its metadata applies.
+            if entry.kind == Kind::Dir {
+                self.set_owner_xattrs_dir(&entry, &path)?;
+                self.defer_dir(&entry, path);
+            }
+            return Ok(());
+        }
+        self.mark_written(&path);
+        match entry.kind {
+            Kind::File => self.file(tar, &entry, &parent, &base),
+            Kind::Dir => self.directory(&entry, &parent, &base, path.clone()),
+            Kind::Symlink => self.symlink(&entry, &parent, &base),
+            Kind::Hardlink => self.hardlink(&entry, &parent, &base),
+            Kind::Char | Kind::Block | Kind::Fifo => self.special(&entry, &parent, &base),
+        }
+    }
+
+    fn host_ids(&self, entry: &Entry) -> Result<Option<(u32, u32)>> {
+        let uid = self.opts.uid_map.to_host(entry.uid);
+        let gid = self.opts.gid_map.to_host(entry.gid);
+        match (uid, gid) {
+            (Some(u), Some(g)) if u < u64::from(u32::MAX) && g < u64::from(u32::MAX) => {
+                Ok(Some((u as u32, g as u32)))
+            }
+            _ if self.opts.ignore_chown_errors => Ok(None),
+            _ => Err(Error::InvalidArchive {
+                member: Some(display(&entry.name)),
+                offset: 0,
+                reason: format!(
+                    "owner {}:{} cannot be mapped to the host (no range of the ID maps holds it)",
+                    entry.uid, entry.gid
+                ),
+            }),
+        }
+    }
+
+    fn chown_result(&self, entry: &Entry, res: std::result::Result<(), Errno>) -> Result<()> {
+        match res {
+            Ok(()) => Ok(()),
+            Err(Errno::PERM | Errno::INVAL) if self.opts.ignore_chown_errors || !self.is_root => {
+                // Go: without privileges (rootless, no userns) owners stay ours; with
+                // ignore_chown_errors the failure is not fatal either.
+                if self.opts.ignore_chown_errors {
+                    Ok(())
+                } else {
+                    Err(member_io(&entry.name, "changing owner", Errno::PERM))
+                }
+            }
+            Err(e) => Err(member_io(&entry.name, "changing owner", e)),
+        }
+    }
+
+    fn set_xattrs(&self, entry: &Entry, fd: BorrowedFd<'_>) -> Result<()> {
+        for (name, value) in &entry.xattrs {
+            if forbidden_xattr(name) {
+                return Err(Error::InvalidArchive {
+                    member: Some(display(&entry.name)),
+                    offset: 0,
+                    reason: format!(
+                        "refusing to set xattr {:?}: it controls overlayfs or containers/storage",
+                        String::from_utf8_lossy(name)
+                    ),
+                });
+            }
+            if name == b"security.selinux" {
+                continue; // Go skips it: labels come from the runtime, not the image.
+            }
+            match rfs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
+                Ok(()) | Err(Errno::NOTSUP) => {}
+                Err(e) => return Err(member_io(&entry.name, "setting xattr", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn times(entry: &Entry) -> Timestamps {
+        let mtime = timespec(entry.mtime);
+        Timestamps {
+            last_access: entry.atime.map(timespec).unwrap_or(mtime),
+            last_modification: mtime,
+        }
+    }
+
+    /// Removes whatever is at `base` in `parent` so that a new entry can be created there.
+    fn clear(&mut self, entry: &Entry, parent: &[u8], base: &[u8]) -> Result<()> {
+        let pfd =
+            self.root
+                .dir(parent, true, &entry.name)?
+                .ok_or_else(|| Error::InvalidArchive {
+                    member: Some(display(&entry.name)),
+                    offset: 0,
+                    reason: "parent directory vanished".into(),
+                })?;
+        let res = remove_all(pfd, base);
+        // A directory may have gone, and with it cached fds under it.
+        self.root.forget();
+        res.map_err(|e| member_io(&entry.name, "removing existing entry", e))
+    }
+
+    fn parent_fd(&mut self, entry: &Entry, parent: &[u8]) -> Result<BorrowedFd<'_>> {
+        let name = entry.name.clone();
+        self.root
+            .dir(parent, true, &name)?
+            .ok_or_else(|| Error::InvalidArchive {
+                member: Some(display(&name)),
+                offset: 0,
+                reason: "parent directory vanished".into(),
+            })
+    }
+
+    fn file<R: std::io::Read>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        entry: &Entry,
+        parent: &[u8],
+        base: &[u8],
+    ) -> Result<()> {
+        self.summary.size += entry.size;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o600);
+        let fd = {
+            let pfd = self.parent_fd(entry, parent)?;
+            rfs::openat(pfd, base, flags, mode)
+        };
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(Errno::EXIST) => {
+                self.clear(entry, parent, base)?;
+                let pfd = self.parent_fd(entry, parent)?;
+                rfs::openat(pfd, base, flags, mode)
+                    .map_err(|e| member_io(&entry.name, "creating file", e))?
+            }
+            Err(e) => return Err(member_io(&entry.name, "creating file", e)),
+        };
+        let file = File::from(fd);
+        self.write_content(tar, entry, &file)?;
+        let ids = self.host_ids(entry)?;
+        if let Some((u, g)) = ids {
+            let res = rfs::fchown(
+                &file,
+                Some(rfs::Uid::from_raw(u)),
+                Some(rfs::Gid::from_raw(g)),
+            );
+            self.chown_result(entry, res)?;
+        }
+        rfs::fchmod(&file, Mode::from_raw_mode(entry.mode))
+            .map_err(|e| member_io(&entry.name, "changing mode", e))?;
+        self.set_xattrs(entry, file.as_fd())?;
+        rfs::futimens(&file, &Self::times(entry))
+            .map_err(|e| member_io(&entry.name, "setting times", e))?;
+        Ok(())
+    }
+
+    fn write_content<R: std::io::Read>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        entry: &Entry,
+        file: &File,
+    ) -> Result<()> {
+        let werr = |e: std::io::Error| Error::InvalidArchive {
+            member: Some(display(&entry.name)),
+            offset: 0,
+            reason: format!("writing file: {e}"),
+        };
+        match &entry.sparse {
+            None => {
+                let mut out = file;
+                loop {
+                    let n = tar.read_data(&mut self.buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&self.buf[..n]).map_err(werr)?;
+                }
+            }
+            Some(map) => {
+                // Data chunks at their offsets; the holes stay holes.
+                for &(offset, len) in map {
+                    let mut done = 0u64;
+                    while done < len {
+                        let want = ((len - done) as usize).min(self.buf.len());
+                        let mut got = 0;
+                        while got < want {
+                            let n = tar.read_data(&mut self.buf[got..want])?;
+                            if n == 0 {
+                                return Err(Error::InvalidArchive {
+                                    member: Some(display(&entry.name)),
+                                    offset: tar.offset(),
+                                    reason: "unexpected EOF".into(),
+                                });
+                            }
+                            got += n;
+                        }
+                        file.write_all_at(&self.buf[..want], offset + done)
+                            .map_err(werr)?;
+                        done += want as u64;
+                    }
+                }
+                file.set_len(entry.size).map_err(werr)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_owner_xattrs_dir(&mut self, entry: &Entry, path: &[u8]) -> Result<()> {
+        let fd = self
+            .root
+            .open_beneath(path, false)
+            .map_err(|e| member_io(&entry.name, "opening directory", e))?;
+        if let Some((u, g)) = self.host_ids(entry)? {
+            let res = rfs::fchown(
+                &fd,
+                Some(rfs::Uid::from_raw(u)),
+                Some(rfs::Gid::from_raw(g)),
+            );
+            self.chown_result(entry, res)?;
+        }
+        self.set_xattrs(entry, fd.as_fd())
+    }
+
+    fn defer_dir(&mut self, entry: &Entry, path: Vec<u8>) {
+        let t = Self::times(entry);
+        self.dirs.push(DirMeta {
+            path,
+            mode: entry.mode,
+            atime: t.last_access,
+            mtime: t.last_modification,
+        });
+    }
+
+    fn directory(
+        &mut self,
+        entry: &Entry,
+        parent: &[u8],
+        base: &[u8],
+        path: Vec<u8>,
+    ) -> Result<()> {
+        let res = {
+            let pfd = self.parent_fd(entry, parent)?;
+            rfs::mkdirat(pfd, base, Mode::from_raw_mode(0o700))
+        };
+        match res {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let is_dir = {
+                    let pfd = self.parent_fd(entry, parent)?;
+                    rfs::statat(pfd, base, AtFlags::SYMLINK_NOFOLLOW)
+                        .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                        .unwrap_or(false)
+                };
+                if !is_dir {
+                    // A file or a symlink (perhaps pointing outside) is in the way: replace
+                    // it, never follow it.
+                    self.clear(entry, parent, base)?;
+                    let pfd = self.parent_fd(entry, parent)?;
+                    rfs::mkdirat(pfd, base, Mode::from_raw_mode(0o700))
+                        .map_err(|e| member_io(&entry.name, "creating directory", e))?;
+                }
+            }
+            Err(e) => return Err(member_io(&entry.name, "creating directory", e)),
+        }
+        self.set_owner_xattrs_dir(entry, &path)?;
+        self.defer_dir(entry, path);
+        Ok(())
+    }
+
+    fn symlink(&mut self, entry: &Entry, parent: &[u8], base: &[u8]) -> Result<()> {
+        let res = {
+            let pfd = self.parent_fd(entry, parent)?;
+            rfs::symlinkat(entry.link.as_slice(), pfd, base)
+        };
+        match res {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.clear(entry, parent, base)?;
+                let pfd = self.parent_fd(entry, parent)?;
+                rfs::symlinkat(entry.link.as_slice(), pfd, base)
+                    .map_err(|e| member_io(&entry.name, "creating symlink", e))?;
+            }
+            Err(e) => return Err(member_io(&entry.name, "creating symlink", e)),
+        }
+        self.finish_nonfile(entry, parent, base, false)
+    }
+
+    /// Owner, xattrs and times of a symlink or special file, by name, never following.
+    fn finish_nonfile(
+        &mut self,
+        entry: &Entry,
+        parent: &[u8],
+        base: &[u8],
+        chmod: bool,
+    ) -> Result<()> {
+        let ids = self.host_ids(entry)?;
+        let times = Self::times(entry);
+        let pfd = self.parent_fd(entry, parent)?;
+        let chown = ids.map(|(u, g)| {
+            rfs::chownat(
+                pfd,
+                base,
+                Some(rfs::Uid::from_raw(u)),
+                Some(rfs::Gid::from_raw(g)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+        });
+        let chmod_res = if chmod {
+            // A device or fifo we just created: chmodat does not follow it (not a link).
+            rfs::chmodat(pfd, base, Mode::from_raw_mode(entry.mode), AtFlags::empty())
+        } else {
+            Ok(())
+        };
+        let utimes = rfs::utimensat(pfd, base, &times, AtFlags::SYMLINK_NOFOLLOW);
+        if let Some(res) = chown {
+            self.chown_result(entry, res)?;
+        }
+        chmod_res.map_err(|e| member_io(&entry.name, "changing mode", e))?;
+        if !entry.xattrs.is_empty() {
+            // xattrs on a link or device: through an O_PATH fd of the entry itself.
+            let pfd = self.parent_fd(entry, parent)?;
+            let fd = rfs::openat(
+                pfd,
+                base,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| member_io(&entry.name, "opening for xattrs", e))?;
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            for (name, value) in &entry.xattrs {
+                if forbidden_xattr(name) {
+                    return Err(Error::InvalidArchive {
+                        member: Some(display(&entry.name)),
+                        offset: 0,
+                        reason: format!(
+                            "refusing to set xattr {:?}: it controls overlayfs or containers/storage",
+                            String::from_utf8_lossy(name)
+                        ),
+                    });
+                }
+                if name == b"security.selinux" {
+                    continue;
+                }
+                match rfs::lsetxattr(
+                    proc_path.as_str(),
+                    name.as_slice(),
+                    value,
+                    XattrFlags::empty(),
+                ) {
+                    Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
+                    Err(e) => return Err(member_io(&entry.name, "setting xattr", e)),
+                }
+            }
+        }
+        utimes.map_err(|e| member_io(&entry.name, "setting times", e))
+    }
+
+    fn hardlink(&mut self, entry: &Entry, parent: &[u8], base: &[u8]) -> Result<()> {
+        let target = clean(&entry.link)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Self::unsafe_path(entry, "hardlink target escapes the layer directory")
+            })?;
+        let (tparent, tbase) = split_parent(&target);
+        let tdir = self
+            .root
+            .open_beneath(tparent, true)
+            .map_err(|e| member_io(&entry.name, "resolving hardlink target", e))?;
+        let link = |me: &mut Self| -> std::result::Result<(), Errno> {
+            let pfd = me
+                .root
+                .dir(parent, true, &entry.name)
+                .ok()
+                .flatten()
+                .ok_or(Errno::NOENT)?;
+            // Flags 0: a target that is a symlink is linked itself, never followed.
+            rfs::linkat(&tdir, tbase, pfd, base, AtFlags::empty())
+        };
+        match link(self) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                // Linking a name to itself: nothing to do.
+                let same = {
+                    let pfd = self.parent_fd(entry, parent)?;
+                    let a = rfs::statat(pfd, base, AtFlags::SYMLINK_NOFOLLOW);
+                    let b = rfs::statat(&tdir, tbase, AtFlags::SYMLINK_NOFOLLOW);
+                    matches!((a, b), (Ok(a), Ok(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+                };
+                if same {
+                    return Ok(());
+                }
+                self.clear(entry, parent, base)?;
+                link(self).map_err(|e| member_io(&entry.name, "creating hardlink", e))
+            }
+            Err(e) => Err(member_io(&entry.name, "creating hardlink", e)),
+        }
+    }
+
+    fn special(&mut self, entry: &Entry, parent: &[u8], base: &[u8]) -> Result<()> {
+        let (ft, dev) = match entry.kind {
+            Kind::Char => (
+                FileType::CharacterDevice,
+                rfs::makedev(entry.dev.0, entry.dev.1),
+            ),
+            Kind::Block => (
+                FileType::BlockDevice,
+                rfs::makedev(entry.dev.0, entry.dev.1),
+            ),
+            _ => (FileType::Fifo, 0 as Dev),
+        };
+        let mode = Mode::from_raw_mode(entry.mode & 0o777);
+        let res = {
+            let pfd = self.parent_fd(entry, parent)?;
+            rfs::mknodat(pfd, base, ft, mode, dev)
+        };
+        match res {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.clear(entry, parent, base)?;
+                let pfd = self.parent_fd(entry, parent)?;
+                rfs::mknodat(pfd, base, ft, mode, dev)
+                    .map_err(|e| member_io(&entry.name, "creating special file", e))?;
+            }
+            Err(e) => return Err(member_io(&entry.name, "creating special file", e)),
+        }
+        self.finish_nonfile(entry, parent, base, true)
+    }
+
+    fn whiteout(&mut self, entry: &Entry, parent: &[u8], name: &[u8]) -> Result<()> {
+        match self.opts.whiteouts {
+            WhiteoutFormat::Vfs => {
+                // Delete NAME if its parent exists; never create anything for a whiteout.
+                let pfd = match self.root.dir(parent, false, &entry.name)? {
+                    Some(fd) => fd,
+                    None => return Ok(()),
+                };
+                let res = remove_all(pfd, name);
+                self.root.forget();
+                res.map_err(|e| member_io(&entry.name, "applying whiteout", e))
+            }
+            WhiteoutFormat::Overlay => {
+                // Go: mknod NAME c 0 0, owned as the whiteout entry says.
+                self.clear(entry, parent, name)?;
+                let pfd = self.parent_fd(entry, parent)?;
+                rfs::mknodat(
+                    pfd,
+                    name,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rfs::makedev(0, 0),
+                )
+                .map_err(|e| member_io(&entry.name, "creating overlay whiteout", e))?;
+                if let Some((u, g)) = self.host_ids(entry)? {
+                    let pfd = self.parent_fd(entry, parent)?;
+                    let res = rfs::chownat(
+                        pfd,
+                        name,
+                        Some(rfs::Uid::from_raw(u)),
+                        Some(rfs::Gid::from_raw(g)),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    );
+                    self.chown_result(entry, res)?;
+                }
+                Ok(())
+            }
+            WhiteoutFormat::Aufs => Ok(()), // not reached: aufs keeps .wh. files as files
+        }
+    }
+
+    fn opaque(&mut self, entry: &Entry, parent: &[u8]) -> Result<()> {
+        match self.opts.whiteouts {
+            WhiteoutFormat::Vfs => {
+                self.mark_written(parent);
+                self.opaque.push(parent.to_vec());
+                Ok(())
+            }
+            WhiteoutFormat::Overlay => {
+                let pfd = self.parent_fd(entry, parent)?;
+                rfs::fsetxattr(
+                    pfd,
+                    whiteout::OVERLAY_OPAQUE_XATTR,
+                    b"y",
+                    XattrFlags::empty(),
+                )
+                .map_err(|e| member_io(&entry.name, "marking directory opaque", e))
+            }
+            WhiteoutFormat::Aufs => Ok(()),
+        }
+    }
+
+    /// Removes, under `dir`, everything this layer did not write.
+    fn prune_lower(&self, dir: &[u8]) -> std::result::Result<(), Errno> {
+        let fd = match self.root.open_beneath(dir, false) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut recurse = Vec::new();
+        empty_dir(fd.as_fd(), &mut |name| {
+            let full = join(dir, name);
+            if self.written.contains(&full) {
+                recurse.push(full);
+                true
+            } else {
+                false
+            }
+        })?;
+        for sub in recurse {
+            let is_dir = rfs::statat(&fd, split_parent(&sub).1, AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                .unwrap_or(false);
+            if is_dir {
+                self.prune_lower(&sub)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.root.forget();
+        let opaque = std::mem::take(&mut self.opaque);
+        for dir in &opaque {
+            self.prune_lower(dir).map_err(|e| {
+                member_io(
+                    &join(dir, whiteout::WHITEOUT_OPAQUE_DIR),
+                    "applying opaque whiteout",
+                    e,
+                )
+            })?;
+        }
+        // Directory modes and times last, deepest (latest) first.
+        let dirs = std::mem::take(&mut self.dirs);
+        let mut done: HashSet<&[u8]> = HashSet::new();
+        for d in dirs.iter().rev() {
+            if !done.insert(&d.path) {
+                continue; // a later member for the same directory already set it
+            }
+            let fd = match self.root.open_beneath(&d.path, false) {
+                Ok(fd) => fd,
+                // Removed or replaced by a later member: nothing to set.
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                Err(e) => return Err(member_io(&d.path, "opening directory", e)),
+            };
+            rfs::fchmod(&fd, Mode::from_raw_mode(d.mode))
+                .map_err(|e| member_io(&d.path, "changing mode", e))?;
+            let t = Timestamps {
+                last_access: d.atime,
+                last_modification: d.mtime,
+            };
+            rfs::futimens(&fd, &t).map_err(|e| member_io(&d.path, "setting times", e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_names() {
+        assert_eq!(clean(b"./etc/passwd"), Some(b"etc/passwd".to_vec()));
+        assert_eq!(clean(b"/etc//x/"), Some(b"etc/x".to_vec()));
+        assert_eq!(clean(b"a/../b"), Some(b"b".to_vec()));
+        assert_eq!(clean(b"./"), Some(Vec::new()));
+        assert_eq!(clean(b"../x"), None);
+        assert_eq!(clean(b"a/../../x"), None);
+    }
+}

@@ -1,0 +1,346 @@
+//! Compression detection and the decoding thread.
+//!
+//! One pass over the input: a second thread reads the source, hashes the bytes as given
+//! (`compressed-diff-digest`), decompresses, hashes the tar (`diff-digest`, the DiffID) and
+//! hands the tar to the extracting thread in chunks over a bounded channel, so that
+//! decompression and hashing run beside extraction and memory stays bounded.
+//!
+//! Detection is by magic number, as Go's `archive.DetectCompression`: bzip2 `42 5A 68`,
+//! gzip `1F 8B 08`, xz `FD 37 7A 58 5A 00`, zstd `28 B5 2F FD` (and zstd skippable frames
+//! `5? 2A 4D 18`, which may start a zstd stream); anything else is an uncompressed tar.
+//! gzip, bzip2 and xz decoders accept several concatenated members; zstd several frames.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Size of the chunks handed from the decoding thread to the extracting thread.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the threads (memory: `CHUNK * (DEPTH + 2)`).
+const DEPTH: usize = 8;
+
+/// A stream's compression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip (RFC 1952), possibly several members.
+    Gzip,
+    /// bzip2.
+    Bzip2,
+    /// xz.
+    Xz,
+    /// zstd, possibly several frames.
+    Zstd,
+}
+
+impl Compression {
+    /// The name containers/storage records in `compression` (`none`, `gzip`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// Detects the compression from the first bytes of a stream.
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x42, 0x5A, 0x68]) {
+            Compression::Bzip2
+        } else if head.starts_with(&[0x1F, 0x8B, 0x08]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0xFD, 0x37, 0x7A, 0x58, 0x5A, 0x00]) {
+            Compression::Xz
+        } else if head.starts_with(&[0x28, 0xB5, 0x2F, 0xFD])
+            || (head.len() >= 4 && head[0] & 0xF0 == 0x50 && head[1..4] == [0x2A, 0x4D, 0x18])
+        {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// What the decoding thread measured.
+#[derive(Clone, Debug)]
+pub struct StreamStats {
+    /// The detected compression.
+    pub compression: Compression,
+    /// sha256 of the bytes as given.
+    pub compressed_digest: [u8; 32],
+    /// Number of bytes as given.
+    pub compressed_size: u64,
+    /// sha256 of the decompressed tar.
+    pub uncompressed_digest: [u8; 32],
+    /// Size of the decompressed tar.
+    pub uncompressed_size: u64,
+}
+
+/// Counts and hashes what passes through.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+    progress: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        self.progress.store(self.count, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+type Source = BufReader<Hashing<Box<dyn Read + Send>>>;
+
+enum Decoder {
+    Plain(Source),
+    Gzip(flate2::bufread::MultiGzDecoder<Source>),
+    Bzip2(bzip2::bufread::MultiBzDecoder<Source>),
+    Xz(liblzma::bufread::XzDecoder<Source>),
+    Zstd(zstd::Decoder<'static, Source>),
+}
+
+impl Decoder {
+    fn reader(&mut self) -> &mut dyn Read {
+        match self {
+            Decoder::Plain(r) => r,
+            Decoder::Gzip(r) => r,
+            Decoder::Bzip2(r) => r,
+            Decoder::Xz(r) => r,
+            Decoder::Zstd(r) => r,
+        }
+    }
+
+    fn into_source(self) -> Source {
+        match self {
+            Decoder::Plain(r) => r,
+            Decoder::Gzip(r) => r.into_inner(),
+            Decoder::Bzip2(r) => r.into_inner(),
+            Decoder::Xz(r) => r.into_inner(),
+            Decoder::Zstd(r) => r.finish(),
+        }
+    }
+}
+
+/// The extracting side: reads the decoded tar from the channel.
+pub struct ChunkReader {
+    rx: Receiver<Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(io::Error::other(e)),
+                Err(_) => return Ok(0), // the decoder finished
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Options of the decoding thread.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeOptions {
+    /// Largest zstd window accepted, as a power of two (a bound on decoder memory).
+    pub zstd_window_log_max: u32,
+    /// Stop with an error when the decompressed stream exceeds this many bytes.
+    pub max_uncompressed: u64,
+}
+
+/// Starts the decoding thread on `src`. `progress` receives the count of input bytes read.
+pub fn spawn_decoder(
+    src: Box<dyn Read + Send>,
+    opts: DecodeOptions,
+    progress: Arc<AtomicU64>,
+) -> Result<(ChunkReader, JoinHandle<Result<StreamStats>>)> {
+    let (tx, rx) = sync_channel::<Result<Vec<u8>>>(DEPTH);
+    let handle = thread::Builder::new()
+        .name("cs-decode".into())
+        .spawn(move || {
+            let res = decode(src, opts, progress, &tx);
+            if let Err(e) = &res {
+                // Tell the extractor why the stream ended; it may already be gone.
+                let _ = tx.send(Err(e.duplicate()));
+            }
+            res
+        })
+        .map_err(|e| Error::io("starting the decoder thread", "", e))?;
+    let reader = ChunkReader {
+        rx,
+        chunk: Vec::new(),
+        at: 0,
+    };
+    Ok((reader, handle))
+}
+
+fn decode_err(what: Compression, e: io::Error) -> Error {
+    Error::InvalidArchive {
+        member: None,
+        offset: 0,
+        reason: format!("{} stream: {e}", what.name()),
+    }
+}
+
+fn decode(
+    src: Box<dyn Read + Send>,
+    opts: DecodeOptions,
+    progress: Arc<AtomicU64>,
+    tx: &SyncSender<Result<Vec<u8>>>,
+) -> Result<StreamStats> {
+    let hashing = Hashing {
+        inner: src,
+        hasher: Sha256::new(),
+        count: 0,
+        progress,
+    };
+    let mut source = BufReader::with_capacity(CHUNK, hashing);
+    let head = source
+        .fill_buf()
+        .map_err(|e| Error::io("reading layer", "", e))?;
+    let compression = Compression::detect(head);
+    let mut decoder = match compression {
+        Compression::None => Decoder::Plain(source),
+        Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(source)),
+        Compression::Bzip2 => Decoder::Bzip2(bzip2::bufread::MultiBzDecoder::new(source)),
+        Compression::Xz => Decoder::Xz(liblzma::bufread::XzDecoder::new_multi_decoder(source)),
+        Compression::Zstd => {
+            let mut d =
+                zstd::Decoder::with_buffer(source).map_err(|e| decode_err(compression, e))?;
+            d.window_log_max(opts.zstd_window_log_max)
+                .map_err(|e| decode_err(compression, e))?;
+            Decoder::Zstd(d)
+        }
+    };
+    let mut tar_hasher = Sha256::new();
+    let mut total: u64 = 0;
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match decoder.reader().read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(if compression == Compression::None {
+                        Error::io("reading layer", "", e)
+                    } else {
+                        decode_err(compression, e)
+                    })
+                }
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        total += filled as u64;
+        if total > opts.max_uncompressed {
+            return Err(Error::InvalidArchive {
+                member: None,
+                offset: total,
+                reason: format!(
+                    "the uncompressed stream exceeds the limit of {} bytes",
+                    opts.max_uncompressed
+                ),
+            });
+        }
+        if compression != Compression::None {
+            tar_hasher.update(&chunk);
+        }
+        if tx.send(Ok(chunk)).is_err() {
+            // The extractor stopped (it failed); it reports its own error.
+            return Err(Error::Cancelled);
+        }
+    }
+    // Whatever the decoder left unread (nothing, for well-formed input) still counts toward
+    // the compressed digest.
+    let mut source = decoder.into_source();
+    io::copy(&mut source, &mut io::sink()).map_err(|e| Error::io("reading layer", "", e))?;
+    let hashing = source.into_inner();
+    let compressed_digest: [u8; 32] = hashing.hasher.finalize().into();
+    let uncompressed_digest = if compression == Compression::None {
+        compressed_digest
+    } else {
+        tar_hasher.finalize().into()
+    };
+    Ok(StreamStats {
+        compression,
+        compressed_digest,
+        compressed_size: hashing.count,
+        uncompressed_digest,
+        uncompressed_size: total,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects() {
+        assert_eq!(Compression::detect(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            Compression::Xz
+        );
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(
+            Compression::detect(&[0x50, 0x2a, 0x4d, 0x18]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::detect(b"etc/"), Compression::None);
+    }
+
+    #[test]
+    fn decodes_and_hashes_gzip() {
+        use std::io::Write;
+        let data = b"hello tar world".repeat(1000);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&data).expect("write");
+        let gz = enc.finish().expect("finish");
+        let opts = DecodeOptions {
+            zstd_window_log_max: 27,
+            max_uncompressed: u64::MAX,
+        };
+        let (mut reader, handle) =
+            spawn_decoder(Box::new(io::Cursor::new(gz.clone())), opts, Arc::default())
+                .expect("spawn");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        let stats = handle.join().expect("join").expect("decode");
+        assert_eq!(out, data);
+        assert_eq!(stats.compression, Compression::Gzip);
+        assert_eq!(stats.compressed_size, gz.len() as u64);
+        assert_eq!(stats.uncompressed_size, data.len() as u64);
+        let want: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(stats.uncompressed_digest, want);
+    }
+}

@@ -1,0 +1,738 @@
+//! A streaming tar reader that keeps every raw byte it consumes.
+//!
+//! Formats: V7, POSIX ustar (with `prefix`), GNU (`L`/`K` long names and links, old `S`
+//! sparse files with extension blocks), PAX (`x` records for path, linkpath, size, uid, gid,
+//! mtime/atime with sub-seconds and `SCHILY.xattr.*`; `g` global headers are skipped, as Go
+//! does).
+//!
+//! Why our own reader instead of the `tar` crate: we need (1) every byte that is not file
+//! content, in order, for the tar-split record that lets a layer reproduce its exact tar;
+//! (2) bounds on extended headers (CVE-2022-2879: the `tar` crate reads PAX and GNU long
+//! names into memory without a cap); (3) the sparse map, to write holes instead of zeros.
+//!
+//! Hostile-input rules enforced here: header checksums (signed or unsigned sum, as Go),
+//! numeric fields (octal or base-256, never negative), PAX record syntax, the PAX `size`
+//! driving the stream position (CVE-2025-62518, "TARmageddon"), extended header sizes.
+
+use std::io::{self, Read};
+
+use super::tarsplit::TarSplitWriter;
+use crate::error::{Error, Result};
+
+/// Size of a tar block.
+pub const BLOCK: usize = 512;
+
+/// The kind of a tar member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Regular file (`0`, `\0`, `7`).
+    File,
+    /// Hard link (`1`).
+    Hardlink,
+    /// Symbolic link (`2`).
+    Symlink,
+    /// Character device (`3`).
+    Char,
+    /// Block device (`4`).
+    Block,
+    /// Directory (`5`, GNU `D`, or a V7 file whose name ends in `/`).
+    Dir,
+    /// FIFO (`6`).
+    Fifo,
+}
+
+/// One tar member, its extension headers resolved.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The member's name as the archive gives it (PAX `path` > GNU `L` > ustar prefix/name).
+    pub name: Vec<u8>,
+    /// Link target for hard and symbolic links.
+    pub link: Vec<u8>,
+    /// What the member is.
+    pub kind: Kind,
+    /// Permission bits including setuid, setgid and sticky.
+    pub mode: u32,
+    /// Owner, as in the archive (before any ID mapping).
+    pub uid: u64,
+    /// Group, as in the archive.
+    pub gid: u64,
+    /// Logical size of the content (for sparse files, the size with holes).
+    pub size: u64,
+    /// Modification time: seconds and nanoseconds.
+    pub mtime: (i64, u32),
+    /// Access time when the archive has one (PAX `atime`, GNU header field).
+    pub atime: Option<(i64, u32)>,
+    /// Device numbers for `Char` and `Block`.
+    pub dev: (u32, u32),
+    /// Extended attributes from `SCHILY.xattr.*` records.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// For sparse files: the data chunks as (offset, length) in the logical file.
+    pub sparse: Option<Vec<(u64, u64)>>,
+}
+
+/// Limits on what a header may make us hold in memory.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderLimits {
+    /// Largest PAX extended header or GNU long name/link accepted.
+    pub max_header_size: u64,
+}
+
+/// Streaming reader over a tar archive.
+pub struct TarReader<R: Read> {
+    src: R,
+    limits: HeaderLimits,
+    split: Option<TarSplitWriter>,
+    /// Bytes consumed so far.
+    offset: u64,
+    /// Physical content bytes of the current member still to read.
+    remaining: u64,
+    /// Padding after the current member's content.
+    padding: u64,
+    /// The current member's content goes to tar-split as a file record (CRC) rather than
+    /// raw bytes.
+    content_is_file: bool,
+    /// Name of the current member, for messages and tar-split.
+    current: Option<Vec<u8>>,
+    current_size: u64,
+    crc: crc::Digest<'static, u64>,
+    done: bool,
+}
+
+static CRC64_ISO: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_GO_ISO);
+
+/// Outcome of a raw read, with EOF seen as data.
+fn read_full<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+impl<R: Read> TarReader<R> {
+    /// Reads `src`, recording raw bytes into `split` when given.
+    pub fn new(src: R, limits: HeaderLimits, split: Option<TarSplitWriter>) -> Self {
+        TarReader {
+            src,
+            limits,
+            split,
+            offset: 0,
+            remaining: 0,
+            padding: 0,
+            content_is_file: false,
+            current: None,
+            current_size: 0,
+            crc: CRC64_ISO.digest(),
+            done: false,
+        }
+    }
+
+    /// The tar-split writer, once the archive has been read.
+    pub fn into_split(self) -> Option<TarSplitWriter> {
+        self.split
+    }
+
+    /// Bytes of the uncompressed stream consumed so far.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn member_name(&self) -> Option<String> {
+        self.current
+            .as_ref()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+    }
+
+    fn err(&self, reason: impl Into<String>) -> Error {
+        Error::InvalidArchive {
+            member: self.member_name(),
+            offset: self.offset,
+            reason: reason.into(),
+        }
+    }
+
+    fn io_err(&self, e: io::Error) -> Error {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            self.err("unexpected EOF")
+        } else {
+            match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
+                // An error from our own pipeline (decompression, limits) passed through io.
+                Some(_) => match e.into_inner().map(|b| b.downcast::<Error>()) {
+                    Some(Ok(inner)) => *inner,
+                    _ => self.err("read error"),
+                },
+                None => self.err(format!("reading archive: {e}")),
+            }
+        }
+    }
+
+    /// Reads exactly `buf.len()` raw bytes into `buf`, recording them as a segment.
+    fn read_raw(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let n = read_full(&mut self.src, buf).map_err(|e| self.io_err(e))?;
+        self.offset += n as u64;
+        if let Some(split) = self.split.as_mut() {
+            split.segment_bytes(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn read_raw_exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        if self.read_raw(buf)? != buf.len() {
+            return Err(self.err("unexpected EOF"));
+        }
+        Ok(())
+    }
+
+    /// Skips `n` raw bytes (recorded as segment bytes).
+    fn skip_raw(&mut self, mut n: u64) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        while n > 0 {
+            let want = n.min(buf.len() as u64) as usize;
+            self.read_raw_exact(&mut buf[..want])?;
+            n -= want as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads the current member's content into `buf`; 0 at its end.
+    pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = (buf.len() as u64).min(self.remaining) as usize;
+        let n = loop {
+            match self.src.read(&mut buf[..want]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_err(e)),
+            }
+        };
+        if n == 0 {
+            return Err(self.err("unexpected EOF"));
+        }
+        self.offset += n as u64;
+        self.remaining -= n as u64;
+        if self.content_is_file {
+            self.crc.update(&buf[..n]);
+        } else if let Some(split) = self.split.as_mut() {
+            split.segment_bytes(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    /// Finishes the current member: skips unread content and padding, and records the
+    /// member's file entry in tar-split.
+    fn finish_member(&mut self) -> Result<()> {
+        let mut buf = [0u8; 8192];
+        while self.remaining > 0 {
+            let want = (buf.len() as u64).min(self.remaining) as usize;
+            self.read_data(&mut buf[..want])?;
+        }
+        if let Some(name) = self.current.take() {
+            if let Some(split) = self.split.as_mut() {
+                let crc = std::mem::replace(&mut self.crc, CRC64_ISO.digest()).finalize();
+                let payload = (self.content_is_file && self.current_size > 0).then_some(crc);
+                split.file(&name, self.current_size, payload);
+            } else {
+                self.crc = CRC64_ISO.digest();
+            }
+            self.current = Some(name);
+        }
+        let pad = self.padding;
+        self.padding = 0;
+        self.skip_raw(pad)?;
+        self.current = None;
+        Ok(())
+    }
+
+    /// Reads a member's extension payload (PAX or GNU long name), bounded.
+    fn read_extension(&mut self, size: u64, what: &str) -> Result<Vec<u8>> {
+        if size > self.limits.max_header_size {
+            return Err(self.err(format!(
+                "{what} of {size} bytes exceeds the limit of {} bytes",
+                self.limits.max_header_size
+            )));
+        }
+        let mut data = vec![0u8; size as usize];
+        self.read_raw_exact(&mut data)?;
+        self.skip_raw(padding_for(size))?;
+        Ok(data)
+    }
+
+    /// The next member, or `None` at the end of the archive (which is then read to its end).
+    pub fn next_entry(&mut self) -> Result<Option<Entry>> {
+        if self.done {
+            return Ok(None);
+        }
+        self.finish_member()?;
+        let mut pax = Pax::default();
+        let mut gnu_name: Option<Vec<u8>> = None;
+        let mut gnu_link: Option<Vec<u8>> = None;
+        let mut block = [0u8; BLOCK];
+        loop {
+            let n = self.read_raw(&mut block)?;
+            if n == 0 {
+                // A clean end at a block boundary without end-of-archive blocks: Go accepts it.
+                if pax.any || gnu_name.is_some() || gnu_link.is_some() {
+                    return Err(self.err("unexpected EOF"));
+                }
+                return self.end_of_archive();
+            }
+            if n < BLOCK {
+                return Err(self.err("unexpected EOF"));
+            }
+            if block.iter().all(|&b| b == 0) {
+                if pax.any || gnu_name.is_some() || gnu_link.is_some() {
+                    return Err(self.err("invalid tar header: extension header without member"));
+                }
+                // Go: a zero block must be followed by another zero block (or EOF).
+                let mut second = [0u8; BLOCK];
+                let m = self.read_raw(&mut second)?;
+                if m != 0 && (m < BLOCK || second.iter().any(|&b| b != 0)) {
+                    return Err(self.err("invalid tar header"));
+                }
+                return self.end_of_archive();
+            }
+            let header = Header(&block);
+            if !header.checksum_ok() {
+                return Err(self.err("invalid tar header: bad checksum"));
+            }
+            let typeflag = block[156];
+            let size = header
+                .numeric(124, 12)
+                .ok_or_else(|| self.err("invalid tar header"))?;
+            match typeflag {
+                b'x' => {
+                    let data = self.read_extension(size, "PAX extended header")?;
+                    pax.parse(&data).map_err(|r| self.err(r))?;
+                    continue;
+                }
+                b'g' => {
+                    // Global PAX header: ignored for extraction, as Go's applier does.
+                    self.read_extension(size, "PAX global header")?;
+                    continue;
+                }
+                b'L' => {
+                    let data = self.read_extension(size, "GNU long name")?;
+                    gnu_name = Some(trim_nul(&data).to_vec());
+                    continue;
+                }
+                b'K' => {
+                    let data = self.read_extension(size, "GNU long link")?;
+                    gnu_link = Some(trim_nul(&data).to_vec());
+                    continue;
+                }
+                _ => {}
+            }
+            return self
+                .member(&header, typeflag, size, pax, gnu_name, gnu_link)
+                .map(Some);
+        }
+    }
+
+    fn end_of_archive(&mut self) -> Result<Option<Entry>> {
+        // Everything after the end-of-archive blocks (record padding, trailing bytes) belongs
+        // to the stream and to its digest; keep it in tar-split so reproduction is exact.
+        let mut buf = [0u8; 8192];
+        while self.read_raw(&mut buf)? > 0 {}
+        self.done = true;
+        if let Some(split) = self.split.as_mut() {
+            split.flush_segment();
+        }
+        Ok(None)
+    }
+
+    fn member(
+        &mut self,
+        header: &Header<'_>,
+        typeflag: u8,
+        header_size: u64,
+        pax: Pax,
+        gnu_name: Option<Vec<u8>>,
+        gnu_link: Option<Vec<u8>>,
+    ) -> Result<Entry> {
+        let bad = |me: &Self| me.err("invalid tar header");
+        let mut name = header.name();
+        if let Some(n) = gnu_name {
+            name = n;
+        }
+        if let Some(n) = pax.path {
+            name = n;
+        }
+        self.current = Some(name.clone());
+        let mut link = trim_nul(&header.0[157..257]).to_vec();
+        if let Some(l) = gnu_link {
+            link = l;
+        }
+        if let Some(l) = pax.linkpath {
+            link = l;
+        }
+        let mode = header.numeric(100, 8).ok_or_else(|| bad(self))? as u32 & 0o7777;
+        let uid = match pax.uid {
+            Some(u) => u,
+            None => header.numeric(108, 8).ok_or_else(|| bad(self))?,
+        };
+        let gid = match pax.gid {
+            Some(g) => g,
+            None => header.numeric(116, 8).ok_or_else(|| bad(self))?,
+        };
+        let mtime = match pax.mtime {
+            Some(t) => t,
+            None => (header.numeric(136, 12).ok_or_else(|| bad(self))? as i64, 0),
+        };
+        let gnu = header.is_gnu();
+        let atime = pax.atime.or_else(|| {
+            if gnu {
+                header
+                    .numeric(345, 12)
+                    .filter(|&a| a > 0)
+                    .map(|a| (a as i64, 0))
+            } else {
+                None
+            }
+        });
+        let is_ustar = header.is_ustar() || gnu;
+        let dev = if is_ustar && matches!(typeflag, b'3' | b'4') {
+            (
+                header.numeric(329, 8).ok_or_else(|| bad(self))? as u32,
+                header.numeric(337, 8).ok_or_else(|| bad(self))? as u32,
+            )
+        } else {
+            (0, 0)
+        };
+        // PAX size overrides the header's: it is what the stream really holds.
+        let physical = pax.size.unwrap_or(header_size);
+        let kind = match typeflag {
+            b'0' | 0 | b'7' => {
+                if name.ends_with(b"/") && !header.is_ustar() && !gnu {
+                    Kind::Dir
+                } else {
+                    Kind::File
+                }
+            }
+            b'S' => Kind::File,
+            b'1' => Kind::Hardlink,
+            b'2' => Kind::Symlink,
+            b'3' => Kind::Char,
+            b'4' => Kind::Block,
+            b'5' | b'D' => Kind::Dir,
+            b'6' => Kind::Fifo,
+            b'V' => {
+                // A GNU volume label: metadata, not a file. Skip it as a raw member.
+                self.remaining = physical;
+                self.padding = padding_for(physical);
+                self.content_is_file = false;
+                self.current_size = 0;
+                return self.next_entry()?.ok_or_else(|| self.err("unexpected EOF"));
+            }
+            other => {
+                return Err(self.err(format!(
+                    "unsupported tar member type {:?}",
+                    char::from(other)
+                )))
+            }
+        };
+        if pax.gnu_sparse {
+            return Err(self.err("PAX-format sparse files (GNU.sparse.*) are not supported"));
+        }
+        let mut sparse = None;
+        let mut size = physical;
+        if typeflag == b'S' {
+            let (map, real) = self.read_old_gnu_sparse(header)?;
+            let mut end = 0u64;
+            for &(off, len) in &map {
+                if off < end || off.checked_add(len).is_none_or(|e| e > real) {
+                    return Err(self.err("invalid tar header: bad sparse map"));
+                }
+                end = off + len;
+            }
+            let data: u64 = map.iter().map(|&(_, l)| l).sum();
+            if data != physical {
+                return Err(self.err("invalid tar header: sparse map does not match size"));
+            }
+            sparse = Some(map);
+            size = real;
+        }
+        // Only regular, non-sparse content is file content for tar-split; anything else
+        // (sparse data, bytes in a link's or device's member) is kept raw so reproduction is
+        // exact.
+        self.content_is_file = kind == Kind::File && sparse.is_none();
+        self.remaining = physical;
+        self.padding = padding_for(physical);
+        self.current_size = if self.content_is_file { physical } else { 0 };
+        if let Some(split) = self.split.as_mut() {
+            split.flush_segment();
+        }
+        if kind != Kind::File {
+            size = 0;
+        }
+        Ok(Entry {
+            name,
+            link,
+            kind,
+            mode,
+            uid,
+            gid,
+            size,
+            mtime,
+            atime,
+            dev,
+            xattrs: pax.xattrs,
+            sparse,
+        })
+    }
+
+    /// Reads the old GNU sparse map: four slots in the header, then extension blocks.
+    fn read_old_gnu_sparse(&mut self, header: &Header<'_>) -> Result<(Vec<(u64, u64)>, u64)> {
+        let bad = |me: &Self| me.err("invalid tar header: bad sparse map");
+        let real = header.numeric(483, 12).ok_or_else(|| bad(self))?;
+        let mut map = Vec::new();
+        let mut push = |me: &Self, block: &[u8], at: usize| -> Result<bool> {
+            let h = Header(block);
+            if block[at] == 0 {
+                return Ok(false);
+            }
+            let off = h.numeric(at, 12).ok_or_else(|| bad(me))?;
+            let len = h.numeric(at + 12, 12).ok_or_else(|| bad(me))?;
+            map.push((off, len));
+            Ok(true)
+        };
+        for i in 0..4 {
+            if !push(self, header.0, 386 + i * 24)? {
+                break;
+            }
+        }
+        let mut extended = header.0[482] != 0;
+        let mut blocks = 0u64;
+        while extended {
+            blocks += 1;
+            if blocks * BLOCK as u64 > self.limits.max_header_size {
+                return Err(self.err("GNU sparse map exceeds the header size limit"));
+            }
+            let mut block = [0u8; BLOCK];
+            self.read_raw_exact(&mut block)?;
+            for i in 0..21 {
+                if !push(self, &block, i * 24)? {
+                    break;
+                }
+            }
+            extended = block[504] != 0;
+        }
+        Ok((map, real))
+    }
+}
+
+/// Padding after `size` bytes of content, up to the next block.
+pub fn padding_for(size: u64) -> u64 {
+    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
+}
+
+fn trim_nul(field: &[u8]) -> &[u8] {
+    match field.iter().position(|&b| b == 0) {
+        Some(i) => &field[..i],
+        None => field,
+    }
+}
+
+/// A 512-byte header block.
+struct Header<'a>(&'a [u8]);
+
+impl Header<'_> {
+    fn is_ustar(&self) -> bool {
+        &self.0[257..263] == b"ustar\0"
+    }
+
+    fn is_gnu(&self) -> bool {
+        &self.0[257..265] == b"ustar  \0"
+    }
+
+    fn name(&self) -> Vec<u8> {
+        let name = trim_nul(&self.0[0..100]);
+        let prefix = trim_nul(&self.0[345..500]);
+        if self.is_ustar() && !prefix.is_empty() {
+            let mut full = prefix.to_vec();
+            full.push(b'/');
+            full.extend_from_slice(name);
+            full
+        } else {
+            name.to_vec()
+        }
+    }
+
+    /// Go accepts either the unsigned or the signed sum of the header bytes, with the
+    /// checksum field counted as spaces.
+    fn checksum_ok(&self) -> bool {
+        let Some(stored) = self.numeric(148, 8) else {
+            return false;
+        };
+        let mut unsigned: i64 = 0;
+        let mut signed: i64 = 0;
+        for (i, &b) in self.0.iter().enumerate() {
+            let b = if (148..156).contains(&i) { b' ' } else { b };
+            unsigned += i64::from(b);
+            signed += i64::from(b as i8);
+        }
+        stored as i64 == unsigned || stored as i64 == signed
+    }
+
+    /// A numeric field: octal ASCII (NUL/space padded) or base-256 (high bit set). `None`
+    /// when malformed or negative.
+    fn numeric(&self, at: usize, len: usize) -> Option<u64> {
+        let field = &self.0[at..at + len];
+        if field[0] & 0x80 != 0 {
+            if field[0] & 0x40 != 0 {
+                return None; // negative base-256
+            }
+            let mut v: u64 = u64::from(field[0] & 0x3f);
+            for &b in &field[1..] {
+                v = v.checked_mul(256)?.checked_add(u64::from(b))?;
+            }
+            return Some(v);
+        }
+        let text = trim_nul(field);
+        let text = std::str::from_utf8(text)
+            .ok()?
+            .trim_matches(|c| c == ' ' || c == '\0');
+        if text.is_empty() {
+            return Some(0);
+        }
+        u64::from_str_radix(text, 8).ok()
+    }
+}
+
+/// PAX records that matter for extraction.
+#[derive(Default)]
+struct Pax {
+    any: bool,
+    path: Option<Vec<u8>>,
+    linkpath: Option<Vec<u8>>,
+    size: Option<u64>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<(i64, u32)>,
+    atime: Option<(i64, u32)>,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    gnu_sparse: bool,
+}
+
+impl Pax {
+    /// Parses `"%d %s=%s\n"` records; later headers override earlier ones.
+    fn parse(&mut self, mut data: &[u8]) -> std::result::Result<(), String> {
+        self.any = true;
+        let bad = || "invalid tar header: malformed PAX record".to_string();
+        while !data.is_empty() {
+            let sp = data.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+            let len: usize = std::str::from_utf8(&data[..sp])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)?;
+            if len <= sp + 1 || len > data.len() || data[len - 1] != b'\n' {
+                return Err(bad());
+            }
+            let record = &data[sp + 1..len - 1];
+            data = &data[len..];
+            let eq = record.iter().position(|&b| b == b'=').ok_or_else(bad)?;
+            let (key, value) = (&record[..eq], &record[eq + 1..]);
+            let num = |v: &[u8]| -> std::result::Result<u64, String> {
+                std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| format!("invalid tar header: bad PAX number {:?}", lossy(v)))
+            };
+            match key {
+                b"path" | b"linkpath" => {
+                    // Go rejects NUL in PAX path and linkpath.
+                    if value.contains(&0) {
+                        return Err(bad());
+                    }
+                    if key == b"path" {
+                        self.path = Some(value.to_vec());
+                    } else {
+                        self.linkpath = Some(value.to_vec());
+                    }
+                }
+                b"size" => self.size = Some(num(value)?),
+                b"uid" => self.uid = Some(num(value)?),
+                b"gid" => self.gid = Some(num(value)?),
+                b"mtime" => self.mtime = Some(parse_pax_time(value).ok_or_else(bad)?),
+                b"atime" => self.atime = Some(parse_pax_time(value).ok_or_else(bad)?),
+                _ if key.starts_with(b"SCHILY.xattr.") => {
+                    let name = key[b"SCHILY.xattr.".len()..].to_vec();
+                    self.xattrs.retain(|(n, _)| *n != name);
+                    self.xattrs.push((name, value.to_vec()));
+                }
+                _ if key.starts_with(b"GNU.sparse.") => self.gnu_sparse = true,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lossy(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+/// `"1700000000.123456789"` (or negative) -> (seconds, nanoseconds).
+fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (s, ""),
+    };
+    let negative = int.starts_with('-');
+    let secs: i64 = int.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits: String = frac.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: u32 = digits.parse().ok()?;
+    if negative && nanos > 0 {
+        // -1.5 means 1.5 s before the epoch: -2 s + 0.5 s.
+        return Some((secs - 1, 1_000_000_000 - nanos));
+    }
+    Some((secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_time() {
+        assert_eq!(
+            parse_pax_time(b"1700000000.5"),
+            Some((1_700_000_000, 500_000_000))
+        );
+        assert_eq!(parse_pax_time(b"12"), Some((12, 0)));
+        assert_eq!(parse_pax_time(b"-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(parse_pax_time(b"1.x"), None);
+    }
+
+    #[test]
+    fn pax_records() {
+        let mut pax = Pax::default();
+        pax.parse(b"16 path=foo/bar\n25 SCHILY.xattr.user.a=b\n")
+            .expect("parse");
+        assert_eq!(pax.path.as_deref(), Some(&b"foo/bar"[..]));
+        assert_eq!(pax.xattrs, vec![(b"user.a".to_vec(), b"b".to_vec())]);
+        assert!(Pax::default().parse(b"99 path=x\n").is_err());
+        assert!(Pax::default().parse(b"8 path=x\n").is_err());
+        assert!(Pax::default().parse(b"9 path=x\n").is_ok());
+    }
+
+    #[test]
+    fn padding() {
+        assert_eq!(padding_for(0), 0);
+        assert_eq!(padding_for(1), 511);
+        assert_eq!(padding_for(512), 0);
+    }
+}

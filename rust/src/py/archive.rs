@@ -1,0 +1,210 @@
+//! `_native.apply_layer`: the archive pipeline for Python, with the GIL released.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use super::errors::to_pyerr;
+use crate::archive::idmap::IdRange;
+use crate::archive::{self, ApplyOptions, IdMap, Limits, WhiteoutFormat};
+use crate::Error;
+
+fn idmap(ranges: Option<Vec<(u64, u64, u64)>>) -> IdMap {
+    IdMap(
+        ranges
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(container, host, size)| IdRange {
+                container,
+                host,
+                size,
+            })
+            .collect(),
+    )
+}
+
+fn parse_limits(d: Option<&Bound<'_, PyDict>>) -> PyResult<Limits> {
+    let mut l = Limits::default();
+    let Some(d) = d else { return Ok(l) };
+    for (k, v) in d.iter() {
+        let key: String = k.extract()?;
+        if v.is_none() {
+            continue;
+        }
+        match key.as_str() {
+            "max_header_size" => l.max_header_size = v.extract()?,
+            "max_path_length" => l.max_path_length = v.extract()?,
+            "max_depth" => l.max_depth = v.extract()?,
+            "max_entries" => l.max_entries = v.extract()?,
+            "max_total_bytes" => l.max_total_bytes = v.extract()?,
+            "max_uncompressed_bytes" => l.max_uncompressed_bytes = v.extract()?,
+            "zstd_window_log_max" => l.zstd_window_log_max = v.extract()?,
+            other => return Err(PyValueError::new_err(format!("unknown limit {other:?}"))),
+        }
+    }
+    Ok(l)
+}
+
+/// A `Write` into shared memory, so the NDJSON can be handed back after the apply.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A gzip'd tar-split file (`<id>.tar-split.gz`), finished when dropped by `finish()`.
+struct GzFile(Option<flate2::write::GzEncoder<BufWriter<File>>>);
+
+impl Write for GzFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.as_mut() {
+            Some(w) => w.write(buf),
+            None => Err(std::io::Error::other("closed")),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Called once, by TarSplitWriter::finish: end the gzip stream and flush the file.
+        if let Some(w) = self.0.take() {
+            let mut inner = w.finish()?;
+            inner.flush()?;
+            inner.get_ref().sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies a layer tarball from `fd` (owned: closed when done) onto `target`.
+#[pyfunction]
+#[pyo3(signature = (fd, target, *, whiteouts = "vfs", uid_map = None, gid_map = None,
+                    ignore_chown_errors = false, limits = None, tar_split_path = None,
+                    keep_tar_split = true, progress = None))]
+#[allow(clippy::too_many_arguments)]
+pub fn apply_layer<'py>(
+    py: Python<'py>,
+    fd: RawFd,
+    target: PathBuf,
+    whiteouts: &str,
+    uid_map: Option<Vec<(u64, u64, u64)>>,
+    gid_map: Option<Vec<(u64, u64, u64)>>,
+    ignore_chown_errors: bool,
+    limits: Option<&Bound<'py, PyDict>>,
+    tar_split_path: Option<PathBuf>,
+    keep_tar_split: bool,
+    progress: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    if fd < 0 {
+        return Err(PyValueError::new_err(
+            "fd must be a non-negative file descriptor",
+        ));
+    }
+    // SAFETY: the Python wrapper passes a descriptor it duplicated for us (os.dup) and never
+    // uses again; we own it from here and close it when the File drops.
+    #[allow(unsafe_code)]
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let source = File::from(owned);
+    let opts = ApplyOptions {
+        whiteouts: match whiteouts {
+            "vfs" => WhiteoutFormat::Vfs,
+            "overlay" => WhiteoutFormat::Overlay,
+            "aufs" => WhiteoutFormat::Aufs,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "whiteouts must be \"vfs\", \"overlay\" or \"aufs\", not {other:?}"
+                )))
+            }
+        },
+        uid_map: idmap(uid_map),
+        gid_map: idmap(gid_map),
+        ignore_chown_errors,
+        limits: parse_limits(limits)?,
+    };
+    if let Some(p) = progress.as_ref() {
+        if !p.is_callable() {
+            return Err(PyTypeError::new_err("progress must be callable"));
+        }
+    }
+    let total = source
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let shared = SharedBuf::default();
+    let sink: Option<Box<dyn Write + Send>> = match &tar_split_path {
+        Some(path) => {
+            let f = File::create(path)
+                .map_err(|e| to_pyerr(Error::io("creating tar-split file", path, e)))?;
+            Some(Box::new(GzFile(Some(flate2::write::GzEncoder::new(
+                BufWriter::new(f),
+                flate2::Compression::fast(),
+            )))))
+        }
+        None if keep_tar_split => Some(Box::new(shared.clone())),
+        None => None,
+    };
+    let progress = progress.map(|p| p.unbind());
+    let mut callback_error: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut report = |done: u64, total: Option<u64>| -> bool {
+            let Some(cb) = progress.as_ref() else {
+                return true;
+            };
+            Python::attach(|py| match cb.bind(py).call1((done, total)) {
+                Ok(_) => true,
+                Err(e) => {
+                    callback_error = Some(e);
+                    false
+                }
+            })
+        };
+        archive::apply(
+            Box::new(source),
+            total,
+            &target,
+            &opts,
+            sink,
+            Some(&mut report),
+        )
+    });
+    if let Some(e) = callback_error {
+        return Err(e);
+    }
+    let res = result.map_err(to_pyerr)?;
+    let out = PyDict::new(py);
+    out.set_item("compression", res.compression.name())?;
+    out.set_item(
+        "compressed_digest",
+        format!("sha256:{}", hex::encode(res.compressed_digest)),
+    )?;
+    out.set_item("compressed_size", res.compressed_size)?;
+    out.set_item(
+        "uncompressed_digest",
+        format!("sha256:{}", hex::encode(res.uncompressed_digest)),
+    )?;
+    out.set_item("uncompressed_size", res.uncompressed_size)?;
+    out.set_item("uid_set", res.uid_set)?;
+    out.set_item("gid_set", res.gid_set)?;
+    out.set_item("entries", res.entries)?;
+    out.set_item("size", res.size)?;
+    if tar_split_path.is_none() && keep_tar_split {
+        let data = shared.0.lock().map(|v| v.clone()).unwrap_or_default();
+        out.set_item("tar_split", PyBytes::new(py, &data))?;
+    } else {
+        out.set_item("tar_split", py.None())?;
+    }
+    Ok(out)
+}
