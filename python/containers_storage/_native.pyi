@@ -1,7 +1,7 @@
 """Type stub for the Rust extension ``containers_storage._native`` (hand-written)."""
 
-from os import PathLike
 from collections.abc import Callable
+from os import PathLike
 from typing import Any, Literal, final
 
 __all__ = ["LAST_WRITE_SIZE", "LockFile", "__version__", "apply_layer"]

@@ -100,24 +100,38 @@ class ApplyResult:
     tar_split: bytes | None
 
 
-def _pump(src: _Readable, write_fd: int) -> None:
-    """Copy a file object into a pipe (for sources without a file descriptor)."""
-    try:
-        while True:
-            chunk = src.read(_PUMP_CHUNK)
-            if not chunk:
-                break
-            view = memoryview(chunk)
-            while view:
-                written = os.write(write_fd, view)
-                view = view[written:]
-    except BrokenPipeError:
-        pass  # the extractor stopped early; it reports why
-    finally:
-        os.close(write_fd)
+class _Pump(threading.Thread):
+    """Copies a file object into a pipe, for sources without a file descriptor.
+
+    A read error is kept in ``error``: the pipe then just ends, so the caller must check it
+    (a stream cut at a member boundary would otherwise look complete).
+    """
+
+    def __init__(self, src: _Readable, write_fd: int) -> None:
+        super().__init__(daemon=True, name="cs-pump")
+        self.src = src
+        self.write_fd = write_fd
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                chunk = self.src.read(_PUMP_CHUNK)
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    written = os.write(self.write_fd, view)
+                    view = view[written:]
+        except BrokenPipeError:
+            pass  # the extractor stopped early; it reports why
+        except BaseException as e:  # re-raised by apply_layer
+            self.error = e
+        finally:
+            os.close(self.write_fd)
 
 
-def _source_fd(source: Source) -> tuple[int, threading.Thread | None]:
+def _source_fd(source: Source) -> tuple[int, _Pump | None]:
     """A file descriptor the native code may own, and the pump thread feeding it, if any."""
     if isinstance(source, int):
         return os.dup(source), None
@@ -137,7 +151,7 @@ def _source_fd(source: Source) -> tuple[int, threading.Thread | None]:
                 os.lseek(fd, tell(), os.SEEK_SET)
             return fd, None
     read_fd, write_fd = os.pipe()
-    pump = threading.Thread(target=_pump, args=(source, write_fd), daemon=True, name="cs-pump")
+    pump = _Pump(source, write_fd)
     pump.start()
     return read_fd, pump
 
@@ -193,17 +207,25 @@ def apply_layer(
             fd,
             os.fspath(target_dir),
             whiteouts=whiteouts,
-            uid_map=None if uid_map is None else [tuple(r) for r in uid_map],
-            gid_map=None if gid_map is None else [tuple(r) for r in gid_map],
+            uid_map=None if uid_map is None else [(c, h, n) for c, h, n in uid_map],
+            gid_map=None if gid_map is None else [(c, h, n) for c, h, n in gid_map],
             ignore_chown_errors=ignore_chown_errors,
             limits=limit_args,
             tar_split_path=None if tar_split_path is None else os.fspath(tar_split_path),
             keep_tar_split=keep_tar_split,
             progress=progress,
         )
-    finally:
+    except BaseException as e:
         if pump is not None:
             pump.join()
+            if pump.error is not None:
+                # The source failed first; the archive error is its consequence.
+                raise pump.error from e
+        raise
+    if pump is not None:
+        pump.join()
+        if pump.error is not None:
+            raise pump.error
     result = ApplyResult(**raw)
     if progress is not None:
         progress(result.compressed_size, result.compressed_size)

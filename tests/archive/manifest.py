@@ -154,6 +154,9 @@ class TarBuilder:
         self._tar = tarfile.open(fileobj=self._buf, mode="w", format=fmt)
         self.uid = os.getuid() if uid is None else uid
         self.gid = os.getgid() if uid is None else uid
+        # name -> (mode, uid, gid, mtime): a hard link's header repeats its target's, as
+        # real archivers write it (the two share one inode).
+        self._meta: dict[str, tuple[int, int, int, float]] = {}
 
     def _add(
         self,
@@ -185,6 +188,7 @@ class TarBuilder:
         if pax:
             info.pax_headers = dict(pax)
         info.size = len(data) if data is not None else 0
+        self._meta[name] = (info.mode, info.uid, info.gid, info.mtime)
         self._tar.addfile(info, io.BytesIO(data) if data is not None else None)
 
     def dir(
@@ -237,8 +241,19 @@ class TarBuilder:
         self._add(name, tarfile.SYMTYPE, linkname=target, mode=0o777, uid=uid, gid=gid, mtime=mtime)
         return self
 
-    def hardlink(self, name: str, target: str, *, mtime: float = T0) -> TarBuilder:
-        self._add(name, tarfile.LNKTYPE, linkname=target, mtime=mtime)
+    def hardlink(self, name: str, target: str, *, mtime: float | None = None) -> TarBuilder:
+        """A hard link; its header carries the target's mode, owner and mtime unless
+        ``mtime`` is given (to build the unusual archives whose link headers differ)."""
+        mode, uid, gid, target_mtime = self._meta.get(target, (0o644, self.uid, self.gid, T0))
+        self._add(
+            name,
+            tarfile.LNKTYPE,
+            linkname=target,
+            mode=mode,
+            uid=uid,
+            gid=gid,
+            mtime=target_mtime if mtime is None else mtime,
+        )
         return self
 
     def chardev(

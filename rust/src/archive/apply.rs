@@ -105,14 +105,18 @@ fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Cleans a member name lexically: drops `.`, empty components and leading `/`, resolves
-/// `..`. `None` when `..` would climb above the root.
+/// `..`. `None` when `..` would climb above the root of a relative name; in an absolute name
+/// `/..` is `/`, as Go's `filepath.Clean` has it.
 pub(super) fn clean(name: &[u8]) -> Option<Vec<u8>> {
+    let rooted = name.first() == Some(&b'/');
     let mut parts: Vec<&[u8]> = Vec::new();
     for comp in name.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => {}
             b".." => {
-                parts.pop()?;
+                if parts.pop().is_none() && !rooted {
+                    return None;
+                }
             }
             c => parts.push(c),
         }
@@ -370,7 +374,7 @@ impl Extractor<'_> {
         }
     }
 
-    fn entry<R: std::io::Read>(&mut self, tar: &mut TarReader<R>, entry: Entry) -> Result<()> {
+    fn entry<R: std::io::BufRead>(&mut self, tar: &mut TarReader<R>, entry: Entry) -> Result<()> {
         let path = clean(&entry.name)
             .ok_or_else(|| Self::unsafe_path(&entry, "path escapes the layer directory"))?;
         self.check_limits(&entry, &path)?;
@@ -469,11 +473,15 @@ impl Extractor<'_> {
         Ok(())
     }
 
+    /// atime and mtime as Go sets them: the atime is never before the mtime.
     fn times(entry: &Entry) -> Timestamps {
-        let mtime = timespec(entry.mtime);
+        let atime = entry
+            .atime
+            .filter(|&a| a > entry.mtime)
+            .unwrap_or(entry.mtime);
         Timestamps {
-            last_access: entry.atime.map(timespec).unwrap_or(mtime),
-            last_modification: mtime,
+            last_access: timespec(atime),
+            last_modification: timespec(entry.mtime),
         }
     }
 
@@ -504,7 +512,7 @@ impl Extractor<'_> {
             })
     }
 
-    fn file<R: std::io::Read>(
+    fn file<R: std::io::BufRead>(
         &mut self,
         tar: &mut TarReader<R>,
         entry: &Entry,
@@ -548,7 +556,7 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn write_content<R: std::io::Read>(
+    fn write_content<R: std::io::BufRead>(
         &mut self,
         tar: &mut TarReader<R>,
         entry: &Entry,
@@ -561,13 +569,16 @@ impl Extractor<'_> {
         };
         match &entry.sparse {
             None => {
+                // Straight from the decoder's chunk to the file: no intermediate copy.
                 let mut out = file;
                 loop {
-                    let n = tar.read_data(&mut self.buf)?;
-                    if n == 0 {
+                    let chunk = tar.data_chunk()?;
+                    if chunk.is_empty() {
                         break;
                     }
-                    out.write_all(&self.buf[..n]).map_err(werr)?;
+                    let n = chunk.len();
+                    out.write_all(chunk).map_err(werr)?;
+                    tar.consume_data(n);
                 }
             }
             Some(map) => {
@@ -771,7 +782,7 @@ impl Extractor<'_> {
             rfs::linkat(&tdir, tbase, pfd, base, AtFlags::empty())
         };
         match link(self) {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(Errno::EXIST) => {
                 // Linking a name to itself: nothing to do.
                 let same = {
@@ -780,14 +791,22 @@ impl Extractor<'_> {
                     let b = rfs::statat(&tdir, tbase, AtFlags::SYMLINK_NOFOLLOW);
                     matches!((a, b), (Ok(a), Ok(b)) if a.st_ino == b.st_ino && a.st_dev == b.st_dev)
                 };
-                if same {
-                    return Ok(());
+                if !same {
+                    self.clear(entry, parent, base)?;
+                    link(self).map_err(|e| member_io(&entry.name, "creating hardlink", e))?;
                 }
-                self.clear(entry, parent, base)?;
-                link(self).map_err(|e| member_io(&entry.name, "creating hardlink", e))
             }
-            Err(e) => Err(member_io(&entry.name, "creating hardlink", e)),
+            Err(e) => return Err(member_io(&entry.name, "creating hardlink", e)),
         }
+        // Go applies the link header's owner, mode and times to the shared inode, unless the
+        // target is a symlink.
+        let is_symlink = rfs::statat(&tdir, tbase, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+            .unwrap_or(true);
+        if is_symlink {
+            return Ok(());
+        }
+        self.finish_nonfile(entry, parent, base, true)
     }
 
     fn special(&mut self, entry: &Entry, parent: &[u8], base: &[u8]) -> Result<()> {
@@ -959,5 +978,6 @@ mod tests {
         assert_eq!(clean(b"./"), Some(Vec::new()));
         assert_eq!(clean(b"../x"), None);
         assert_eq!(clean(b"a/../../x"), None);
+        assert_eq!(clean(b"/../x"), Some(b"x".to_vec()));
     }
 }

@@ -135,29 +135,56 @@ impl Decoder {
     }
 }
 
-/// The extracting side: reads the decoded tar from the channel.
+/// The extracting side: reads the decoded tar from the channel. Used chunks go back to the
+/// decoder for reuse, so steady state allocates (and page-faults) nothing.
 pub struct ChunkReader {
     rx: Receiver<Result<Vec<u8>>>,
+    recycle: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
 }
 
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl ChunkReader {
+    fn next_chunk(&mut self) -> io::Result<bool> {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let used = std::mem::replace(&mut self.chunk, chunk);
                     self.at = 0;
+                    if used.capacity() > 0 {
+                        let _ = self.recycle.try_send(used);
+                    }
                 }
                 Ok(Err(e)) => return Err(io::Error::other(e)),
-                Err(_) => return Ok(0), // the decoder finished
+                Err(_) => return Ok(false), // the decoder finished
             }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.next_chunk()? {
+            return Ok(0);
         }
         let n = buf.len().min(self.chunk.len() - self.at);
         buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+impl BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if !self.next_chunk()? {
+            return Ok(&[]);
+        }
+        Ok(&self.chunk[self.at..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.at = (self.at + amt).min(self.chunk.len());
     }
 }
 
@@ -177,10 +204,11 @@ pub fn spawn_decoder(
     progress: Arc<AtomicU64>,
 ) -> Result<(ChunkReader, JoinHandle<Result<StreamStats>>)> {
     let (tx, rx) = sync_channel::<Result<Vec<u8>>>(DEPTH);
+    let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
     let handle = thread::Builder::new()
         .name("cs-decode".into())
         .spawn(move || {
-            let res = decode(src, opts, progress, &tx);
+            let res = decode(src, opts, progress, &tx, &recycled);
             if let Err(e) = &res {
                 // Tell the extractor why the stream ended; it may already be gone.
                 let _ = tx.send(Err(e.duplicate()));
@@ -190,6 +218,7 @@ pub fn spawn_decoder(
         .map_err(|e| Error::io("starting the decoder thread", "", e))?;
     let reader = ChunkReader {
         rx,
+        recycle,
         chunk: Vec::new(),
         at: 0,
     };
@@ -197,10 +226,19 @@ pub fn spawn_decoder(
 }
 
 fn decode_err(what: Compression, e: io::Error) -> Error {
+    // A stream cut short is Go's "unexpected EOF" whatever the decoder calls it.
+    let text = e.to_string();
+    let truncated = e.kind() == io::ErrorKind::UnexpectedEof
+        || text.contains("incomplete")
+        || text.contains("unexpected end");
     Error::InvalidArchive {
         member: None,
         offset: 0,
-        reason: format!("{} stream: {e}", what.name()),
+        reason: if truncated {
+            format!("{} stream: unexpected EOF ({text})", what.name())
+        } else {
+            format!("{} stream: {text}", what.name())
+        },
     }
 }
 
@@ -209,6 +247,7 @@ fn decode(
     opts: DecodeOptions,
     progress: Arc<AtomicU64>,
     tx: &SyncSender<Result<Vec<u8>>>,
+    recycled: &Receiver<Vec<u8>>,
 ) -> Result<StreamStats> {
     let hashing = Hashing {
         inner: src,
@@ -237,7 +276,8 @@ fn decode(
     let mut tar_hasher = Sha256::new();
     let mut total: u64 = 0;
     loop {
-        let mut chunk = vec![0u8; CHUNK];
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
         let mut filled = 0;
         while filled < CHUNK {
             match decoder.reader().read(&mut chunk[filled..]) {
