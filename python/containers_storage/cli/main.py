@@ -9,15 +9,16 @@ module imports nothing heavy so that start-up stays small.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .. import __version__
 
-#: Subcommand name -> (help line, function taking the parsed namespace, returning an exit code).
-Command = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, tuple[str, Command]] = {}
+#: Modules that register subcommands (each has ``add_parser(sub)``); imported lazily by name
+#: so that start-up stays small.
+COMMAND_MODULES = ("apply_cmd",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-D", "--debug", action="store_true", help="print debugging information")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_line, _func) in sorted(COMMANDS.items()):
-        sub.add_parser(name, help=help_line)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.{name}")
+        module.add_parser(sub)
     return parser
 
 
@@ -60,5 +62,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 1
-    _help, func = COMMANDS[args.command]
+    func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
