@@ -519,7 +519,7 @@ impl Extractor<'_> {
         parent: &[u8],
         base: &[u8],
     ) -> Result<()> {
-        self.summary.size += entry.size;
+        self.summary.size = self.summary.size.saturating_add(entry.size);
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = Mode::from_raw_mode(0o600);

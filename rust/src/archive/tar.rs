@@ -586,11 +586,11 @@ impl<R: BufRead> TarReader<R> {
                 .filter(|_| lines > 0)
                 .and_then(|l| std::str::from_utf8(l).ok()?.parse::<usize>().ok());
             if let Some(count) = count {
-                if lines > 2 * count {
+                if lines > count.saturating_mul(2) {
                     let numbers: Option<Vec<u64>> = text
                         .split(|&b| b == b'\n')
                         .skip(1)
-                        .take(2 * count)
+                        .take(count.saturating_mul(2))
                         .map(|l| std::str::from_utf8(l).ok()?.parse::<u64>().ok())
                         .collect();
                     let numbers =
@@ -864,7 +864,7 @@ fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
     let nanos: u32 = digits.parse().ok()?;
     if negative && nanos > 0 {
         // -1.5 means 1.5 s before the epoch: -2 s + 0.5 s.
-        return Some((secs - 1, 1_000_000_000 - nanos));
+        return Some((secs.checked_sub(1)?, 1_000_000_000 - nanos));
     }
     Some((secs, nanos))
 }

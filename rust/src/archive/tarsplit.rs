@@ -9,28 +9,55 @@
 //! null without content, `name_raw` in base64 instead of `name` for non-UTF-8 names).
 
 use std::io::{self, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::{self, JoinHandle};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
-/// Writes tar-split lines to a sink as the tar stream is read.
+/// A record for the formatting thread.
+enum Record {
+    Segment(Vec<u8>),
+    File {
+        name: Vec<u8>,
+        size: u64,
+        crc: Option<u64>,
+    },
+}
+
+/// Records in flight to the formatting thread (bounds memory).
+const DEPTH: usize = 4096;
+
+/// Records tar-split as the tar stream is read. Formatting (base64, JSON) and writing to the
+/// sink (usually gzip) run on a thread of their own: on a layer of small files they cost as
+/// much as the extraction itself.
 pub struct TarSplitWriter {
-    sink: Box<dyn Write + Send>,
+    tx: Option<SyncSender<Record>>,
+    handle: Option<JoinHandle<io::Result<Box<dyn Write + Send>>>>,
     pending: Vec<u8>,
-    position: u64,
-    line: Vec<u8>,
-    error: Option<io::Error>,
 }
 
 impl TarSplitWriter {
     /// Writes lines into `sink`.
     pub fn new(sink: Box<dyn Write + Send>) -> Self {
+        let (tx, rx) = sync_channel::<Record>(DEPTH);
+        let handle = thread::Builder::new()
+            .name("cs-tarsplit".into())
+            .spawn(move || format_lines(rx, sink))
+            .ok();
         TarSplitWriter {
-            sink,
+            tx: handle.as_ref().map(|_| tx),
+            handle,
             pending: Vec::with_capacity(4096),
-            position: 0,
-            line: Vec::with_capacity(4096),
-            error: None,
+        }
+    }
+
+    fn send(&mut self, record: Record) {
+        if let Some(tx) = self.tx.as_ref() {
+            if tx.send(record).is_err() {
+                // The formatter stopped on a write error; finish() reports it.
+                self.tx = None;
+            }
         }
     }
 
@@ -48,67 +75,80 @@ impl TarSplitWriter {
         if self.pending.is_empty() {
             return;
         }
-        self.line.clear();
-        self.line.extend_from_slice(b"{\"type\":2,\"payload\":\"");
-        self.line
-            .extend_from_slice(B64.encode(&self.pending).as_bytes());
-        self.line.extend_from_slice(b"\",\"position\":");
-        self.finish_line();
-        self.pending.clear();
+        let segment = std::mem::replace(&mut self.pending, Vec::with_capacity(4096));
+        self.send(Record::Segment(segment));
     }
 
     /// Emits a file entry (after flushing the segment that precedes it).
     pub fn file(&mut self, name: &[u8], size: u64, crc: Option<u64>) {
         self.flush_segment();
-        self.line.clear();
-        self.line.extend_from_slice(b"{\"type\":1,");
-        match std::str::from_utf8(name) {
-            Ok(s) => {
-                self.line.extend_from_slice(b"\"name\":");
-                let quoted = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-                self.line.extend_from_slice(quoted.as_bytes());
-            }
-            Err(_) => {
-                self.line.extend_from_slice(b"\"name_raw\":\"");
-                self.line.extend_from_slice(B64.encode(name).as_bytes());
-                self.line.push(b'"');
-            }
-        }
-        if size > 0 {
-            self.line
-                .extend_from_slice(format!(",\"size\":{size}").as_bytes());
-        }
-        match crc {
-            Some(c) => {
-                self.line.extend_from_slice(b",\"payload\":\"");
-                self.line
-                    .extend_from_slice(B64.encode(c.to_be_bytes()).as_bytes());
-                self.line.push(b'"');
-            }
-            None => self.line.extend_from_slice(b",\"payload\":null"),
-        }
-        self.line.extend_from_slice(b",\"position\":");
-        self.finish_line();
-    }
-
-    fn finish_line(&mut self) {
-        self.line
-            .extend_from_slice(format!("{}}}\n", self.position).as_bytes());
-        self.position += 1;
-        if self.error.is_none() {
-            if let Err(e) = self.sink.write_all(&self.line) {
-                self.error = Some(e);
-            }
-        }
+        self.send(Record::File {
+            name: name.to_vec(),
+            size,
+            crc,
+        });
     }
 
     /// Flushes everything and returns the sink, or the first write error.
     pub fn finish(mut self) -> io::Result<Box<dyn Write + Send>> {
         self.flush_segment();
-        if let Some(e) = self.error.take() {
-            return Err(e);
+        drop(self.tx.take());
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| io::Error::other("tar-split thread panicked"))?,
+            None => Err(io::Error::other("could not start the tar-split thread")),
         }
-        self.sink.flush()?;
-        Ok(self.sink)
     }
+}
+
+/// The formatting thread: one NDJSON line per record.
+fn format_lines(
+    rx: Receiver<Record>,
+    mut sink: Box<dyn Write + Send>,
+) -> io::Result<Box<dyn Write + Send>> {
+    let mut line = Vec::with_capacity(4096);
+    let mut position: u64 = 0;
+    for record in rx {
+        line.clear();
+        match record {
+            Record::Segment(bytes) => {
+                line.extend_from_slice(b"{\"type\":2,\"payload\":\"");
+                line.extend_from_slice(B64.encode(&bytes).as_bytes());
+                line.extend_from_slice(b"\",\"position\":");
+            }
+            Record::File { name, size, crc } => {
+                line.extend_from_slice(b"{\"type\":1,");
+                match std::str::from_utf8(&name) {
+                    Ok(s) => {
+                        line.extend_from_slice(b"\"name\":");
+                        let quoted = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+                        line.extend_from_slice(quoted.as_bytes());
+                    }
+                    Err(_) => {
+                        line.extend_from_slice(b"\"name_raw\":\"");
+                        line.extend_from_slice(B64.encode(&name).as_bytes());
+                        line.push(b'"');
+                    }
+                }
+                if size > 0 {
+                    line.extend_from_slice(format!(",\"size\":{size}").as_bytes());
+                }
+                match crc {
+                    Some(c) => {
+                        line.extend_from_slice(b",\"payload\":\"");
+                        line.extend_from_slice(B64.encode(c.to_be_bytes()).as_bytes());
+                        line.push(b'"');
+                    }
+                    None => line.extend_from_slice(b",\"payload\":null"),
+                }
+                line.extend_from_slice(b",\"position\":");
+            }
+        }
+        line.extend_from_slice(format!("{position}}}\n").as_bytes());
+        position += 1;
+        sink.write_all(&line)?;
+    }
+    sink.flush()?;
+    Ok(sink)
 }
