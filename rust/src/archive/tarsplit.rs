@@ -108,8 +108,7 @@ fn format_lines(
     mut sink: Box<dyn Write + Send>,
 ) -> io::Result<Box<dyn Write + Send>> {
     let mut line = Vec::with_capacity(4096);
-    let mut position: u64 = 0;
-    for record in rx {
+    for (position, record) in (0u64..).zip(rx) {
         line.clear();
         match record {
             Record::Segment(bytes) => {
@@ -146,7 +145,6 @@ fn format_lines(
             }
         }
         line.extend_from_slice(format!("{position}}}\n").as_bytes());
-        position += 1;
         sink.write_all(&line)?;
     }
     sink.flush()?;
