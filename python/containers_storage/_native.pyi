@@ -4,7 +4,7 @@ from collections.abc import Callable
 from os import PathLike
 from typing import Any, Literal, final
 
-__all__ = ["LAST_WRITE_SIZE", "LockFile", "__version__", "apply_layer"]
+__all__ = ["LAST_WRITE_SIZE", "LockFile", "__version__", "apply_layer", "reassemble_layer"]
 
 __version__: str
 LAST_WRITE_SIZE: int
@@ -38,4 +38,12 @@ def apply_layer(
     tar_split_path: str | PathLike[str] | None = None,
     keep_tar_split: bool = True,
     progress: Callable[[int, int | None], object] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]: ...
+def reassemble_layer(
+    tar_split: bytes | str | PathLike[str],
+    layer_dir: str | PathLike[str],
+    fd: int,
+    *,
+    compression: str = "none",
+) -> tuple[int, int]: ...

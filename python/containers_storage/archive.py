@@ -25,7 +25,7 @@ from typing import BinaryIO, Literal, Protocol
 
 from . import _native
 
-__all__ = ["ApplyResult", "IDMap", "Limits", "Source", "apply_layer"]
+__all__ = ["ApplyResult", "IDMap", "Limits", "Sink", "Source", "apply_layer", "reassemble_layer"]
 
 #: A UID or GID map: (container ID, host ID, size) ranges, as containers/storage's IDMap.
 IDMap = Iterable[tuple[int, int, int]]
@@ -168,6 +168,7 @@ def apply_layer(
     progress: ProgressCallback | None = None,
     tar_split_path: str | os.PathLike[str] | None = None,
     keep_tar_split: bool = True,
+    workers: int | None = None,
 ) -> ApplyResult:
     """Apply a layer tarball onto ``target_dir``, confined to it.
 
@@ -189,6 +190,9 @@ def apply_layer(
             ``<id>.tar-split.gz``), instead of returning it.
         keep_tar_split: Return the tar-split record in the result (ignored with
             ``tar_split_path``).
+        workers: Threads that create small files while the stream is read (into
+            directories this apply creates): ``None`` for one per core up to four, ``0`` to
+            write everything from one thread.
 
     Returns:
         The digests, sizes, owners and tar-split record of the layer.
@@ -214,6 +218,7 @@ def apply_layer(
             tar_split_path=None if tar_split_path is None else os.fspath(tar_split_path),
             keep_tar_split=keep_tar_split,
             progress=progress,
+            workers=workers,
         )
     except BaseException as e:
         if pump is not None:
@@ -230,3 +235,105 @@ def apply_layer(
     if progress is not None:
         progress(result.compressed_size, result.compressed_size)
     return result
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+#: Where a tar goes: a path, an open file descriptor (not closed), or a binary file object.
+Sink = str | os.PathLike[str] | int | BinaryIO | _Writable
+
+#: Output compression: Go's ``diff`` writes none, gzip or zstd.
+OutputCompression = Literal["none", "gzip", "zstd", "bzip2", "xz"]
+
+
+class _Drain(threading.Thread):
+    """Copies a pipe's read end into a file object (for sinks without a descriptor)."""
+
+    def __init__(self, read_fd: int, dst: _Writable) -> None:
+        super().__init__(daemon=True, name="cs-drain")
+        self.read_fd = read_fd
+        self.dst = dst
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while chunk := os.read(self.read_fd, _PUMP_CHUNK):
+                self.dst.write(chunk)
+        except BaseException as e:  # re-raised by the caller
+            self.error = e
+            # Keep reading so the writer never blocks on a full pipe.
+            while os.read(self.read_fd, _PUMP_CHUNK):
+                pass
+        finally:
+            os.close(self.read_fd)
+
+
+def _sink_fd(sink: Sink) -> tuple[int, _Drain | None]:
+    """A descriptor the native code may own (and close), and the drain feeding ``sink``."""
+    if isinstance(sink, int):
+        return os.dup(sink), None
+    if isinstance(sink, str | os.PathLike):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        return os.open(sink, flags, 0o644), None
+    fileno = getattr(sink, "fileno", None)
+    if fileno is not None:
+        try:
+            fd = os.dup(fileno())
+        except (OSError, io.UnsupportedOperation, ValueError):
+            pass
+        else:
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
+            return fd, None
+    read_fd, write_fd = os.pipe()
+    drain = _Drain(read_fd, sink)
+    drain.start()
+    return write_fd, drain
+
+
+def reassemble_layer(
+    tar_split: bytes | str | os.PathLike[str],
+    layer_dir: str | os.PathLike[str],
+    out: Sink,
+    *,
+    compression: OutputCompression = "none",
+) -> int:
+    """Rebuild the exact tar a layer was applied from, from its tar-split and its files.
+
+    The output's sha256 equals the layer's DiffID. Each file's size and CRC-64 are checked
+    against the record while streaming; files are read relative to ``layer_dir`` and never
+    outside it.
+
+    Args:
+        tar_split: The record: NDJSON bytes, or the path of a ``.tar-split.gz`` (or plain)
+            file as containers/storage keeps them.
+        layer_dir: The layer's directory (vfs: the layer's tree; overlay: its ``diff``).
+        out: Where the tar goes: a path, a file descriptor or a binary file object.
+        compression: ``"none"``, ``"gzip"`` or ``"zstd"``; ``"bzip2"`` and ``"xz"`` are
+            refused as Go refuses them.
+
+    Returns:
+        The number of uncompressed bytes written.
+
+    Raises:
+        ArchiveError: The record is malformed, or a file is missing, short or changed
+            ("the layer was modified"), or the compression is unsupported.
+    """
+    record: bytes | str = tar_split if isinstance(tar_split, bytes) else os.fspath(tar_split)
+    fd, drain = _sink_fd(out)
+    try:
+        written, _files = _native.reassemble_layer(
+            record, os.fspath(layer_dir), fd, compression=compression
+        )
+    except BaseException:
+        if drain is not None:
+            drain.join()
+        raise
+    if drain is not None:
+        drain.join()
+        if drain.error is not None:
+            raise drain.error
+    return written

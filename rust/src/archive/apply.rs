@@ -22,6 +22,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{
@@ -34,6 +36,7 @@ use super::compress::ChunkReader;
 use super::tar::{Entry, HeaderLimits, Kind, TarReader};
 use super::tarsplit::TarSplitWriter;
 use super::whiteout::{self, Whiteout};
+use super::workers::{self, Pool};
 use super::{ApplyOptions, Progress, WhiteoutFormat};
 use crate::error::{Error, Result};
 
@@ -49,6 +52,17 @@ fn forbidden_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.")
         || name.starts_with(b"user.overlay.")
         || name == b"user.containers.override_stat"
+}
+
+fn forbidden_xattr_error(entry: &Entry, name: &[u8]) -> Error {
+    Error::InvalidArchive {
+        member: Some(display(&entry.name)),
+        offset: 0,
+        reason: format!(
+            "refusing to set xattr {:?}: it controls overlayfs or containers/storage",
+            String::from_utf8_lossy(name)
+        ),
+    }
 }
 
 /// What the extraction counted.
@@ -70,8 +84,11 @@ struct DirMeta {
 
 /// The target directory and the open parent directories under it.
 struct Root {
-    fd: OwnedFd,
-    cache: HashMap<Vec<u8>, OwnedFd>,
+    fd: Arc<OwnedFd>,
+    cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
+    /// Directories this apply created (the root too when it started empty): nothing but this
+    /// layer's members can be in them.
+    fresh: HashSet<Vec<u8>>,
 }
 
 fn errno_io(e: Errno) -> std::io::Error {
@@ -132,9 +149,27 @@ impl Root {
             Mode::empty(),
         )
         .map_err(|e| Error::io("opening target directory", target, errno_io(e)))?;
+        let mut fresh = HashSet::new();
+        let empty = rfs::Dir::read_from(&fd)
+            .map(|mut d| {
+                let mut n = 0;
+                while let Some(Ok(e)) = d.read() {
+                    let name = e.file_name().to_bytes();
+                    if name != b"." && name != b".." {
+                        n += 1;
+                        break;
+                    }
+                }
+                n == 0
+            })
+            .unwrap_or(false);
+        if empty {
+            fresh.insert(Vec::new());
+        }
         Ok(Root {
-            fd,
+            fd: Arc::new(fd),
             cache: HashMap::new(),
+            fresh,
         })
     }
 
@@ -165,8 +200,20 @@ impl Root {
     /// The fd of directory `path`, creating missing directories (0755) when `create`.
     /// `Ok(None)` when it does not exist and `create` is false.
     fn dir(&mut self, path: &[u8], create: bool, name: &[u8]) -> Result<Option<BorrowedFd<'_>>> {
+        if self.dir_arc(path, create, name)?.is_none() {
+            return Ok(None);
+        }
+        Ok(if path.is_empty() {
+            Some(self.fd.as_fd())
+        } else {
+            self.cache.get(path).map(|fd| fd.as_fd())
+        })
+    }
+
+    /// As [`dir`](Self::dir), as a shared fd that outlives the cache entry.
+    fn dir_arc(&mut self, path: &[u8], create: bool, name: &[u8]) -> Result<Option<Arc<OwnedFd>>> {
         if path.is_empty() {
-            return Ok(Some(self.fd.as_fd()));
+            return Ok(Some(self.fd.clone()));
         }
         if !self.cache.contains_key(path) {
             let fd = match self.open_beneath(path, true) {
@@ -180,7 +227,10 @@ impl Root {
                         None => return Ok(None),
                     };
                     match rfs::mkdirat(pfd, base.as_slice(), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                        Ok(()) => {
+                            self.fresh.insert(path.to_vec());
+                        }
+                        Err(Errno::EXIST) => {}
                         Err(e) => return Err(member_io(name, "creating parent directory", e)),
                     }
                     self.open_beneath(path, true)
@@ -199,9 +249,9 @@ impl Root {
             if self.cache.len() >= DIR_CACHE {
                 self.cache.clear();
             }
-            self.cache.insert(path.to_vec(), fd);
+            self.cache.insert(path.to_vec(), Arc::new(fd));
         }
-        Ok(self.cache.get(path).map(|fd| fd.as_fd()))
+        Ok(self.cache.get(path).cloned())
     }
 }
 
@@ -280,6 +330,13 @@ struct Extractor<'o> {
     summary: Summary,
     buf: Vec<u8>,
     is_root: bool,
+    /// Workers creating small files (started on first use; `None` once refused).
+    pool: Option<Pool>,
+    pool_tried: bool,
+    /// Paths handed to the workers since the last barrier.
+    pending: HashSet<Vec<u8>>,
+    /// The current member's path was used by an earlier member.
+    seen_before: bool,
 }
 
 /// Extracts the tar read from `reader` into `target`.
@@ -306,6 +363,10 @@ pub(super) fn extract(
         summary: Summary::default(),
         buf: vec![0u8; COPY_BUF],
         is_root: rustix::process::geteuid().is_root(),
+        pool: None,
+        pool_tried: false,
+        pending: HashSet::new(),
+        seen_before: false,
     };
     let mut last_report = Instant::now();
     while let Some(entry) = tar.next_entry()? {
@@ -365,11 +426,34 @@ impl Extractor<'_> {
     }
 
     fn mark_written(&mut self, path: &[u8]) {
-        if self.opts.whiteouts != WhiteoutFormat::Vfs {
-            return;
-        }
         let mut p = path;
         while !p.is_empty() && self.written.insert(p.to_vec()) {
+            p = split_parent(p).0;
+        }
+    }
+
+    /// Waits for the workers to finish what they were given; their first error, if any.
+    fn settle(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.pending.clear();
+        match &self.pool {
+            Some(pool) => pool.barrier(),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `path` or one of its ancestors was handed to a worker and may not exist yet.
+    fn touches_pending(&self, path: &[u8]) -> bool {
+        let mut p = path;
+        loop {
+            if self.pending.contains(p) {
+                return true;
+            }
+            if p.is_empty() {
+                return false;
+            }
             p = split_parent(p).0;
         }
     }
@@ -377,6 +461,19 @@ impl Extractor<'_> {
     fn entry<R: std::io::BufRead>(&mut self, tar: &mut TarReader<R>, entry: Entry) -> Result<()> {
         let path = clean(&entry.name)
             .ok_or_else(|| Self::unsafe_path(&entry, "path escapes the layer directory"))?;
+        if !self.pending.is_empty() {
+            // Workers may still be creating files. Wait for them when this member could meet
+            // one: a hard link (its target may resolve through symlinks), a member outside
+            // the directories this apply made (its parent may be a symlink into one), or a
+            // path at or under a pending file.
+            let parent = split_parent(&path).0;
+            if entry.kind == Kind::Hardlink
+                || !self.root.fresh.contains(parent)
+                || self.touches_pending(&path)
+            {
+                self.settle()?;
+            }
+        }
         self.check_limits(&entry, &path)?;
         let (parent, base) = split_parent(&path);
         let (parent, base) = (parent.to_vec(), base.to_vec());
@@ -405,6 +502,7 @@ impl Extractor<'_> {
             }
             return Ok(());
         }
+        self.seen_before = self.written.contains(&path);
         self.mark_written(&path);
         match entry.kind {
             Kind::File => self.file(tar, &entry, &parent, &base),
@@ -487,6 +585,8 @@ impl Extractor<'_> {
 
     /// Removes whatever is at `base` in `parent` so that a new entry can be created there.
     fn clear(&mut self, entry: &Entry, parent: &[u8], base: &[u8]) -> Result<()> {
+        // Removing may take a directory the workers are filling: let them finish first.
+        self.settle()?;
         let pfd =
             self.root
                 .dir(parent, true, &entry.name)?
@@ -520,9 +620,14 @@ impl Extractor<'_> {
         base: &[u8],
     ) -> Result<()> {
         self.summary.size = self.summary.size.saturating_add(entry.size);
+        if self.try_dispatch(tar, entry, parent, base)? {
+            return Ok(());
+        }
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mode = Mode::from_raw_mode(0o600);
+        // Created with its permission bits (the umask may narrow them); special bits come
+        // with the chmod after any chown, which would clear them.
+        let mode = Mode::from_raw_mode(entry.mode & 0o777);
         let fd = {
             let pfd = self.parent_fd(entry, parent)?;
             rfs::openat(pfd, base, flags, mode)
@@ -539,21 +644,108 @@ impl Extractor<'_> {
         };
         let file = File::from(fd);
         self.write_content(tar, entry, &file)?;
-        let ids = self.host_ids(entry)?;
-        if let Some((u, g)) = ids {
-            let res = rfs::fchown(
-                &file,
-                Some(rfs::Uid::from_raw(u)),
-                Some(rfs::Gid::from_raw(g)),
-            );
-            self.chown_result(entry, res)?;
+        // fstat costs less than an fchown or fchmod (neither dirties the inode when it is
+        // skipped): most files are created with the owner and mode they need already.
+        let st = rfs::fstat(&file).map_err(|e| member_io(&entry.name, "examining file", e))?;
+        if let Some((u, g)) = self.host_ids(entry)? {
+            if st.st_uid != u || st.st_gid != g {
+                let res = rfs::fchown(
+                    &file,
+                    Some(rfs::Uid::from_raw(u)),
+                    Some(rfs::Gid::from_raw(g)),
+                );
+                self.chown_result(entry, res)?;
+            }
         }
-        rfs::fchmod(&file, Mode::from_raw_mode(entry.mode))
-            .map_err(|e| member_io(&entry.name, "changing mode", e))?;
+        if st.st_mode & 0o7777 != entry.mode & 0o7777 {
+            rfs::fchmod(&file, Mode::from_raw_mode(entry.mode))
+                .map_err(|e| member_io(&entry.name, "changing mode", e))?;
+        }
         self.set_xattrs(entry, file.as_fd())?;
         rfs::futimens(&file, &Self::times(entry))
             .map_err(|e| member_io(&entry.name, "setting times", e))?;
         Ok(())
+    }
+
+    /// Hands a small new file to a worker when nothing can depend on it yet (see the
+    /// `workers` module); `false` when the caller must write it.
+    fn try_dispatch<R: std::io::BufRead>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        entry: &Entry,
+        parent: &[u8],
+        base: &[u8],
+    ) -> Result<bool> {
+        if entry.sparse.is_some()
+            || entry.size > workers::MAX_JOB_BYTES
+            || !self.root.fresh.contains(parent)
+        {
+            return Ok(false);
+        }
+        let path = join(parent, base);
+        // An earlier member (or a descendant of it) used this path: it may exist.
+        if self.seen_before {
+            return Ok(false);
+        }
+        if !self.pool_tried {
+            self.pool_tried = true;
+            let auto = thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, 4);
+            let n = self.opts.workers.unwrap_or(auto);
+            self.pool = (n > 0)
+                .then(|| {
+                    workers::Pool::start(
+                        n,
+                        workers::Policy {
+                            ignore_chown_errors: self.opts.ignore_chown_errors || !self.is_root,
+                        },
+                    )
+                })
+                .flatten();
+        }
+        if self.pool.is_none() {
+            return Ok(false);
+        }
+        let mut xattrs = Vec::with_capacity(entry.xattrs.len());
+        for (name, value) in &entry.xattrs {
+            if forbidden_xattr(name) {
+                return Err(forbidden_xattr_error(entry, name));
+            }
+            if name != b"security.selinux" {
+                xattrs.push((name.clone(), value.clone()));
+            }
+        }
+        let owner = self.host_ids(entry)?;
+        let dir = match self.root.dir_arc(parent, true, &entry.name)? {
+            Some(d) => d,
+            None => return Ok(false),
+        };
+        let mut data = Vec::with_capacity(entry.size as usize);
+        loop {
+            let chunk = tar.data_chunk()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            data.extend_from_slice(chunk);
+            tar.consume_data(n);
+        }
+        let job = workers::Job {
+            dir,
+            name: base.to_vec(),
+            member: entry.name.clone(),
+            data,
+            mode: entry.mode,
+            owner,
+            times: Self::times(entry),
+            xattrs,
+        };
+        if let Some(pool) = &self.pool {
+            pool.submit(parent, job)?;
+        }
+        self.pending.insert(path);
+        Ok(true)
     }
 
     fn write_content<R: std::io::BufRead>(
@@ -648,7 +840,9 @@ impl Extractor<'_> {
             rfs::mkdirat(pfd, base, Mode::from_raw_mode(0o700))
         };
         match res {
-            Ok(()) => {}
+            Ok(()) => {
+                self.root.fresh.insert(path.clone());
+            }
             Err(Errno::EXIST) => {
                 let is_dir = {
                     let pfd = self.parent_fd(entry, parent)?;
@@ -840,6 +1034,7 @@ impl Extractor<'_> {
     }
 
     fn whiteout(&mut self, entry: &Entry, parent: &[u8], name: &[u8]) -> Result<()> {
+        self.settle()?;
         match self.opts.whiteouts {
             WhiteoutFormat::Vfs => {
                 // Delete NAME if its parent exists; never create anything for a whiteout.
@@ -930,6 +1125,7 @@ impl Extractor<'_> {
     }
 
     fn finish(&mut self) -> Result<()> {
+        self.settle()?;
         self.root.forget();
         let opaque = std::mem::take(&mut self.opaque);
         for dir in &opaque {

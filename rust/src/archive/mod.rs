@@ -7,9 +7,11 @@
 mod apply;
 pub mod compress;
 pub mod idmap;
+pub mod reassemble;
 pub mod tar;
 pub mod tarsplit;
 pub mod whiteout;
+mod workers;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -80,6 +82,9 @@ pub struct ApplyOptions {
     pub ignore_chown_errors: bool,
     /// Bounds.
     pub limits: Limits,
+    /// Threads creating small files beside the reader: `None` picks one per core (up to
+    /// four), `Some(0)` writes everything from the calling thread.
+    pub workers: Option<usize>,
 }
 
 /// What [`apply`] measured, all from one pass over the input.

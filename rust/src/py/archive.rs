@@ -92,7 +92,7 @@ impl Write for GzFile {
 #[pyfunction]
 #[pyo3(signature = (fd, target, *, whiteouts = "vfs", uid_map = None, gid_map = None,
                     ignore_chown_errors = false, limits = None, tar_split_path = None,
-                    keep_tar_split = true, progress = None))]
+                    keep_tar_split = true, progress = None, workers = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn apply_layer<'py>(
     py: Python<'py>,
@@ -106,6 +106,7 @@ pub fn apply_layer<'py>(
     tar_split_path: Option<PathBuf>,
     keep_tar_split: bool,
     progress: Option<Bound<'py, PyAny>>,
+    workers: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     if fd < 0 {
         return Err(PyValueError::new_err(
@@ -132,6 +133,7 @@ pub fn apply_layer<'py>(
         gid_map: idmap(gid_map),
         ignore_chown_errors,
         limits: parse_limits(limits)?,
+        workers,
     };
     if let Some(p) = progress.as_ref() {
         if !p.is_callable() {
@@ -207,4 +209,111 @@ pub fn apply_layer<'py>(
         out.set_item("tar_split", py.None())?;
     }
     Ok(out)
+}
+
+/// A sink that compresses (or not) into a file, finished explicitly so errors surface.
+enum Sink {
+    Plain(BufWriter<File>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Zstd(zstd::Encoder<'static, BufWriter<File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+            Sink::Zstd(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+            Sink::Zstd(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn new(file: File, compression: &str) -> PyResult<Sink> {
+        let out = BufWriter::with_capacity(256 * 1024, file);
+        Ok(match compression {
+            "none" | "" => Sink::Plain(out),
+            "gzip" => Sink::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::default(),
+            )),
+            "zstd" => Sink::Zstd(
+                zstd::Encoder::new(out, 3)
+                    .map_err(|e| to_pyerr(Error::io("starting zstd", "", e)))?,
+            ),
+            // Go: archive.CompressStream refuses the formats it can only read.
+            "bzip2" | "xz" => return Err(crate::py::errors::unsupported_compression(compression)),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "compression must be \"none\", \"gzip\" or \"zstd\", not {other:?}"
+                )))
+            }
+        })
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        let mut out = match self {
+            Sink::Plain(w) => w,
+            Sink::Gzip(w) => w.finish()?,
+            Sink::Zstd(w) => w.finish()?,
+        };
+        out.flush()
+    }
+}
+
+/// Rebuilds a layer's original tar from its tar-split and its files, writing it to `fd`
+/// (owned: closed when done). `tar_split` is the record: a path (gzip'd or not) or bytes.
+#[pyfunction]
+#[pyo3(signature = (tar_split, layer_dir, fd, *, compression = "none"))]
+pub fn reassemble_layer(
+    py: Python<'_>,
+    tar_split: &Bound<'_, PyAny>,
+    layer_dir: PathBuf,
+    fd: RawFd,
+    compression: &str,
+) -> PyResult<(u64, u64)> {
+    if fd < 0 {
+        return Err(PyValueError::new_err(
+            "fd must be a non-negative file descriptor",
+        ));
+    }
+    // SAFETY: the Python wrapper passes a descriptor it duplicated for us and never uses again.
+    #[allow(unsafe_code)]
+    let out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut sink = Sink::new(out, compression)?;
+    let source: Box<dyn std::io::BufRead + Send> = if let Ok(bytes) = tar_split.cast::<PyBytes>() {
+        Box::new(std::io::Cursor::new(bytes.as_bytes().to_vec()))
+    } else {
+        let path: PathBuf = tar_split.extract()?;
+        let mut f =
+            File::open(&path).map_err(|e| to_pyerr(Error::io("opening tar-split", &path, e)))?;
+        let mut magic = [0u8; 2];
+        let gz = std::io::Read::read(&mut f, &mut magic).unwrap_or(0) == 2 && magic == [0x1f, 0x8b];
+        std::io::Seek::rewind(&mut f)
+            .map_err(|e| to_pyerr(Error::io("reading tar-split", &path, e)))?;
+        if gz {
+            Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+                f,
+            )))
+        } else {
+            Box::new(std::io::BufReader::new(f))
+        }
+    };
+    let stats = py
+        .detach(move || {
+            let mut source = source;
+            let stats = archive::reassemble::reassemble(&mut source, &layer_dir, &mut sink)?;
+            sink.finish()
+                .map_err(|e| Error::io("writing the reassembled tar", "", e))?;
+            Ok::<_, Error>(stats)
+        })
+        .map_err(to_pyerr)?;
+    Ok((stats.bytes, stats.files))
 }

@@ -32,3 +32,14 @@ pub(crate) fn to_pyerr(err: Error) -> PyErr {
         _ => StorageError::new_err(msg),
     }
 }
+
+/// Go's `archive.CompressStream` error for formats it only reads.
+pub(crate) fn unsupported_compression(name: &str) -> PyErr {
+    let ext = match name {
+        "bzip2" => "tar.bz2",
+        "xz" => "tar.xz",
+        other => other,
+    };
+    // The Go 1.43 CLI's exact words (checked against Debian's containers-storage).
+    ArchiveError::new_err(format!("unsupported compression format {ext}"))
+}

@@ -17,5 +17,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LAST_WRITE_SIZE", crate::lock::LAST_WRITE_SIZE)?;
     m.add_class::<lock::PyLockFile>()?;
     m.add_function(wrap_pyfunction!(archive::apply_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(archive::reassemble_layer, m)?)?;
     Ok(())
 }
