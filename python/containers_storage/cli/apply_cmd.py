@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                     whiteouts=args.whiteouts,
                     ignore_chown_errors=args.ignore_chown_errors,
                     progress=bar,
+                    keep_tar_split=False,  # not printed; would grow with the layer
                 )
             ]
     except (ArchiveError, OSError) as e:

@@ -551,14 +551,7 @@ impl Extractor<'_> {
     fn set_xattrs(&self, entry: &Entry, fd: BorrowedFd<'_>) -> Result<()> {
         for (name, value) in &entry.xattrs {
             if forbidden_xattr(name) {
-                return Err(Error::InvalidArchive {
-                    member: Some(display(&entry.name)),
-                    offset: 0,
-                    reason: format!(
-                        "refusing to set xattr {:?}: it controls overlayfs or containers/storage",
-                        String::from_utf8_lossy(name)
-                    ),
-                });
+                return Err(forbidden_xattr_error(entry, name));
             }
             if name == b"security.selinux" {
                 continue; // Go skips it: labels come from the runtime, not the image.
@@ -928,14 +921,7 @@ impl Extractor<'_> {
             let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
             for (name, value) in &entry.xattrs {
                 if forbidden_xattr(name) {
-                    return Err(Error::InvalidArchive {
-                        member: Some(display(&entry.name)),
-                        offset: 0,
-                        reason: format!(
-                            "refusing to set xattr {:?}: it controls overlayfs or containers/storage",
-                            String::from_utf8_lossy(name)
-                        ),
-                    });
+                    return Err(forbidden_xattr_error(entry, name));
                 }
                 if name == b"security.selinux" {
                     continue;

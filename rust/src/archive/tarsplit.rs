@@ -25,8 +25,11 @@ enum Record {
     },
 }
 
-/// Records in flight to the formatting thread (bounds memory).
-const DEPTH: usize = 4096;
+/// Largest segment record: long runs of raw bytes are split (bounds memory with [`DEPTH`]).
+const SEGMENT_MAX: usize = 64 * 1024;
+
+/// Records in flight to the formatting thread: at most `DEPTH * SEGMENT_MAX` bytes queued.
+const DEPTH: usize = 256;
 
 /// Records tar-split as the tar stream is read. Formatting (base64, JSON) and writing to the
 /// sink (usually gzip) run on a thread of their own: on a layer of small files they cost as
@@ -65,7 +68,7 @@ impl TarSplitWriter {
     pub fn segment_bytes(&mut self, bytes: &[u8]) {
         self.pending.extend_from_slice(bytes);
         // Keep memory bounded on long runs of raw bytes (sparse data, trailing junk).
-        if self.pending.len() >= 1 << 20 {
+        if self.pending.len() >= SEGMENT_MAX {
             self.flush_segment();
         }
     }

@@ -18,7 +18,7 @@ use rustix::fs::{self as rfs, Mode, OFlags, Timestamps};
 use crate::error::{Error, Result};
 
 /// Jobs queued per worker (each at most [`MAX_JOB_BYTES`] of content).
-const QUEUE: usize = 128;
+const QUEUE: usize = 64;
 /// Largest file handed to a worker; larger ones are written by the main thread.
 pub const MAX_JOB_BYTES: u64 = 64 * 1024;
 
