@@ -4,7 +4,15 @@ from collections.abc import Callable
 from os import PathLike
 from typing import Any, Literal, final
 
-__all__ = ["LAST_WRITE_SIZE", "LockFile", "__version__", "apply_layer", "reassemble_layer"]
+__all__ = [
+    "LAST_WRITE_SIZE",
+    "LockFile",
+    "__version__",
+    "apply_layer",
+    "layer_changes",
+    "layer_diff",
+    "reassemble_layer",
+]
 
 __version__: str
 LAST_WRITE_SIZE: int
@@ -47,3 +55,25 @@ def reassemble_layer(
     *,
     compression: str = "none",
 ) -> tuple[int, int]: ...
+def layer_changes(
+    layer_dir: str | PathLike[str],
+    parent_dir: str | PathLike[str] | None = None,
+    *,
+    lowers: list[str] | None = None,
+    uid_map: list[tuple[int, int, int]] | None = None,
+    gid_map: list[tuple[int, int, int]] | None = None,
+    parent_uid_map: list[tuple[int, int, int]] | None = None,
+    parent_gid_map: list[tuple[int, int, int]] | None = None,
+) -> tuple[list[tuple[bytes, int]], int]: ...
+def layer_diff(
+    layer_dir: str | PathLike[str],
+    fd: int,
+    parent_dir: str | PathLike[str] | None = None,
+    *,
+    overlay: bool = False,
+    compression: str = "none",
+    uid_map: list[tuple[int, int, int]] | None = None,
+    gid_map: list[tuple[int, int, int]] | None = None,
+    parent_uid_map: list[tuple[int, int, int]] | None = None,
+    parent_gid_map: list[tuple[int, int, int]] | None = None,
+) -> None: ...

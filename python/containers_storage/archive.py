@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import io
 import os
 import threading
@@ -25,7 +26,20 @@ from typing import BinaryIO, Literal, Protocol
 
 from . import _native
 
-__all__ = ["ApplyResult", "IDMap", "Limits", "Sink", "Source", "apply_layer", "reassemble_layer"]
+__all__ = [
+    "ApplyResult",
+    "Change",
+    "ChangeKind",
+    "IDMap",
+    "Limits",
+    "Sink",
+    "Source",
+    "apply_layer",
+    "changes",
+    "diff",
+    "diff_size",
+    "reassemble_layer",
+]
 
 #: A UID or GID map: (container ID, host ID, size) ranges, as containers/storage's IDMap.
 IDMap = Iterable[tuple[int, int, int]]
@@ -337,3 +351,142 @@ def reassemble_layer(
         if drain.error is not None:
             raise drain.error
     return written
+
+
+class ChangeKind(enum.IntEnum):
+    """What happened to a path (Go's ``archive.ChangeKind``, same numbers)."""
+
+    MODIFY = 0
+    ADD = 1
+    DELETE = 2
+
+    def __str__(self) -> str:
+        # Go's String(): "C", "A", "D" (what ``containers-storage changes`` prints).
+        return {0: "C", 1: "A", 2: "D"}[self.value]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change in a layer: a ``/``-rooted path and its kind (Go ``archive.Change``)."""
+
+    path: str
+    kind: ChangeKind
+
+
+def _maps(m: IDMap | None) -> list[tuple[int, int, int]] | None:
+    return None if m is None else [(c, h, n) for c, h, n in m]
+
+
+def _changes_and_size(
+    layer_dir: str | os.PathLike[str],
+    parent_dir: str | os.PathLike[str] | None,
+    lowers: Iterable[str | os.PathLike[str]] | None,
+    uid_map: IDMap | None,
+    gid_map: IDMap | None,
+    parent_uid_map: IDMap | None,
+    parent_gid_map: IDMap | None,
+) -> tuple[list[Change], int]:
+    raw, size = _native.layer_changes(
+        os.fspath(layer_dir),
+        None if parent_dir is None else os.fspath(parent_dir),
+        lowers=None if lowers is None else [os.fspath(p) for p in lowers],
+        uid_map=_maps(uid_map),
+        gid_map=_maps(gid_map),
+        parent_uid_map=_maps(parent_uid_map),
+        parent_gid_map=_maps(parent_gid_map),
+    )
+    changes = [Change(os.fsdecode(p), ChangeKind(k)) for p, k in raw]
+    return changes, size
+
+
+def changes(
+    layer_dir: str | os.PathLike[str],
+    parent_dir: str | os.PathLike[str] | None = None,
+    *,
+    lowers: Iterable[str | os.PathLike[str]] | None = None,
+    uid_map: IDMap | None = None,
+    gid_map: IDMap | None = None,
+    parent_uid_map: IDMap | None = None,
+    parent_gid_map: IDMap | None = None,
+) -> list[Change]:
+    """What changed in a layer, as Go's ``Changes`` reports it.
+
+    Naive mode (vfs): compares the tree ``layer_dir`` with ``parent_dir`` (``None``: every
+    path is added). Overlay mode (``lowers`` given): reads ``layer_dir`` as an overlay upper
+    directory over the lower directories, 0:0 character devices and opaque directories being
+    deletions. Owners are compared as container IDs through the maps.
+
+    Returns:
+        Changes in tree order (a directory before its contents, names sorted).
+    """
+    return _changes_and_size(
+        layer_dir, parent_dir, lowers, uid_map, gid_map, parent_uid_map, parent_gid_map
+    )[0]
+
+
+def diff_size(
+    layer_dir: str | os.PathLike[str],
+    parent_dir: str | os.PathLike[str] | None = None,
+    *,
+    lowers: Iterable[str | os.PathLike[str]] | None = None,
+    uid_map: IDMap | None = None,
+    gid_map: IDMap | None = None,
+    parent_uid_map: IDMap | None = None,
+    parent_gid_map: IDMap | None = None,
+) -> int:
+    """The size Go's ``DiffSize`` reports: the added and modified files' sizes (naive), or
+    the size of everything in the upper directory (overlay), hard links counted once."""
+    return _changes_and_size(
+        layer_dir, parent_dir, lowers, uid_map, gid_map, parent_uid_map, parent_gid_map
+    )[1]
+
+
+def diff(
+    layer_dir: str | os.PathLike[str],
+    out: Sink,
+    parent_dir: str | os.PathLike[str] | None = None,
+    *,
+    overlay: bool = False,
+    compression: OutputCompression = "none",
+    uid_map: IDMap | None = None,
+    gid_map: IDMap | None = None,
+    parent_uid_map: IDMap | None = None,
+    parent_gid_map: IDMap | None = None,
+) -> None:
+    """Write a layer's changes as a tar (Go's naive ``Diff``, or the overlay native diff).
+
+    Naive: the changes of ``layer_dir`` against ``parent_dir``, deletions as ``.wh.`` files.
+    Overlay (``overlay=True``): the whole upper directory ``layer_dir``, its 0:0 character
+    devices as ``.wh.NAME`` and opaque directories followed by ``.wh..wh..opq``. Owners are
+    written as container IDs. For a layer applied from a tarball, prefer
+    :func:`reassemble_layer`, which gives back the exact original bytes.
+
+    Args:
+        layer_dir: The layer's tree (vfs) or upper directory (overlay).
+        out: A path, file descriptor or binary file object.
+        parent_dir: The parent layer's tree (naive mode).
+        overlay: Read ``layer_dir`` as an overlay upper directory.
+        compression: ``"none"``, ``"gzip"`` or ``"zstd"``; bzip2 and xz are refused.
+        uid_map: Container-to-host UID ranges of the layer.
+        gid_map: Container-to-host GID ranges of the layer.
+        parent_uid_map: UID ranges of the parent.
+        parent_gid_map: GID ranges of the parent.
+    """
+    fd, drain = _sink_fd(out)
+    try:
+        _native.layer_diff(
+            os.fspath(layer_dir),
+            fd,
+            None if parent_dir is None else os.fspath(parent_dir),
+            overlay=overlay,
+            compression=compression,
+            uid_map=_maps(uid_map),
+            gid_map=_maps(gid_map),
+            parent_uid_map=_maps(parent_uid_map),
+            parent_gid_map=_maps(parent_gid_map),
+        )
+    finally:
+        if drain is not None:
+            drain.join()
+    if drain is not None and drain.error is not None:
+        raise drain.error

@@ -5,7 +5,9 @@
 //! tar, records tar-split and writes entries through directory fds confined to the target.
 
 mod apply;
+pub mod changes;
 pub mod compress;
+pub mod diff;
 pub mod idmap;
 pub mod reassemble;
 pub mod tar;

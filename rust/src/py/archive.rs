@@ -317,3 +317,114 @@ pub fn reassemble_layer(
         .map_err(to_pyerr)?;
     Ok((stats.bytes, stats.files))
 }
+
+/// Reads the layer and parent trees (container IDs) with the GIL released.
+fn trees(
+    layer_dir: &std::path::Path,
+    parent_dir: Option<&std::path::Path>,
+    maps: (&IdMap, &IdMap),
+    parent_maps: (&IdMap, &IdMap),
+) -> crate::Result<(archive::changes::Node, Option<archive::changes::Node>)> {
+    let new = archive::changes::read_tree(layer_dir, maps.0, maps.1)?;
+    let old = match parent_dir {
+        Some(p) => Some(archive::changes::read_tree(
+            p,
+            parent_maps.0,
+            parent_maps.1,
+        )?),
+        None => None,
+    };
+    Ok((new, old))
+}
+
+/// `(path, kind)` pairs, kinds as Go's `ChangeKind` numbers.
+type ChangeList = Vec<(Vec<u8>, u8)>;
+
+/// Go's `Changes`: `[(path, kind)]` of `layer_dir` against `parent_dir` (naive), or of an
+/// overlay upper directory against its `lowers` (overlay).
+#[pyfunction]
+#[pyo3(signature = (layer_dir, parent_dir = None, *, lowers = None, uid_map = None,
+                    gid_map = None, parent_uid_map = None, parent_gid_map = None))]
+#[allow(clippy::too_many_arguments)]
+pub fn layer_changes(
+    py: Python<'_>,
+    layer_dir: PathBuf,
+    parent_dir: Option<PathBuf>,
+    lowers: Option<Vec<PathBuf>>,
+    uid_map: Option<Vec<(u64, u64, u64)>>,
+    gid_map: Option<Vec<(u64, u64, u64)>>,
+    parent_uid_map: Option<Vec<(u64, u64, u64)>>,
+    parent_gid_map: Option<Vec<(u64, u64, u64)>>,
+) -> PyResult<(ChangeList, u64)> {
+    let (um, gm) = (idmap(uid_map), idmap(gid_map));
+    let (pum, pgm) = (idmap(parent_uid_map), idmap(parent_gid_map));
+    let res = py.detach(|| -> crate::Result<(Vec<archive::changes::Change>, u64)> {
+        match &lowers {
+            Some(lowers) => {
+                let refs: Vec<&std::path::Path> = lowers.iter().map(|p| p.as_path()).collect();
+                let changes = archive::changes::overlay_changes(&refs, &layer_dir)?;
+                let tree = archive::changes::read_tree(&layer_dir, &um, &gm)?;
+                Ok((changes, archive::changes::tree_size(&tree)))
+            }
+            None => {
+                let (new, old) =
+                    trees(&layer_dir, parent_dir.as_deref(), (&um, &gm), (&pum, &pgm))?;
+                let changes = archive::changes::changes_dirs(&new, old.as_ref());
+                let size = archive::changes::changes_size(&new, &changes);
+                Ok((changes, size))
+            }
+        }
+    });
+    let (changes, size) = res.map_err(to_pyerr)?;
+    Ok((
+        changes
+            .into_iter()
+            .map(|c| (c.path, c.kind as u8))
+            .collect(),
+        size,
+    ))
+}
+
+/// Writes the diff of `layer_dir` (against `parent_dir`, naive; or an overlay upper dir when
+/// `overlay`) as a tar to `fd` (owned). Returns the uncompressed content bytes.
+#[pyfunction]
+#[pyo3(signature = (layer_dir, fd, parent_dir = None, *, overlay = false, compression = "none",
+                    uid_map = None, gid_map = None, parent_uid_map = None, parent_gid_map = None))]
+#[allow(clippy::too_many_arguments)]
+pub fn layer_diff(
+    py: Python<'_>,
+    layer_dir: PathBuf,
+    fd: RawFd,
+    parent_dir: Option<PathBuf>,
+    overlay: bool,
+    compression: &str,
+    uid_map: Option<Vec<(u64, u64, u64)>>,
+    gid_map: Option<Vec<(u64, u64, u64)>>,
+    parent_uid_map: Option<Vec<(u64, u64, u64)>>,
+    parent_gid_map: Option<Vec<(u64, u64, u64)>>,
+) -> PyResult<()> {
+    if fd < 0 {
+        return Err(PyValueError::new_err(
+            "fd must be a non-negative file descriptor",
+        ));
+    }
+    // SAFETY: the Python wrapper passes a descriptor it duplicated for us and never uses again.
+    #[allow(unsafe_code)]
+    let out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let sink = Sink::new(out, compression)?;
+    let (um, gm) = (idmap(uid_map), idmap(gid_map));
+    let (pum, pgm) = (idmap(parent_uid_map), idmap(parent_gid_map));
+    py.detach(move || -> crate::Result<()> {
+        let sink = if overlay {
+            let tree = archive::changes::read_tree(&layer_dir, &um, &gm)?;
+            archive::diff::export_overlay(sink, &layer_dir, &tree)?
+        } else {
+            let (new, old) = trees(&layer_dir, parent_dir.as_deref(), (&um, &gm), (&pum, &pgm))?;
+            let changes = archive::changes::changes_dirs(&new, old.as_ref());
+            archive::diff::export_changes(sink, &layer_dir, &new, &changes)?
+        };
+        sink.finish()
+            .map_err(|e| Error::io("writing the diff", "", e))
+    })
+    .map_err(to_pyerr)
+}

@@ -18,5 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lock::PyLockFile>()?;
     m.add_function(wrap_pyfunction!(archive::apply_layer, m)?)?;
     m.add_function(wrap_pyfunction!(archive::reassemble_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(archive::layer_changes, m)?)?;
+    m.add_function(wrap_pyfunction!(archive::layer_diff, m)?)?;
     Ok(())
 }

@@ -1,0 +1,440 @@
+//! What changed in a layer: comparing its tree with its parent's (Go `ChangesDirs`, used by
+//! the naive diff driver, vfs), or reading an overlay upper directory (Go `OverlayChanges`).
+//!
+//! Go's rules, kept exactly because `changes` and `diffsize` must answer as the Go CLI does:
+//! a path is *modified* when its mode, owner (compared as container IDs), device number or,
+//! for non-directories, its size or mtime (seconds; nanoseconds too unless either side has
+//! none) differ, or its `security.capability` xattr; a directory holding a change is
+//! reported modified before its contents (never `/`); a deleted directory is one change, not
+//! one per file. Entries are visited in name order, so the output is stable (Go's comes from
+//! map iteration and varies).
+
+use std::collections::BTreeMap;
+use std::ffi::CStr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::idmap::IdMap;
+use super::whiteout::OVERLAY_OPAQUE_XATTR;
+use crate::error::{Error, Result};
+
+/// Go's `ChangeKind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ChangeKind {
+    /// The path exists on both sides and differs.
+    Modify = 0,
+    /// The path exists only in the layer.
+    Add = 1,
+    /// The path exists only in the parent.
+    Delete = 2,
+}
+
+/// One change: an absolute path in the layer (`/etc/passwd`) and its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// `/`-rooted path.
+    pub path: Vec<u8>,
+    /// What happened to it.
+    pub kind: ChangeKind,
+}
+
+/// What `ChangesDirs` compares of an entry.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    /// `st_mode` (type and permissions).
+    pub mode: u32,
+    /// Owner and group, already mapped to container IDs.
+    pub uid: u64,
+    /// Group.
+    pub gid: u64,
+    /// Device number.
+    pub rdev: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// mtime seconds and nanoseconds.
+    pub mtime: (i64, i64),
+    /// `security.capability`, if any.
+    pub capability: Option<Vec<u8>>,
+    /// Inode, for hard-link detection.
+    pub ino: u64,
+    /// Link count.
+    pub nlink: u64,
+}
+
+impl Meta {
+    /// True for directories.
+    pub fn is_dir(&self) -> bool {
+        FileType::from_raw_mode(self.mode) == FileType::Directory
+    }
+}
+
+/// A directory tree in memory: entry metadata and, for directories, children by name.
+#[derive(Debug)]
+pub struct Node {
+    /// This entry's metadata.
+    pub meta: Meta,
+    /// Children, sorted by name.
+    pub children: BTreeMap<Vec<u8>, Node>,
+}
+
+fn io_err(op: &'static str, path: &Path, e: Errno) -> Error {
+    Error::io(op, path, e.into())
+}
+
+fn read_capability(dir: BorrowedFd<'_>, name: &CStr) -> Option<Vec<u8>> {
+    // xattrs of the entry itself through an O_PATH fd (never follow a symlink).
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    let mut buf = vec![0u8; 256];
+    match rfs::lgetxattr(proc_path.as_str(), "security.capability", &mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(_) => None,
+    }
+}
+
+fn stat_meta(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    map: (&IdMap, &IdMap),
+) -> std::result::Result<Meta, Errno> {
+    let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let uid = u64::from(st.st_uid);
+    let gid = u64::from(st.st_gid);
+    let ft = FileType::from_raw_mode(st.st_mode);
+    let capability = if ft == FileType::RegularFile {
+        read_capability(dir, name)
+    } else {
+        None
+    };
+    Ok(Meta {
+        mode: st.st_mode,
+        // Go compares owners as container IDs; unmappable IDs stay as they are.
+        uid: map.0.to_container(uid).unwrap_or(uid),
+        gid: map.1.to_container(gid).unwrap_or(gid),
+        rdev: st.st_rdev,
+        size: st.st_size as u64,
+        mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+        capability,
+        ino: st.st_ino,
+        nlink: st.st_nlink,
+    })
+}
+
+/// Reads the tree under `root` (the root's own metadata included).
+pub fn read_tree(root: &Path, uid_map: &IdMap, gid_map: &IdMap) -> Result<Node> {
+    let fd = rfs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("opening directory", root, e))?;
+    let meta = stat_meta(fd.as_fd(), c".", (uid_map, gid_map))
+        .map_err(|e| io_err("examining", root, e))?;
+    let mut node = Node {
+        meta,
+        children: BTreeMap::new(),
+    };
+    fill(&fd, &mut node, root, (uid_map, gid_map))?;
+    Ok(node)
+}
+
+fn fill(dir: &OwnedFd, node: &mut Node, root: &Path, map: (&IdMap, &IdMap)) -> Result<()> {
+    let mut it = rfs::Dir::read_from(dir).map_err(|e| io_err("reading directory", root, e))?;
+    let mut names = Vec::new();
+    while let Some(entry) = it.read() {
+        let entry = entry.map_err(|e| io_err("reading directory", root, e))?;
+        let name = entry.file_name();
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            names.push(name.to_owned());
+        }
+    }
+    for name in names {
+        let meta = match stat_meta(dir.as_fd(), &name, map) {
+            Ok(m) => m,
+            Err(Errno::NOENT) => continue, // removed while we looked
+            Err(e) => return Err(io_err("examining", root, e)),
+        };
+        let mut child = Node {
+            meta,
+            children: BTreeMap::new(),
+        };
+        if child.meta.is_dir() {
+            let sub = rfs::openat(
+                dir,
+                name.as_c_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io_err("opening directory", root, e))?;
+            fill(&sub, &mut child, root, map)?;
+        }
+        node.children.insert(name.into_bytes(), child);
+    }
+    Ok(())
+}
+
+/// Go's `sameFsTimeSpec`: equal seconds, and equal nanoseconds unless either is zero.
+fn same_time(a: (i64, i64), b: (i64, i64)) -> bool {
+    a.0 == b.0 && (a.1 == b.1 || a.1 == 0 || b.1 == 0)
+}
+
+/// Go's `statDifferent` plus the capability comparison.
+fn differs(old: &Meta, new: &Meta) -> bool {
+    old.mode != new.mode
+        || old.uid != new.uid
+        || old.gid != new.gid
+        || old.rdev != new.rdev
+        || (!old.is_dir() && (!same_time(old.mtime, new.mtime) || old.size != new.size))
+        || old.capability != new.capability
+}
+
+fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    p.extend_from_slice(parent);
+    if !parent.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// Go's `(*FileInfo).addChanges`.
+fn add_changes(new: &Node, old: Option<&Node>, path: &[u8], added: bool, out: &mut Vec<Change>) {
+    let at_entry = out.len();
+    let mut added = added;
+    if old.is_none() && path != b"/" {
+        out.push(Change {
+            path: path.to_vec(),
+            kind: ChangeKind::Add,
+        });
+        added = true;
+    }
+    // Only recurse into the old directory when the new entry is a directory too.
+    let old_children = match old {
+        Some(o) if new.meta.is_dir() => Some(&o.children),
+        _ => None,
+    };
+    for (name, new_child) in &new.children {
+        let cpath = child_path(path, name);
+        let old_child = old_children.and_then(|c| c.get(name));
+        let mut child_added = false;
+        if let Some(oc) = old_child {
+            if differs(&oc.meta, &new_child.meta) {
+                out.push(Change {
+                    path: cpath.clone(),
+                    kind: ChangeKind::Modify,
+                });
+                child_added = true;
+            }
+        }
+        add_changes(new_child, old_child, &cpath, child_added, out);
+    }
+    if let Some(oc) = old_children {
+        for name in oc.keys() {
+            if !new.children.contains_key(name) {
+                out.push(Change {
+                    path: child_path(path, name),
+                    kind: ChangeKind::Delete,
+                });
+            }
+        }
+    }
+    // A directory holding changes is itself reported, before them (not "/").
+    if out.len() > at_entry && new.meta.is_dir() && !added && path != b"/" {
+        out.insert(
+            at_entry,
+            Change {
+                path: path.to_vec(),
+                kind: ChangeKind::Modify,
+            },
+        );
+    }
+}
+
+/// Changes of the tree `new` against `old` (Go `ChangesDirs`; `old` absent: everything is
+/// added).
+pub fn changes_dirs(new: &Node, old: Option<&Node>) -> Vec<Change> {
+    let mut out = Vec::new();
+    add_changes(new, old, b"/", false, &mut out);
+    out
+}
+
+/// Changes recorded in an overlay upper directory (Go `OverlayChanges`): 0:0 character
+/// devices are deletions, an opaque directory is a deletion of the directory followed by
+/// its contents as additions, anything that exists in a lower layer is a modification.
+pub fn overlay_changes(lowers: &[&Path], upper: &Path) -> Result<Vec<Change>> {
+    let tree = read_tree(upper, &IdMap::default(), &IdMap::default())?;
+    let upper_fd = rfs::open(
+        upper,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("opening directory", upper, e))?;
+    let lower_fds: Vec<OwnedFd> = lowers
+        .iter()
+        .filter_map(|l| {
+            rfs::open(
+                *l,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut changed_dirs = std::collections::HashSet::new();
+    walk_overlay(
+        &tree,
+        b"",
+        &upper_fd,
+        &lower_fds,
+        &mut changed_dirs,
+        &mut out,
+    );
+    Ok(out)
+}
+
+fn lower_meta(lowers: &[OwnedFd], rel: &[u8]) -> Option<rfs::Stat> {
+    for l in lowers {
+        // Go uses os.Stat (follows symlinks) on the lower path; relative to the lower root.
+        if let Ok(st) = rfs::statat(l, rel, AtFlags::empty()) {
+            return Some(st);
+        }
+    }
+    None
+}
+
+fn is_opaque(upper: &OwnedFd, rel: &[u8]) -> bool {
+    let proc_path = format!(
+        "/proc/self/fd/{}/{}",
+        std::os::fd::AsRawFd::as_raw_fd(upper),
+        String::from_utf8_lossy(rel)
+    );
+    let mut buf = [0u8; 4];
+    matches!(rfs::lgetxattr(proc_path.as_str(), OVERLAY_OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+}
+
+fn walk_overlay(
+    node: &Node,
+    rel: &[u8],
+    upper: &OwnedFd,
+    lowers: &[OwnedFd],
+    changed_dirs: &mut std::collections::HashSet<Vec<u8>>,
+    out: &mut Vec<Change>,
+) {
+    for (name, child) in &node.children {
+        let crel = if rel.is_empty() {
+            name.clone()
+        } else {
+            child_path(rel, name)
+        };
+        let path = child_path(b"/", &crel);
+        let ft = FileType::from_raw_mode(child.meta.mode);
+        let deleted = (ft == FileType::CharacterDevice && child.meta.rdev == 0)
+            || (ft == FileType::Directory && is_opaque(upper, &crel));
+        let kind = if deleted {
+            Some(ChangeKind::Delete)
+        } else {
+            match lower_meta(lowers, &crel) {
+                None => Some(ChangeKind::Add),
+                Some(st) => {
+                    let lower_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                    if lower_dir
+                        && child.meta.is_dir()
+                        && st.st_size as u64 == child.meta.size
+                        && st.st_mode == child.meta.mode
+                        && same_time((st.st_mtime, st.st_mtime_nsec as i64), child.meta.mtime)
+                    {
+                        None // the same directory: only a parent of changes
+                    } else {
+                        Some(ChangeKind::Modify)
+                    }
+                }
+            }
+        };
+        if child.meta.is_dir() {
+            changed_dirs.insert(path.clone());
+        }
+        if let Some(kind) = kind {
+            if kind != ChangeKind::Modify {
+                let parent = match path.iter().rposition(|&b| b == b'/') {
+                    Some(0) | None => b"/".to_vec(),
+                    Some(i) => path[..i].to_vec(),
+                };
+                if parent != b"/" && !changed_dirs.contains(&parent) {
+                    out.push(Change {
+                        path: parent.clone(),
+                        kind: ChangeKind::Modify,
+                    });
+                    changed_dirs.insert(parent);
+                }
+            }
+            out.push(Change { path, kind });
+        }
+        if child.meta.is_dir() {
+            walk_overlay(child, &crel, upper, lowers, changed_dirs, out);
+        }
+    }
+}
+
+/// Go's `ChangesSize`: the sizes of added and modified non-directories in `new`, each
+/// hard-linked inode counted once.
+pub fn changes_size(new: &Node, changes: &[Change]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    let mut size = 0u64;
+    for c in changes {
+        if c.kind == ChangeKind::Delete {
+            continue;
+        }
+        let Some(node) = lookup(new, &c.path) else {
+            continue;
+        };
+        if node.meta.is_dir() {
+            continue;
+        }
+        if node.meta.nlink > 1 && !seen.insert(node.meta.ino) {
+            continue;
+        }
+        size += node.meta.size;
+    }
+    size
+}
+
+/// The node at a `/`-rooted path.
+pub fn lookup<'a>(root: &'a Node, path: &[u8]) -> Option<&'a Node> {
+    let mut node = root;
+    for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        node = node.children.get(comp)?;
+    }
+    Some(node)
+}
+
+/// Go's `directory.Size`: the sizes of all non-directories under `root`, each inode once.
+pub fn tree_size(root: &Node) -> u64 {
+    fn walk(n: &Node, seen: &mut std::collections::HashSet<u64>, total: &mut u64) {
+        for c in n.children.values() {
+            if c.meta.is_dir() {
+                walk(c, seen, total);
+            } else if c.meta.nlink <= 1 || seen.insert(c.meta.ino) {
+                *total += c.meta.size;
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    walk(root, &mut seen, &mut total);
+    total
+}
