@@ -20,7 +20,7 @@ import enum
 import io
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, Protocol
 
@@ -38,6 +38,8 @@ __all__ = [
     "changes",
     "diff",
     "diff_size",
+    "iter_diff",
+    "iter_reassemble",
     "reassemble_layer",
 ]
 
@@ -490,3 +492,72 @@ def diff(
             drain.join()
     if drain is not None and drain.error is not None:
         raise drain.error
+
+
+def _iterate(write: Callable[[int], object], chunk_size: int) -> Generator[bytes, None, None]:
+    """Run ``write(fd)`` on a thread into a pipe and yield what it writes.
+
+    The native writer owns (and closes) the pipe's write end; an error it raises is re-raised
+    after the last chunk. Closing the iterator early makes the writer fail with a broken
+    pipe, which is then ignored.
+    """
+    read_fd, write_fd = os.pipe()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write(write_fd)
+        except BaseException as e:  # re-raised below
+            failure.append(e)
+
+    worker = threading.Thread(target=run, daemon=True, name="cs-iter")
+    worker.start()
+    finished = False
+    try:
+        while chunk := os.read(read_fd, chunk_size):
+            yield chunk
+        finished = True
+    finally:
+        os.close(read_fd)
+        worker.join()
+    if finished and failure:
+        raise failure[0]
+
+
+def iter_reassemble(
+    tar_split: bytes | str | os.PathLike[str],
+    layer_dir: str | os.PathLike[str],
+    *,
+    compression: OutputCompression = "none",
+    chunk_size: int = 1 << 20,
+) -> Generator[bytes, None, None]:
+    """:func:`reassemble_layer` as an iterator of chunks (for streaming to a socket or an
+    HTTP response)."""
+    record: bytes | str = tar_split if isinstance(tar_split, bytes) else os.fspath(tar_split)
+    return _iterate(
+        lambda fd: _native.reassemble_layer(
+            record, os.fspath(layer_dir), fd, compression=compression
+        ),
+        chunk_size,
+    )
+
+
+def iter_diff(
+    layer_dir: str | os.PathLike[str],
+    parent_dir: str | os.PathLike[str] | None = None,
+    *,
+    overlay: bool = False,
+    compression: OutputCompression = "none",
+    chunk_size: int = 1 << 20,
+) -> Generator[bytes, None, None]:
+    """:func:`diff` as an iterator of chunks."""
+    return _iterate(
+        lambda fd: _native.layer_diff(
+            os.fspath(layer_dir),
+            fd,
+            None if parent_dir is None else os.fspath(parent_dir),
+            overlay=overlay,
+            compression=compression,
+        ),
+        chunk_size,
+    )
