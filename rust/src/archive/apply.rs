@@ -348,7 +348,7 @@ pub(super) fn extract(
     mut progress: Option<Progress<'_>>,
     total: Option<u64>,
     counter: &AtomicU64,
-) -> Result<(Summary, Option<TarSplitWriter>)> {
+) -> Result<(Summary, Option<TarSplitWriter>, Option<[u8; 32]>)> {
     let split = tar_split.map(TarSplitWriter::new);
     let limits = HeaderLimits {
         max_header_size: opts.limits.max_header_size,
@@ -392,8 +392,8 @@ pub(super) fn extract(
         }
     }
     ex.finish()?;
-    let split = tar.into_split();
-    Ok((ex.summary, split))
+    let (split, reader) = tar.into_parts();
+    Ok((ex.summary, split, reader.digest()))
 }
 
 impl Extractor<'_> {

@@ -11,7 +11,7 @@
 //! gzip, bzip2 and xz decoders accept several concatenated members; zstd several frames.
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -27,9 +27,10 @@ const DEPTH: usize = 8;
 
 /// A stream's compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Compression {
     /// A plain tar.
-    None,
+    None = 0,
     /// gzip (RFC 1952), possibly several members.
     Gzip,
     /// bzip2.
@@ -79,7 +80,8 @@ pub struct StreamStats {
     pub compressed_digest: [u8; 32],
     /// Number of bytes as given.
     pub compressed_size: u64,
-    /// sha256 of the decompressed tar.
+    /// sha256 of the input; the decompressed tar's too when it is not compressed (for
+    /// compressed input the reader computes that one: [`ChunkReader::digest`]).
     pub uncompressed_digest: [u8; 32],
     /// Size of the decompressed tar.
     pub uncompressed_size: u64,
@@ -142,13 +144,34 @@ pub struct ChunkReader {
     recycle: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
+    /// The compression the decoder found (set before its first chunk is sent).
+    compression: Arc<AtomicU8>,
+    /// sha256 of the decompressed stream, hashed here, on the extracting thread, for
+    /// compressed input: the decoding thread has the decompression to do. `None` for plain
+    /// input, whose digest the decoder computes once for both.
+    hasher: Option<Sha256>,
+    started: bool,
 }
 
 impl ChunkReader {
+    /// The decompressed stream's sha256 when this reader computed it (compressed input).
+    pub fn digest(self) -> Option<[u8; 32]> {
+        self.hasher.map(|h| h.finalize().into())
+    }
+
     fn next_chunk(&mut self) -> io::Result<bool> {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
+                    if !self.started {
+                        self.started = true;
+                        if self.compression.load(Ordering::Acquire) != 0 {
+                            self.hasher = Some(Sha256::new());
+                        }
+                    }
+                    if let Some(h) = self.hasher.as_mut() {
+                        h.update(&chunk);
+                    }
                     let used = std::mem::replace(&mut self.chunk, chunk);
                     self.at = 0;
                     if used.capacity() > 0 {
@@ -205,10 +228,12 @@ pub fn spawn_decoder(
 ) -> Result<(ChunkReader, JoinHandle<Result<StreamStats>>)> {
     let (tx, rx) = sync_channel::<Result<Vec<u8>>>(DEPTH);
     let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
+    let compression = Arc::new(AtomicU8::new(0));
+    let found = compression.clone();
     let handle = thread::Builder::new()
         .name("cs-decode".into())
         .spawn(move || {
-            let res = decode(src, opts, progress, &tx, &recycled);
+            let res = decode(src, opts, progress, &tx, &recycled, &found);
             if let Err(e) = &res {
                 // Tell the extractor why the stream ended; it may already be gone.
                 let _ = tx.send(Err(e.duplicate()));
@@ -221,6 +246,9 @@ pub fn spawn_decoder(
         recycle,
         chunk: Vec::new(),
         at: 0,
+        compression,
+        hasher: None,
+        started: false,
     };
     Ok((reader, handle))
 }
@@ -248,6 +276,7 @@ fn decode(
     progress: Arc<AtomicU64>,
     tx: &SyncSender<Result<Vec<u8>>>,
     recycled: &Receiver<Vec<u8>>,
+    found: &AtomicU8,
 ) -> Result<StreamStats> {
     let hashing = Hashing {
         inner: src,
@@ -260,6 +289,7 @@ fn decode(
         .fill_buf()
         .map_err(|e| Error::io("reading layer", "", e))?;
     let compression = Compression::detect(head);
+    found.store(compression as u8, Ordering::Release);
     let mut decoder = match compression {
         Compression::None => Decoder::Plain(source),
         Compression::Gzip => Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(source)),
@@ -273,7 +303,6 @@ fn decode(
             Decoder::Zstd(d)
         }
     };
-    let mut tar_hasher = Sha256::new();
     let mut total: u64 = 0;
     loop {
         let mut chunk = recycled.try_recv().unwrap_or_default();
@@ -308,9 +337,6 @@ fn decode(
                 ),
             });
         }
-        if compression != Compression::None {
-            tar_hasher.update(&chunk);
-        }
         if tx.send(Ok(chunk)).is_err() {
             // The extractor stopped (it failed); it reports its own error.
             return Err(Error::Cancelled);
@@ -322,11 +348,8 @@ fn decode(
     io::copy(&mut source, &mut io::sink()).map_err(|e| Error::io("reading layer", "", e))?;
     let hashing = source.into_inner();
     let compressed_digest: [u8; 32] = hashing.hasher.finalize().into();
-    let uncompressed_digest = if compression == Compression::None {
-        compressed_digest
-    } else {
-        tar_hasher.finalize().into()
-    };
+    // For compressed input the extracting side hashes the tar (ChunkReader::digest).
+    let uncompressed_digest = compressed_digest;
     Ok(StreamStats {
         compression,
         compressed_digest,
@@ -381,6 +404,6 @@ mod tests {
         assert_eq!(stats.compressed_size, gz.len() as u64);
         assert_eq!(stats.uncompressed_size, data.len() as u64);
         let want: [u8; 32] = Sha256::digest(&data).into();
-        assert_eq!(stats.uncompressed_digest, want);
+        assert_eq!(reader.digest(), Some(want));
     }
 }

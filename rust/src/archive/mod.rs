@@ -142,7 +142,7 @@ pub fn apply(
         offset: 0,
         reason: "decoder thread panicked".into(),
     });
-    let (summary, split) = match applied {
+    let (summary, split, tar_digest) = match applied {
         Ok(ok) => ok,
         Err(Error::Cancelled) => return Err(stats?.err().unwrap_or(Error::Cancelled)),
         Err(e) => {
@@ -164,7 +164,7 @@ pub fn apply(
         compression: stats.compression,
         compressed_digest: stats.compressed_digest,
         compressed_size: stats.compressed_size,
-        uncompressed_digest: stats.uncompressed_digest,
+        uncompressed_digest: tar_digest.unwrap_or(stats.uncompressed_digest),
         uncompressed_size: stats.uncompressed_size,
         uid_set: summary.uids.into_iter().collect(),
         gid_set: summary.gids.into_iter().collect(),

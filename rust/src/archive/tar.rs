@@ -136,9 +136,9 @@ impl<R: BufRead> TarReader<R> {
         }
     }
 
-    /// The tar-split writer, once the archive has been read.
-    pub fn into_split(self) -> Option<TarSplitWriter> {
-        self.split
+    /// The tar-split writer and the source, once the archive has been read.
+    pub fn into_parts(self) -> (Option<TarSplitWriter>, R) {
+        (self.split, self.src)
     }
 
     /// Bytes of the uncompressed stream consumed so far.
