@@ -76,4 +76,5 @@ def layer_diff(
     gid_map: list[tuple[int, int, int]] | None = None,
     parent_uid_map: list[tuple[int, int, int]] | None = None,
     parent_gid_map: list[tuple[int, int, int]] | None = None,
+    lowers: list[str] | None = None,
 ) -> None: ...

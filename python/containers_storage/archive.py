@@ -449,6 +449,7 @@ def diff(
     parent_dir: str | os.PathLike[str] | None = None,
     *,
     overlay: bool = False,
+    lowers: Iterable[str | os.PathLike[str]] | None = None,
     compression: OutputCompression = "none",
     uid_map: IDMap | None = None,
     gid_map: IDMap | None = None,
@@ -468,6 +469,8 @@ def diff(
         out: A path, file descriptor or binary file object.
         parent_dir: The parent layer's tree (naive mode).
         overlay: Read ``layer_dir`` as an overlay upper directory.
+        lowers: The lower layers' directories (overlay mode), nearest first: an opaque
+            directory gets its ``.wh..wh..opq`` marker only when one of them has it.
         compression: ``"none"``, ``"gzip"`` or ``"zstd"``; bzip2 and xz are refused.
         uid_map: Container-to-host UID ranges of the layer.
         gid_map: Container-to-host GID ranges of the layer.
@@ -486,6 +489,7 @@ def diff(
             gid_map=_maps(gid_map),
             parent_uid_map=_maps(parent_uid_map),
             parent_gid_map=_maps(parent_gid_map),
+            lowers=None if lowers is None else [os.fspath(p) for p in lowers],
         )
     finally:
         if drain is not None:

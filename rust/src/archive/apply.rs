@@ -344,12 +344,12 @@ pub(super) fn extract(
     reader: ChunkReader,
     target: &Path,
     opts: &ApplyOptions,
-    tar_split: Option<Box<dyn Write + Send>>,
+    tar_split: Option<super::TarSplitSink>,
     mut progress: Option<Progress<'_>>,
     total: Option<u64>,
     counter: &AtomicU64,
 ) -> Result<(Summary, Option<TarSplitWriter>, Option<[u8; 32]>)> {
-    let split = tar_split.map(TarSplitWriter::new);
+    let split = tar_split.map(|t| TarSplitWriter::new(t.sink, t.gzip));
     let limits = HeaderLimits {
         max_header_size: opts.limits.max_header_size,
     };

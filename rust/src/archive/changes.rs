@@ -57,8 +57,8 @@ pub struct Meta {
     pub size: u64,
     /// mtime seconds and nanoseconds.
     pub mtime: (i64, i64),
-    /// `security.capability`, if any.
-    pub capability: Option<Vec<u8>>,
+    /// `security.capability` and `user.*` xattrs, sorted (what Go compares).
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Inode, for hard-link detection.
     pub ino: u64,
     /// Link count.
@@ -85,24 +85,42 @@ fn io_err(op: &'static str, path: &Path, e: Errno) -> Error {
     Error::io(op, path, e.into())
 }
 
-fn read_capability(dir: BorrowedFd<'_>, name: &CStr) -> Option<Vec<u8>> {
-    // xattrs of the entry itself through an O_PATH fd (never follow a symlink).
-    let fd = rfs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-    let mut buf = vec![0u8; 256];
-    match rfs::lgetxattr(proc_path.as_str(), "security.capability", &mut buf) {
-        Ok(n) => {
-            buf.truncate(n);
-            Some(buf)
+/// The path of `name` inside the directory `dir` through `/proc/self/fd`: the directory is
+/// reached through its fd (a magic link), and the `l*xattr` calls do not follow `name`.
+pub(super) fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
+    let mut p = format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(&dir)).into_bytes();
+    p.extend_from_slice(name);
+    p
+}
+
+/// The xattrs Go 1.43 compares and exports: `security.capability` and `user.*`, sorted.
+pub(super) fn read_xattrs(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let path = proc_path(dir, name);
+    let mut names = vec![0u8; 4096];
+    let n = match rfs::llistxattr(path.as_slice(), &mut names) {
+        Ok(n) => n,
+        Err(Errno::RANGE) => {
+            names.resize(64 * 1024, 0);
+            match rfs::llistxattr(path.as_slice(), &mut names) {
+                Ok(n) => n,
+                Err(_) => return Vec::new(),
+            }
         }
-        Err(_) => None,
+        Err(_) => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for key in names[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        if key != b"security.capability" && !key.starts_with(b"user.") {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        if let Ok(len) = rfs::lgetxattr(path.as_slice(), key, &mut value) {
+            value.truncate(len);
+            out.push((key.to_vec(), value));
+        }
     }
+    out.sort();
+    out
 }
 
 fn stat_meta(
@@ -114,10 +132,12 @@ fn stat_meta(
     let uid = u64::from(st.st_uid);
     let gid = u64::from(st.st_gid);
     let ft = FileType::from_raw_mode(st.st_mode);
-    let capability = if ft == FileType::RegularFile {
-        read_capability(dir, name)
+    // Symlinks cannot carry user.* xattrs; devices rarely matter. Go reads them for every
+    // entry; reading regular files and directories covers what layers carry.
+    let xattrs = if matches!(ft, FileType::RegularFile | FileType::Directory) {
+        read_xattrs(dir, name.to_bytes())
     } else {
-        None
+        Vec::new()
     };
     Ok(Meta {
         mode: st.st_mode,
@@ -127,7 +147,7 @@ fn stat_meta(
         rdev: st.st_rdev,
         size: st.st_size as u64,
         mtime: (st.st_mtime, st.st_mtime_nsec as i64),
-        capability,
+        xattrs,
         ino: st.st_ino,
         nlink: st.st_nlink,
     })
@@ -191,14 +211,14 @@ fn same_time(a: (i64, i64), b: (i64, i64)) -> bool {
     a.0 == b.0 && (a.1 == b.1 || a.1 == 0 || b.1 == 0)
 }
 
-/// Go's `statDifferent` plus the capability comparison.
+/// Go's `statDifferent` plus its capability and `user.*` xattr comparisons.
 fn differs(old: &Meta, new: &Meta) -> bool {
     old.mode != new.mode
         || old.uid != new.uid
         || old.gid != new.gid
         || old.rdev != new.rdev
         || (!old.is_dir() && (!same_time(old.mtime, new.mtime) || old.size != new.size))
-        || old.capability != new.capability
+        || old.xattrs != new.xattrs
 }
 
 fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -272,18 +292,9 @@ pub fn changes_dirs(new: &Node, old: Option<&Node>) -> Vec<Change> {
     out
 }
 
-/// Changes recorded in an overlay upper directory (Go `OverlayChanges`): 0:0 character
-/// devices are deletions, an opaque directory is a deletion of the directory followed by
-/// its contents as additions, anything that exists in a lower layer is a modification.
-pub fn overlay_changes(lowers: &[&Path], upper: &Path) -> Result<Vec<Change>> {
-    let tree = read_tree(upper, &IdMap::default(), &IdMap::default())?;
-    let upper_fd = rfs::open(
-        upper,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_err("opening directory", upper, e))?;
-    let lower_fds: Vec<OwnedFd> = lowers
+/// Opens lower directories (nearest first); missing ones are skipped.
+pub(super) fn open_lowers(lowers: &[&Path]) -> Vec<OwnedFd> {
+    lowers
         .iter()
         .filter_map(|l| {
             rfs::open(
@@ -293,7 +304,23 @@ pub fn overlay_changes(lowers: &[&Path], upper: &Path) -> Result<Vec<Change>> {
             )
             .ok()
         })
-        .collect();
+        .collect()
+}
+
+/// Changes recorded in an overlay upper directory (Go `OverlayChanges`): 0:0 character
+/// devices are deletions, an opaque directory that hides a lower one is a deletion of the
+/// directory followed by its contents as additions, anything a lower layer has (and did not
+/// white out) is a modification, unchanged directories are left out unless they hold
+/// changes, in which case they and their ancestors are reported modified first.
+pub fn overlay_changes(lowers: &[&Path], upper: &Path) -> Result<Vec<Change>> {
+    let tree = read_tree(upper, &IdMap::default(), &IdMap::default())?;
+    let upper_fd = rfs::open(
+        upper,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("opening directory", upper, e))?;
+    let lower_fds = open_lowers(lowers);
     let mut out = Vec::new();
     let mut changed_dirs = std::collections::HashSet::new();
     walk_overlay(
@@ -307,24 +334,34 @@ pub fn overlay_changes(lowers: &[&Path], upper: &Path) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-fn lower_meta(lowers: &[OwnedFd], rel: &[u8]) -> Option<rfs::Stat> {
+/// The nearest lower layer's entry at `rel`, `None` when no lower has it or the nearest one
+/// that mentions it whited it out (a 0:0 character device).
+pub(super) fn lower_entry(lowers: &[OwnedFd], rel: &[u8]) -> Option<rfs::Stat> {
     for l in lowers {
-        // Go uses os.Stat (follows symlinks) on the lower path; relative to the lower root.
-        if let Ok(st) = rfs::statat(l, rel, AtFlags::empty()) {
-            return Some(st);
+        match rfs::statat(l, rel, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
+                    && st.st_rdev == 0
+                {
+                    return None;
+                }
+                if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+                    // Go uses os.Stat here, which follows the link.
+                    return rfs::statat(l, rel, AtFlags::empty()).ok().or(Some(st));
+                }
+                return Some(st);
+            }
+            Err(_) => continue,
         }
     }
     None
 }
 
-fn is_opaque(upper: &OwnedFd, rel: &[u8]) -> bool {
-    let proc_path = format!(
-        "/proc/self/fd/{}/{}",
-        std::os::fd::AsRawFd::as_raw_fd(upper),
-        String::from_utf8_lossy(rel)
-    );
+/// Whether the directory at `rel` under `root` has `trusted.overlay.opaque=y`.
+pub(super) fn is_opaque(root: &OwnedFd, rel: &[u8]) -> bool {
+    let path = proc_path(root.as_fd(), rel);
     let mut buf = [0u8; 4];
-    matches!(rfs::lgetxattr(proc_path.as_str(), OVERLAY_OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+    matches!(rfs::lgetxattr(path.as_slice(), OVERLAY_OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 fn walk_overlay(
@@ -343,12 +380,13 @@ fn walk_overlay(
         };
         let path = child_path(b"/", &crel);
         let ft = FileType::from_raw_mode(child.meta.mode);
+        let lower = lower_entry(lowers, &crel);
         let deleted = (ft == FileType::CharacterDevice && child.meta.rdev == 0)
-            || (ft == FileType::Directory && is_opaque(upper, &crel));
+            || (ft == FileType::Directory && lower.is_some() && is_opaque(upper, &crel));
         let kind = if deleted {
             Some(ChangeKind::Delete)
         } else {
-            match lower_meta(lowers, &crel) {
+            match lower {
                 None => Some(ChangeKind::Add),
                 Some(st) => {
                     let lower_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
@@ -358,35 +396,45 @@ fn walk_overlay(
                         && st.st_mode == child.meta.mode
                         && same_time((st.st_mtime, st.st_mtime_nsec as i64), child.meta.mtime)
                     {
-                        None // the same directory: only a parent of changes
+                        None // the same directory: reported only if it holds changes
                     } else {
                         Some(ChangeKind::Modify)
                     }
                 }
             }
         };
-        if child.meta.is_dir() {
-            changed_dirs.insert(path.clone());
-        }
         if let Some(kind) = kind {
+            if child.meta.is_dir() {
+                changed_dirs.insert(path.clone());
+            }
             if kind != ChangeKind::Modify {
-                let parent = match path.iter().rposition(|&b| b == b'/') {
-                    Some(0) | None => b"/".to_vec(),
-                    Some(i) => path[..i].to_vec(),
-                };
-                if parent != b"/" && !changed_dirs.contains(&parent) {
-                    out.push(Change {
-                        path: parent.clone(),
-                        kind: ChangeKind::Modify,
-                    });
-                    changed_dirs.insert(parent);
+                // Every ancestor not yet reported comes first, outermost first.
+                let mut tail = Vec::new();
+                let mut parent = parent_of(&path);
+                while parent != b"/" {
+                    if changed_dirs.insert(parent.clone()) {
+                        tail.push(Change {
+                            path: parent.clone(),
+                            kind: ChangeKind::Modify,
+                        });
+                    }
+                    parent = parent_of(&parent);
                 }
+                tail.reverse();
+                out.extend(tail);
             }
             out.push(Change { path, kind });
         }
         if child.meta.is_dir() {
             walk_overlay(child, &crel, upper, lowers, changed_dirs, out);
         }
+    }
+}
+
+fn parent_of(path: &[u8]) -> Vec<u8> {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) | None => b"/".to_vec(),
+        Some(i) => path[..i].to_vec(),
     }
 }
 

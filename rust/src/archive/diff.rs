@@ -20,7 +20,7 @@ use rustix::io::Errno;
 use tar::{EntryType, Header};
 
 use super::changes::{Change, ChangeKind, Meta, Node};
-use super::whiteout::{OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX};
+use super::whiteout::{WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 
 fn werr(e: std::io::Error) -> Error {
@@ -40,31 +40,6 @@ fn open_in(root: &OwnedFd, rel: &[u8], flags: OFlags) -> std::result::Result<Own
             other => return other,
         }
     }
-}
-
-/// xattrs worth carrying (Go 1.43 reads `security.capability` and `user.*`).
-fn read_xattrs(root: &OwnedFd, rel: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(fd) = open_in(root, rel, OFlags::PATH) else {
-        return Vec::new();
-    };
-    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-    let mut names = vec![0u8; 4096];
-    let n = match rfs::llistxattr(proc_path.as_str(), &mut names) {
-        Ok(n) => n,
-        Err(_) => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if name != b"security.capability" && !name.starts_with(b"user.") {
-            continue;
-        }
-        let mut value = vec![0u8; 64 * 1024];
-        if let Ok(len) = rfs::lgetxattr(proc_path.as_str(), name, &mut value) {
-            value.truncate(len);
-            out.push((name.to_vec(), value));
-        }
-    }
-    out
 }
 
 /// A PAX extended header member carrying `records`.
@@ -146,16 +121,22 @@ impl<W: Write> DiffWriter<W> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.plain_member(&name, 0, now)
+        self.plain_member(&name, 0, (0, 0), now)
     }
 
     /// A zero-size regular member (whiteouts, opaque markers).
-    fn plain_member(&mut self, name: &[u8], mode: u32, mtime: u64) -> Result<()> {
+    fn plain_member(
+        &mut self,
+        name: &[u8],
+        mode: u32,
+        owner: (u64, u64),
+        mtime: u64,
+    ) -> Result<()> {
         let mut h = Header::new_gnu();
         h.set_entry_type(EntryType::Regular);
         h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
+        h.set_uid(owner.0);
+        h.set_gid(owner.1);
         h.set_mtime(mtime);
         h.set_size(0);
         self.builder
@@ -166,15 +147,12 @@ impl<W: Write> DiffWriter<W> {
     /// The member for the layer's entry at `rel` (no leading `/`), with its metadata.
     pub fn entry(&mut self, rel: &[u8], meta: &Meta) -> Result<()> {
         let ft = FileType::from_raw_mode(meta.mode);
-        let xattrs = if matches!(ft, FileType::RegularFile | FileType::Directory) {
-            read_xattrs(&self.root, rel)
-        } else {
-            Vec::new()
-        };
-        if !xattrs.is_empty() {
-            let records: Vec<(Vec<u8>, Vec<u8>)> = xattrs
-                .into_iter()
-                .map(|(k, v)| ([b"SCHILY.xattr.".as_slice(), &k].concat(), v))
+        // The tree read them (security.capability and user.*, as Go 1.43 exports).
+        if !meta.xattrs.is_empty() {
+            let records: Vec<(Vec<u8>, Vec<u8>)> = meta
+                .xattrs
+                .iter()
+                .map(|(k, v)| ([b"SCHILY.xattr.".as_slice(), k].concat(), v.clone()))
                 .collect();
             pax_member(&mut self.builder, &records)?;
         }
@@ -297,9 +275,15 @@ pub fn export_changes<W: Write>(
 
 /// The overlay native diff: every entry of the upper directory, 0:0 character devices as
 /// `.wh.NAME` and opaque directories followed by `DIR/.wh..wh..opq`.
-pub fn export_overlay<W: Write>(out: W, upper: &Path, tree: &Node) -> Result<W> {
+pub fn export_overlay<W: Write>(out: W, upper: &Path, tree: &Node, lowers: &[&Path]) -> Result<W> {
     let mut w = DiffWriter::new(out, upper)?;
-    fn walk<W: Write>(w: &mut DiffWriter<W>, node: &Node, rel: &[u8]) -> Result<()> {
+    let lowers = super::changes::open_lowers(lowers);
+    fn walk<W: Write>(
+        w: &mut DiffWriter<W>,
+        node: &Node,
+        rel: &[u8],
+        lowers: &[OwnedFd],
+    ) -> Result<()> {
         for (name, child) in &node.children {
             let crel = if rel.is_empty() {
                 name.clone()
@@ -315,27 +299,26 @@ pub fn export_overlay<W: Write>(out: W, upper: &Path, tree: &Node) -> Result<W> 
                 };
                 wh.extend_from_slice(WHITEOUT_PREFIX);
                 wh.extend_from_slice(name);
-                w.plain_member(&wh, 0o600, child.meta.mtime.0.max(0) as u64)?;
+                // Go (containers/storage 1.43): mode 0, the device's owner and time.
+                let owner = (child.meta.uid, child.meta.gid);
+                w.plain_member(&wh, 0, owner, child.meta.mtime.0.max(0) as u64)?;
                 continue;
             }
             w.entry(&crel, &child.meta)?;
             if child.meta.is_dir() {
-                let proc_path = format!(
-                    "/proc/self/fd/{}/{}",
-                    std::os::fd::AsRawFd::as_raw_fd(&w.root),
-                    String::from_utf8_lossy(&crel)
-                );
-                let mut buf = [0u8; 4];
-                if matches!(rfs::lgetxattr(proc_path.as_str(), OVERLAY_OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+                // Go writes the marker only when a lower layer has the directory to hide.
+                if super::changes::is_opaque(&w.root, &crel)
+                    && (lowers.is_empty() || super::changes::lower_entry(lowers, &crel).is_some())
                 {
                     let marker = [crel.as_slice(), b"/", WHITEOUT_OPAQUE_DIR].concat();
-                    w.plain_member(&marker, child.meta.mode & 0o777, 0)?;
+                    let owner = (child.meta.uid, child.meta.gid);
+                    w.plain_member(&marker, child.meta.mode & 0o777, owner, 0)?;
                 }
-                walk(w, child, &crel)?;
+                walk(w, child, &crel, lowers)?;
             }
         }
         Ok(())
     }
-    walk(&mut w, tree, b"")?;
+    walk(&mut w, tree, b"", &lowers)?;
     w.finish()
 }

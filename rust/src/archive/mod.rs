@@ -112,6 +112,14 @@ pub struct ApplyResult {
     pub size: u64,
 }
 
+/// Where the tar-split record goes, and whether to gzip it (the store's `.tar-split.gz`).
+pub struct TarSplitSink {
+    /// The writer.
+    pub sink: Box<dyn Write + Send>,
+    /// Compress as gzip.
+    pub gzip: bool,
+}
+
 /// Progress reports: `(input bytes read, total input bytes when known)`. Return false to
 /// abandon the apply.
 pub type Progress<'a> = &'a mut dyn FnMut(u64, Option<u64>) -> bool;
@@ -126,7 +134,7 @@ pub fn apply(
     total: Option<u64>,
     target: &Path,
     opts: &ApplyOptions,
-    tar_split: Option<Box<dyn Write + Send>>,
+    tar_split: Option<TarSplitSink>,
     progress: Option<Progress<'_>>,
 ) -> Result<ApplyResult> {
     let counter = Arc::new(AtomicU64::new(0));

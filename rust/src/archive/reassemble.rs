@@ -11,8 +11,7 @@ use std::fs::File;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use base64_simd::STANDARD as B64;
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use serde_json::Value;
@@ -76,7 +75,7 @@ pub fn reassemble(
         match kind {
             Some(2) => {
                 let bytes = B64
-                    .decode(payload.unwrap_or(""))
+                    .decode_to_vec(payload.unwrap_or(""))
                     .map_err(|e| bad(number, format!("bad base64: {e}")))?;
                 out.write_all(&bytes).map_err(write_err)?;
                 stats.bytes += bytes.len() as u64;
@@ -90,12 +89,12 @@ pub fn reassemble(
                 {
                     (Some(n), _) => n.as_bytes().to_vec(),
                     (None, Some(Value::String(raw))) => B64
-                        .decode(raw)
+                        .decode_to_vec(raw)
                         .map_err(|e| bad(number, format!("bad name_raw: {e}")))?,
                     _ => return Err(bad(number, "file entry without a name")),
                 };
                 let want = payload
-                    .map(|p| B64.decode(p))
+                    .map(|p| B64.decode_to_vec(p))
                     .transpose()
                     .map_err(|e| bad(number, format!("bad base64: {e}")))?;
                 let display = String::from_utf8_lossy(&name).into_owned();

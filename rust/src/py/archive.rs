@@ -67,24 +67,17 @@ impl Write for SharedBuf {
     }
 }
 
-/// A gzip'd tar-split file (`<id>.tar-split.gz`), finished when dropped by `finish()`.
-struct GzFile(Option<flate2::write::GzEncoder<BufWriter<File>>>);
+/// The tar-split file (`<id>.tar-split.gz`): buffered, synced when the record is complete.
+struct SyncedFile(BufWriter<File>);
 
-impl Write for GzFile {
+impl Write for SyncedFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.0.as_mut() {
-            Some(w) => w.write(buf),
-            None => Err(std::io::Error::other("closed")),
-        }
+        self.0.write(buf)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        // Called once, by TarSplitWriter::finish: end the gzip stream and flush the file.
-        if let Some(w) = self.0.take() {
-            let mut inner = w.finish()?;
-            inner.flush()?;
-            inner.get_ref().sync_data()?;
-        }
-        Ok(())
+        // Called once, by the tar-split writer's finish: make the record durable.
+        self.0.flush()?;
+        self.0.get_ref().sync_data()
     }
 }
 
@@ -146,16 +139,19 @@ pub fn apply_layer<'py>(
         .filter(|m| m.is_file())
         .map(|m| m.len());
     let shared = SharedBuf::default();
-    let sink: Option<Box<dyn Write + Send>> = match &tar_split_path {
+    let sink = match &tar_split_path {
         Some(path) => {
             let f = File::create(path)
                 .map_err(|e| to_pyerr(Error::io("creating tar-split file", path, e)))?;
-            Some(Box::new(GzFile(Some(flate2::write::GzEncoder::new(
-                BufWriter::new(f),
-                flate2::Compression::fast(),
-            )))))
+            Some(archive::TarSplitSink {
+                sink: Box::new(SyncedFile(BufWriter::new(f))),
+                gzip: true,
+            })
         }
-        None if keep_tar_split => Some(Box::new(shared.clone())),
+        None if keep_tar_split => Some(archive::TarSplitSink {
+            sink: Box::new(shared.clone()),
+            gzip: false,
+        }),
         None => None,
     };
     let progress = progress.map(|p| p.unbind());
@@ -389,7 +385,8 @@ pub fn layer_changes(
 /// `overlay`) as a tar to `fd` (owned). Returns the uncompressed content bytes.
 #[pyfunction]
 #[pyo3(signature = (layer_dir, fd, parent_dir = None, *, overlay = false, compression = "none",
-                    uid_map = None, gid_map = None, parent_uid_map = None, parent_gid_map = None))]
+                    uid_map = None, gid_map = None, parent_uid_map = None, parent_gid_map = None,
+                    lowers = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn layer_diff(
     py: Python<'_>,
@@ -402,6 +399,7 @@ pub fn layer_diff(
     gid_map: Option<Vec<(u64, u64, u64)>>,
     parent_uid_map: Option<Vec<(u64, u64, u64)>>,
     parent_gid_map: Option<Vec<(u64, u64, u64)>>,
+    lowers: Option<Vec<PathBuf>>,
 ) -> PyResult<()> {
     if fd < 0 {
         return Err(PyValueError::new_err(
@@ -417,7 +415,9 @@ pub fn layer_diff(
     py.detach(move || -> crate::Result<()> {
         let sink = if overlay {
             let tree = archive::changes::read_tree(&layer_dir, &um, &gm)?;
-            archive::diff::export_overlay(sink, &layer_dir, &tree)?
+            let lowers = lowers.unwrap_or_default();
+            let refs: Vec<&std::path::Path> = lowers.iter().map(|p| p.as_path()).collect();
+            archive::diff::export_overlay(sink, &layer_dir, &tree, &refs)?
         } else {
             let (new, old) = trees(&layer_dir, parent_dir.as_deref(), (&um, &gm), (&pum, &pgm))?;
             let changes = archive::changes::changes_dirs(&new, old.as_ref());
