@@ -7,6 +7,7 @@ and hard links), and, when the benchmark corpus exists (``../shared/bench/make-c
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from containers_storage.archive import apply_layer
+from containers_storage.archive import apply_layer, iter_reassemble
 from manifest import Manifest, assert_same_tree, manifest
 from test_apply import GoStore, without_root_mtime
 
@@ -123,3 +124,17 @@ def test_corpus_upper_equals_go_applydiff(tmp_path: Path) -> None:
     want = manifest(go.layer_dir(child))
     assert_same_tree(without_root_mtime(manifest(ours)), without_root_mtime(want), "upper")
     shutil.rmtree(tmp_path / "go", ignore_errors=True)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("name", ["base.tar.gz", "upper.tar", "small.tar.zst"])
+def test_corpus_layer_reproduces_exactly(tmp_path: Path, name: str) -> None:
+    """Apply, then rebuild the tar from tar-split and the files: the DiffID comes back."""
+    layer = corpus_layer(name)
+    target = _mkdir(tmp_path / "layer")
+    split = tmp_path / "layer.tar-split.gz"
+    result = apply_layer(layer, target, whiteouts="overlay", tar_split_path=split)
+    digest = hashlib.sha256()
+    for chunk in iter_reassemble(split, target):
+        digest.update(chunk)
+    assert "sha256:" + digest.hexdigest() == result.uncompressed_digest
