@@ -147,25 +147,42 @@ class _Pump(threading.Thread):
             os.close(self.write_fd)
 
 
+def _own_fd(obj: object, *, write: bool) -> int | None:
+    """A descriptor the native code may own (and close) for a path, an fd or a file object
+    with a working ``fileno()``; ``None`` for objects without one (they need a pipe)."""
+    if isinstance(obj, int):
+        return os.dup(obj)
+    if isinstance(obj, str | os.PathLike):
+        if write:
+            return os.open(obj, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        return os.open(obj, os.O_RDONLY | os.O_CLOEXEC)
+    fileno = getattr(obj, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = os.dup(fileno())
+    except (OSError, io.UnsupportedOperation, ValueError):
+        return None
+    if write:
+        # What the object buffered must land before what we write.
+        flush = getattr(obj, "flush", None)
+        if flush is not None:
+            flush()
+    else:
+        # A buffered reader may have read ahead of its position: start where it says.
+        seekable = getattr(obj, "seekable", None)
+        tell = getattr(obj, "tell", None)
+        if seekable is not None and tell is not None and seekable():
+            os.lseek(fd, tell(), os.SEEK_SET)
+    return fd
+
+
 def _source_fd(source: Source) -> tuple[int, _Pump | None]:
     """A file descriptor the native code may own, and the pump thread feeding it, if any."""
-    if isinstance(source, int):
-        return os.dup(source), None
-    if isinstance(source, str | os.PathLike):
-        return os.open(source, os.O_RDONLY | os.O_CLOEXEC), None
-    fileno = getattr(source, "fileno", None)
-    if fileno is not None:
-        try:
-            fd = os.dup(fileno())
-        except (OSError, io.UnsupportedOperation, ValueError):
-            pass
-        else:
-            # A buffered reader may have read ahead of its position: start where it says.
-            seekable = getattr(source, "seekable", None)
-            tell = getattr(source, "tell", None)
-            if seekable is not None and tell is not None and seekable():
-                os.lseek(fd, tell(), os.SEEK_SET)
-            return fd, None
+    fd = _own_fd(source, write=False)
+    if fd is not None:
+        return fd, None
+    assert not isinstance(source, int | str | os.PathLike)  # those always have an fd
     read_fd, write_fd = os.pipe()
     pump = _Pump(source, write_fd)
     pump.start()
@@ -288,22 +305,10 @@ class _Drain(threading.Thread):
 
 def _sink_fd(sink: Sink) -> tuple[int, _Drain | None]:
     """A descriptor the native code may own (and close), and the drain feeding ``sink``."""
-    if isinstance(sink, int):
-        return os.dup(sink), None
-    if isinstance(sink, str | os.PathLike):
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        return os.open(sink, flags, 0o644), None
-    fileno = getattr(sink, "fileno", None)
-    if fileno is not None:
-        try:
-            fd = os.dup(fileno())
-        except (OSError, io.UnsupportedOperation, ValueError):
-            pass
-        else:
-            flush = getattr(sink, "flush", None)
-            if flush is not None:
-                flush()
-            return fd, None
+    fd = _own_fd(sink, write=True)
+    if fd is not None:
+        return fd, None
+    assert not isinstance(sink, int | str | os.PathLike)  # those always have an fd
     read_fd, write_fd = os.pipe()
     drain = _Drain(read_fd, sink)
     drain.start()

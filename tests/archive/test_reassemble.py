@@ -37,7 +37,6 @@ from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD
 from containers_storage.archive import (
     ApplyResult,
     OutputCompression,
-    apply_layer,
     reassemble_layer,
 )
 from containers_storage.errors import ArchiveError
@@ -49,10 +48,12 @@ from test_apply import (
     SPARSE_FILES,
     GoStore,
     TreeBuilder,
+    apply,
     child_layer,
     gnu_tar_create,
     populate_common,
     pseudo_random,
+    run,
 )
 
 # --------------------------------------------------------------------------------------
@@ -61,21 +62,6 @@ from test_apply import (
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def run(*cmd: str | os.PathLike[str], stdin: bytes | None = None) -> bytes:
-    """Run a reference tool; fail the test with its stderr if it fails."""
-    argv = [os.fspath(c) for c in cmd]
-    proc = subprocess.run(argv, input=stdin, capture_output=True, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"{argv} exited {proc.returncode}: {proc.stderr.decode(errors='replace')}")
-    return proc.stdout
-
-
-def apply(source: Any, target: Path, **kwargs: Any) -> ApplyResult:
-    """apply_layer onto ``target`` (created if missing)."""
-    target.mkdir(parents=True, exist_ok=True)
-    return apply_layer(source, os.fspath(target), **kwargs)
 
 
 def reassemble_bytes(tar_split: Any, layer: Path, **kwargs: Any) -> bytes:
