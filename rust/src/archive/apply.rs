@@ -595,11 +595,10 @@ impl Extractor<'_> {
     }
 
     fn parent_fd(&mut self, entry: &Entry, parent: &[u8]) -> Result<BorrowedFd<'_>> {
-        let name = entry.name.clone();
         self.root
-            .dir(parent, true, &name)?
+            .dir(parent, true, &entry.name)?
             .ok_or_else(|| Error::InvalidArchive {
-                member: Some(display(&name)),
+                member: Some(display(&entry.name)),
                 offset: 0,
                 reason: "parent directory vanished".into(),
             })

@@ -705,13 +705,14 @@ impl Header<'_> {
         let Some(stored) = self.numeric(148, 8) else {
             return false;
         };
-        let mut unsigned: i64 = 0;
-        let mut signed: i64 = 0;
-        for (i, &b) in self.0.iter().enumerate() {
-            let b = if (148..156).contains(&i) { b' ' } else { b };
-            unsigned += i64::from(b);
-            signed += i64::from(b as i8);
-        }
+        // Sum everything, then count the checksum field as eight spaces.
+        let field = &self.0[148..156];
+        let unsigned: i64 = self.0.iter().map(|&b| i64::from(b)).sum::<i64>()
+            - field.iter().map(|&b| i64::from(b)).sum::<i64>()
+            + 8 * i64::from(b' ');
+        let signed: i64 = self.0.iter().map(|&b| i64::from(b as i8)).sum::<i64>()
+            - field.iter().map(|&b| i64::from(b as i8)).sum::<i64>()
+            + 8 * i64::from(b' ');
         stored as i64 == unsigned || stored as i64 == signed
     }
 
