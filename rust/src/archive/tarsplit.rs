@@ -103,6 +103,17 @@ impl TarSplitWriter {
     }
 }
 
+impl Drop for TarSplitWriter {
+    /// An abandoned record (a failed apply) still waits for its thread, so nothing writes to
+    /// the sink after the caller has moved on.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Uncompressed bytes per gzip member of a compressed record.
 const GZIP_BLOCK: usize = 1 << 20;
 

@@ -81,7 +81,13 @@ impl Pool {
                 .name(format!("cs-write-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        let res = create(&job, policy);
+                        // A panic must not leave the barrier waiting for this job forever.
+                        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            create(&job, policy)
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(job_err(&job, "creating file", rustix::io::Errno::IO))
+                        });
                         let mut st = lock(&state);
                         st.outstanding -= 1;
                         if let Err(e) = res {
