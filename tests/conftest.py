@@ -7,7 +7,6 @@ root-only and Go-tool tests must run, not be skipped.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -123,8 +122,3 @@ def children() -> Iterator[list[Child]]:
     yield started
     for child in started:
         child.kill()
-
-
-def have(cmd: str) -> bool:
-    """Whether ``cmd`` is on PATH."""
-    return shutil.which(cmd) is not None
