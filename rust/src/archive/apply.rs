@@ -329,7 +329,6 @@ struct Extractor<'o> {
     written: HashSet<Vec<u8>>,
     summary: Summary,
     buf: Vec<u8>,
-    is_root: bool,
     /// Workers creating small files (started on first use; `None` once refused).
     pool: Option<Pool>,
     pool_tried: bool,
@@ -362,7 +361,6 @@ pub(super) fn extract(
         written: HashSet::new(),
         summary: Summary::default(),
         buf: vec![0u8; COPY_BUF],
-        is_root: rustix::process::geteuid().is_root(),
         pool: None,
         pool_tried: false,
         pending: HashSet::new(),
@@ -535,15 +533,8 @@ impl Extractor<'_> {
     fn chown_result(&self, entry: &Entry, res: std::result::Result<(), Errno>) -> Result<()> {
         match res {
             Ok(()) => Ok(()),
-            Err(Errno::PERM | Errno::INVAL) if self.opts.ignore_chown_errors || !self.is_root => {
-                // Go: without privileges (rootless, no userns) owners stay ours; with
-                // ignore_chown_errors the failure is not fatal either.
-                if self.opts.ignore_chown_errors {
-                    Ok(())
-                } else {
-                    Err(member_io(&entry.name, "changing owner", Errno::PERM))
-                }
-            }
+            // Go's ignore_chown_errors: owners stay as they fall (rootless without a userns).
+            Err(_) if self.opts.ignore_chown_errors => Ok(()),
             Err(e) => Err(member_io(&entry.name, "changing owner", e)),
         }
     }
@@ -690,7 +681,7 @@ impl Extractor<'_> {
                     workers::Pool::start(
                         n,
                         workers::Policy {
-                            ignore_chown_errors: self.opts.ignore_chown_errors || !self.is_root,
+                            ignore_chown_errors: self.opts.ignore_chown_errors,
                         },
                     )
                 })
