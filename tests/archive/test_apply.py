@@ -972,7 +972,9 @@ def test_invalid_whiteout_names(tmp_path: Path, mode: str, where: str, name: str
 
 
 class GoStore:
-    """A vfs store driven by Go's containers-storage CLI."""
+    """A store driven by Go's containers-storage CLI (vfs; subclasses pick another driver)."""
+
+    driver = "vfs"
 
     def __init__(self, base: Path) -> None:
         self.graph = base / "graph"
@@ -986,7 +988,7 @@ class GoStore:
             "--run",
             os.fspath(self.runroot),
             "--storage-driver",
-            "vfs",
+            self.driver,
             *[os.fspath(a) for a in args],
         ]
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)

@@ -184,21 +184,7 @@ def go_driver_diff(go: GoStore, layer: str, driver: str) -> bytes:
 class GoOverlayStore(GoStore):
     """An overlay store driven by Go's CLI (native diff: ``Native Overlay Diff: true``)."""
 
-    def cli(self, *args: str | os.PathLike[str]) -> str:
-        argv = [
-            GO_CONTAINERS_STORAGE,
-            "--graph",
-            os.fspath(self.graph),
-            "--run",
-            os.fspath(self.runroot),
-            "--storage-driver",
-            "overlay",
-            *[os.fspath(a) for a in args],
-        ]
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            pytest.fail(f"{argv} exited {proc.returncode}: {proc.stderr}")
-        return proc.stdout.strip()
+    driver = "overlay"
 
     def diff_dir(self, layer: str) -> Path:
         return self.graph / "overlay" / layer / "diff"
