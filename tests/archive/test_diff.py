@@ -50,6 +50,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from manifest import T0, Manifest, TarBuilder, assert_same_tree, manifest, raw_typeflags
 from test_apply import CAPABILITY, GoStore, TreeBuilder, run
+from test_reassemble import WriteOnly
 
 M, A, D = ChangeKind.MODIFY, ChangeKind.ADD, ChangeKind.DELETE
 
@@ -1276,14 +1277,6 @@ def test_diff_sinks(no_deletions: tuple[Path, Path], tmp_path: Path) -> None:
         diff(child, f.fileno(), parent)
     with open(tmp_path / "fobj.tar", "wb") as f:
         diff(child, f, parent)
-
-    class WriteOnly:
-        def __init__(self) -> None:
-            self.chunks: list[bytes] = []
-
-        def write(self, data: bytes) -> int:
-            self.chunks.append(bytes(data))
-            return len(data)
 
     sink = WriteOnly()
     diff(child, sink, parent)
