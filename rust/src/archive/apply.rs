@@ -65,6 +65,21 @@ fn forbidden_xattr_error(entry: &Entry, name: &[u8]) -> Error {
     }
 }
 
+/// The member's xattrs that may be set: the overlay and storage control namespaces are an
+/// error, `security.selinux` is skipped as Go skips it (labels come from the runtime).
+fn settable_xattrs(entry: &Entry) -> Result<Vec<&(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::with_capacity(entry.xattrs.len());
+    for x in &entry.xattrs {
+        if forbidden_xattr(&x.0) {
+            return Err(forbidden_xattr_error(entry, &x.0));
+        }
+        if x.0 != b"security.selinux" {
+            out.push(x);
+        }
+    }
+    Ok(out)
+}
+
 /// What the extraction counted.
 #[derive(Default)]
 pub(super) struct Summary {
@@ -540,13 +555,7 @@ impl Extractor<'_> {
     }
 
     fn set_xattrs(&self, entry: &Entry, fd: BorrowedFd<'_>) -> Result<()> {
-        for (name, value) in &entry.xattrs {
-            if forbidden_xattr(name) {
-                return Err(forbidden_xattr_error(entry, name));
-            }
-            if name == b"security.selinux" {
-                continue; // Go skips it: labels come from the runtime, not the image.
-            }
+        for (name, value) in settable_xattrs(entry)? {
             match rfs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
                 Ok(()) | Err(Errno::NOTSUP) => {}
                 Err(e) => return Err(member_io(&entry.name, "setting xattr", e)),
@@ -690,15 +699,8 @@ impl Extractor<'_> {
         if self.pool.is_none() {
             return Ok(false);
         }
-        let mut xattrs = Vec::with_capacity(entry.xattrs.len());
-        for (name, value) in &entry.xattrs {
-            if forbidden_xattr(name) {
-                return Err(forbidden_xattr_error(entry, name));
-            }
-            if name != b"security.selinux" {
-                xattrs.push((name.clone(), value.clone()));
-            }
-        }
+        let xattrs: Vec<(Vec<u8>, Vec<u8>)> =
+            settable_xattrs(entry)?.into_iter().cloned().collect();
         let owner = self.host_ids(entry)?;
         let dir = match self.root.dir_arc(parent, true, &entry.name)? {
             Some(d) => d,
@@ -899,29 +901,12 @@ impl Extractor<'_> {
         }
         chmod_res.map_err(|e| member_io(&entry.name, "changing mode", e))?;
         if !entry.xattrs.is_empty() {
-            // xattrs on a link or device: through an O_PATH fd of the entry itself.
+            // xattrs on a link or device: by name in its (confined) parent, not followed.
             let pfd = self.parent_fd(entry, parent)?;
-            let fd = rfs::openat(
-                pfd,
-                base,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| member_io(&entry.name, "opening for xattrs", e))?;
-            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-            for (name, value) in &entry.xattrs {
-                if forbidden_xattr(name) {
-                    return Err(forbidden_xattr_error(entry, name));
-                }
-                if name == b"security.selinux" {
-                    continue;
-                }
-                match rfs::lsetxattr(
-                    proc_path.as_str(),
-                    name.as_slice(),
-                    value,
-                    XattrFlags::empty(),
-                ) {
+            let path = super::changes::proc_path(pfd, base);
+            for (name, value) in settable_xattrs(entry)? {
+                match rfs::lsetxattr(path.as_slice(), name.as_slice(), value, XattrFlags::empty()) {
+                    // Symlinks take no user.* xattrs (EPERM); some filesystems none at all.
                     Ok(()) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
                     Err(e) => return Err(member_io(&entry.name, "setting xattr", e)),
                 }
