@@ -10,6 +10,7 @@
 
 pub mod archive;
 pub mod error;
+pub mod fsutil;
 pub mod lock;
 
 #[cfg(feature = "python")]

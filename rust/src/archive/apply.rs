@@ -27,8 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{
-    self as rfs, AtFlags, Dev, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps,
-    XattrFlags,
+    self as rfs, AtFlags, Dev, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags,
 };
 use rustix::io::Errno;
 
@@ -39,6 +38,7 @@ use super::whiteout::{self, Whiteout};
 use super::workers::{self, Pool};
 use super::{ApplyOptions, Progress, WhiteoutFormat};
 use crate::error::{Error, Result};
+use crate::fsutil::{open_in_root, proc_path};
 
 /// Buffer for file content.
 const COPY_BUF: usize = 256 * 1024;
@@ -188,24 +188,14 @@ impl Root {
         })
     }
 
-    fn resolve_flags() -> ResolveFlags {
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
-    }
-
     /// Opens `path` (cleaned, relative) as a directory inside the root, following symlinks
     /// within the root; the final component too when `follow_last`.
     fn open_beneath(&self, path: &[u8], follow_last: bool) -> std::result::Result<OwnedFd, Errno> {
-        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY;
         if !follow_last {
             flags |= OFlags::NOFOLLOW;
         }
-        let p: &[u8] = if path.is_empty() { b"." } else { path };
-        loop {
-            match rfs::openat2(&self.fd, p, flags, Mode::empty(), Self::resolve_flags()) {
-                Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
-                other => return other,
-            }
-        }
+        open_in_root(&self.fd, path, flags)
     }
 
     fn forget(&mut self) {
@@ -903,7 +893,7 @@ impl Extractor<'_> {
         if !entry.xattrs.is_empty() {
             // xattrs on a link or device: by name in its (confined) parent, not followed.
             let pfd = self.parent_fd(entry, parent)?;
-            let path = super::changes::proc_path(pfd, base);
+            let path = proc_path(pfd, base);
             for (name, value) in settable_xattrs(entry)? {
                 match rfs::lsetxattr(path.as_slice(), name.as_slice(), value, XattrFlags::empty()) {
                     // Symlinks take no user.* xattrs (EPERM); some filesystems none at all.

@@ -20,6 +20,7 @@ use rustix::io::Errno;
 use super::idmap::IdMap;
 use super::whiteout::OVERLAY_OPAQUE_XATTR;
 use crate::error::{Error, Result};
+use crate::fsutil::proc_path;
 
 /// Go's `ChangeKind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,14 +84,6 @@ pub struct Node {
 
 fn io_err(op: &'static str, path: &Path, e: Errno) -> Error {
     Error::io(op, path, e.into())
-}
-
-/// The path of `name` inside the directory `dir` through `/proc/self/fd`: the directory is
-/// reached through its fd (a magic link), and the `l*xattr` calls do not follow `name`.
-pub(super) fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
-    let mut p = format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(&dir)).into_bytes();
-    p.extend_from_slice(name);
-    p
 }
 
 /// The xattrs Go 1.43 compares and exports: `security.capability` and `user.*`, sorted.

@@ -15,31 +15,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{self as rfs, FileType, Mode, OFlags, ResolveFlags};
-use rustix::io::Errno;
+use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use tar::{EntryType, Header};
 
 use super::changes::{Change, ChangeKind, Meta, Node};
 use super::whiteout::{WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
+use crate::fsutil::open_in_root;
 
 fn werr(e: std::io::Error) -> Error {
     Error::io("writing the diff", "", e)
-}
-
-fn open_in(root: &OwnedFd, rel: &[u8], flags: OFlags) -> std::result::Result<OwnedFd, Errno> {
-    loop {
-        match rfs::openat2(
-            root,
-            rel,
-            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
-            other => return other,
-        }
-    }
 }
 
 /// A PAX extended header member carrying `records`.
@@ -177,8 +162,12 @@ impl<W: Write> DiffWriter<W> {
                     }
                     self.links.insert(meta.ino, rel.to_vec());
                 }
-                let fd = open_in(&self.root, rel, OFlags::RDONLY | OFlags::NONBLOCK)
-                    .map_err(|e| Error::io("opening layer file", Path::new(path), e.into()))?;
+                let fd = open_in_root(
+                    &self.root,
+                    rel,
+                    OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW,
+                )
+                .map_err(|e| Error::io("opening layer file", Path::new(path), e.into()))?;
                 let file = File::from(fd);
                 let mut h = self.header(meta, EntryType::Regular);
                 h.set_size(meta.size);

@@ -12,7 +12,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use base64_simd::STANDARD as B64;
-use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
 use serde_json::Value;
 
@@ -162,18 +162,11 @@ fn open_member(
     }
     // O_NONBLOCK: a FIFO put in a file's place must not block the open forever; anything but
     // a regular file is refused below.
-    let fd = loop {
-        match rfs::openat2(
-            root,
-            cleaned.as_slice(),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
-            other => break other?,
-        }
-    };
+    let fd = crate::fsutil::open_in_root(
+        root,
+        &cleaned,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+    )?;
     let st = rfs::fstat(&fd)?;
     if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
         return Err(Errno::INVAL);
