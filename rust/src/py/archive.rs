@@ -14,7 +14,7 @@ use crate::archive::idmap::IdRange;
 use crate::archive::{self, ApplyOptions, IdMap, Limits, WhiteoutFormat};
 use crate::Error;
 
-fn idmap(ranges: Option<Vec<(u64, u64, u64)>>) -> IdMap {
+pub(super) fn idmap(ranges: Option<Vec<(u64, u64, u64)>>) -> IdMap {
     IdMap(
         ranges
             .unwrap_or_default()

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod archive;
 mod errors;
 mod lock;
+mod tree;
 
 /// The native core of containers_storage.
 #[pymodule(gil_used = false)]
@@ -20,5 +21,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(archive::reassemble_layer, m)?)?;
     m.add_function(wrap_pyfunction!(archive::layer_changes, m)?)?;
     m.add_function(wrap_pyfunction!(archive::layer_diff, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::copy_tree, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::chown_tree, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::remove_tree, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::sync_fs, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::dir_size, m)?)?;
     Ok(())
 }
