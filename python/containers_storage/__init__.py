@@ -6,9 +6,51 @@ and skopeo on the same machine can share a store with this package.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import errors
 from ._native import __version__
 from .errors import StorageError
 from .lockfile import Lockfile
 
-__all__ = ["Lockfile", "StorageError", "__version__", "errors"]
+if TYPE_CHECKING:
+    from .options import StoreOptions
+    from .records import Container, IDMap, Image, Layer
+    from .store import Store, get_store
+
+__all__ = [
+    "Container",
+    "IDMap",
+    "Image",
+    "Layer",
+    "Lockfile",
+    "StorageError",
+    "Store",
+    "StoreOptions",
+    "__version__",
+    "errors",
+    "get_store",
+]
+
+# Imported on first use, so that ``import containers_storage`` (and the CLI's start-up)
+# stays small.
+_LAZY = {
+    "Store": "store",
+    "get_store": "store",
+    "StoreOptions": "options",
+    "Layer": "records",
+    "Image": "records",
+    "Container": "records",
+    "IDMap": "records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

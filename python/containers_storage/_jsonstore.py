@@ -1,0 +1,144 @@
+"""The bookkeeping files: compact JSON as Go writes it, atomic saves, Go timestamps.
+
+containers/storage 1.43 marshals with json-iterator in standard-library mode: no spaces,
+struct field order, map keys sorted, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, no
+trailing newline. Files are replaced atomically: a temporary file in the same directory,
+``fdatasync``, ``rename``, then ``fsync`` of the directory, so a crash leaves the old file or
+the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import LoadError
+
+__all__ = ["atomic_write", "dumps", "format_time", "load_array", "now", "parse_time"]
+
+_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as Go's ``json.Marshal`` does (compact, HTML-escaped)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for raw, escaped in _ESCAPES:
+        if raw in text:
+            text = text.replace(raw, escaped)
+    return text.encode("utf-8", "surrogateescape")
+
+
+def load_array(path: str) -> tuple[list[dict[str, Any]], os.stat_result | None]:
+    """Read a JSON array of objects; a missing, empty or ``null`` file is an empty list.
+
+    Returns the records and the file's stat (None when missing).
+
+    Raises:
+        LoadError: The file is not valid JSON or not an array of objects (Go would have
+            silently read it as empty or partial; we refuse to lose track of layers).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return [], None
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        while chunk := os.read(fd, max(st.st_size, 1 << 16)):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if not data.strip():
+        return [], st
+    try:
+        value = json.loads(data)
+    except ValueError as e:
+        raise LoadError(f"{LoadError.go_message}: parsing {path}: {e}") from e
+    if value is None:
+        return [], st
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise LoadError(f"{LoadError.go_message}: {path}: not an array of objects")
+    return value, st
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (Go: ``AtomicWriteFile``)."""
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchmod(fd, mode)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def format_time(ns: int) -> str:
+    """RFC 3339 in UTC with nanoseconds, trailing zeros trimmed (Go ``time.RFC3339Nano``)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if frac:
+        return f"{base}.{frac:09d}".rstrip("0") + "Z"
+    return base + "Z"
+
+
+def now() -> str:
+    """The current time as Go writes ``time.Now().UTC()``."""
+    return format_time(time.time_ns())
+
+
+def parse_time(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time (any offset, any precision).
+
+    Unparseable or empty text is the zero time (year 1), as Go would read it.
+    """
+    if not text:
+        return _ZERO_NS
+    try:
+        main, _, rest = text.partition(".")
+        frac = ""
+        if rest:
+            digits = len(rest) - len(rest.lstrip("0123456789"))
+            frac, tz = rest[:digits], rest[digits:]
+        else:
+            main, tz = main[:19], main[19:]
+        tz = "+00:00" if tz in ("Z", "z") else tz
+        dt = datetime.fromisoformat(main[:19] + tz)
+        ns = int((frac + "000000000")[:9]) if frac else 0
+        delta = dt - _EPOCH
+        return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + ns
+    except ValueError:
+        return _ZERO_NS
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ZERO_NS = -62135596800 * 1_000_000_000

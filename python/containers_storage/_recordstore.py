@@ -1,0 +1,351 @@
+"""What the layer, image and container stores share: one JSON file of records under one
+lock file, indexes by ID, name and ID prefix, reload on a foreign write, atomic save.
+
+Locking follows Go 1.43: readers hold the fcntl read lock, writers the write lock, and a
+store reloads its file only when the lock's last-writer token (or the file itself) changed
+since it last read it. After each save the writer puts a fresh token in the lock file so that
+long-running Go processes (podman service, buildah) reload too.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from . import errors
+from ._jsonstore import atomic_write, dumps, load_array
+from .lockfile import Lockfile
+from .records import _Record
+
+__all__ = ["RecordStore", "big_data_file_name", "dedupe_names", "random_id"]
+
+R = TypeVar("R", bound=_Record)
+
+_TOKEN_SIZE = 64
+
+
+def random_id() -> str:
+    """A random 64-hex ID that does not look like a number in its short form (Go's
+    ``stringid.GenerateRandomID``)."""
+    while True:
+        value = os.urandom(32).hex()
+        if not value[:12].isdigit():
+            return value
+
+
+def dedupe_names(names: Iterable[str]) -> list[str]:
+    """Names in order, each once (Go ``dedupeNames``)."""
+    return list(dict.fromkeys(names))
+
+
+def big_data_file_name(key: str) -> str:
+    """The file name Go gives a big-data item (``makeBigDataBaseName``).
+
+    The key is used as is when it is made of ``[a-z0-9.]``; otherwise it becomes ``=`` and
+    its base64. Quirk kept from Go: the scan consumes the first other character before
+    stopping, so a key whose only other character is its last one is kept as is.
+    """
+    data = key.encode("utf-8", "surrogateescape")
+    for i, ch in enumerate(key):
+        if ch == "." or "0" <= ch <= "9" or "a" <= ch <= "z":
+            continue
+        if i + 1 < len(key):
+            return "=" + base64.b64encode(data).decode("ascii")
+        return key
+    return key
+
+
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+class _NeedsWriteLock(Exception):
+    """Raised by a load under the read lock that found work only a writer may do."""
+
+
+class RecordStore(Generic[R]):
+    """One JSON file of records of type ``R`` under one lock file.
+
+    Subclasses set ``record_type``, ``kind`` (for messages) and the unknown-item error, and
+    may extend ``_index``/``_after_load``.
+    """
+
+    record_type: type[R]
+    kind = "item"
+    unknown_error: type[errors.StorageError] = errors.StorageError
+    duplicate_names_error: type[errors.StorageError] = errors.StorageError
+
+    def __init__(self, directory: str, file_name: str, lock_name: str, read_only: bool) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, file_name)
+        self.read_only = read_only
+        if not read_only:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        self.lock = Lockfile(os.path.join(directory, lock_name), read_only=read_only)
+        self.records: list[R] = []
+        self.by_id: dict[str, R] = {}
+        self.by_name: dict[str, R] = {}
+        self._sorted_ids: list[str] = []
+        self._seen: tuple[bytes, tuple[int, int, int] | None] | None = None
+        self._load_mutex = threading.RLock()
+        self._dirty = False
+
+    # -- locking and reloading --------------------------------------------------------------
+
+    def _token(self) -> bytes:
+        try:
+            fd = os.open(self.lock.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return b""
+        try:
+            return os.pread(fd, _TOKEN_SIZE, 0)
+        finally:
+            os.close(fd)
+
+    def _changed(self) -> bool:
+        return self._seen != (self._token(), _stamp(self.path))
+
+    def _reload_if_changed(self, write_locked: bool) -> None:
+        with self._load_mutex:
+            if self._changed():
+                self.load(write_locked)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[RecordStore[R]]:
+        """Hold the read lock, with the records fresh, for a ``with`` block."""
+        if self.lock.held() == "write":
+            with self.lock.writing():
+                self._reload_if_changed(True)
+                yield self
+            return
+        while True:
+            self.lock.rlock()
+            try:
+                self._reload_if_changed(False)
+            except _NeedsWriteLock:
+                self.lock.unlock()
+                with self.lock.writing():
+                    self._reload_if_changed(True)
+                continue
+            except BaseException:
+                self.lock.unlock()
+                raise
+            break
+        try:
+            yield self
+        finally:
+            self.lock.unlock()
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[RecordStore[R]]:
+        """Hold the write lock, with the records fresh, for a ``with`` block; the file is
+        saved at the end of the block if anything was changed (even when it raises, so a
+        partial change that was already applied to disk is recorded)."""
+        self.require_writable(f"modify the {self.kind} store")
+        with self.lock.writing():
+            self._reload_if_changed(True)
+            try:
+                yield self
+            finally:
+                if self._dirty:
+                    self.save()
+
+    def require_writable(self, what: str) -> None:
+        if self.read_only:
+            raise errors.StoreIsReadOnlyError(
+                f"not allowed to {what} at {self.path!r}: "
+                f"{errors.StoreIsReadOnlyError.go_message}"
+            )
+
+    # -- load and save ----------------------------------------------------------------------
+
+    def load(self, write_locked: bool) -> None:
+        """Read the file afresh (the caller holds the lock)."""
+        raw, st = load_array(self.path)
+        token = self._token()
+        records = [self.record_type.from_json(obj) for obj in raw]
+        records = self._prepare(records)
+        repaired = self._set_records(records)
+        self._seen = (token, None if st is None else (st.st_mtime_ns, st.st_ino, st.st_size))
+        if repaired:
+            if self.read_only:
+                raise self.duplicate_names_error()
+            if not write_locked:
+                raise _NeedsWriteLock()
+            self._dirty = True
+        self._after_load(write_locked)
+        if self._dirty and write_locked:
+            self.save()
+
+    def _prepare(self, records: list[R]) -> list[R]:
+        """Hook: adjust records right after decoding (read-only flags, digests)."""
+        return records
+
+    def _after_load(self, write_locked: bool) -> None:
+        """Hook: work to do once loaded (incomplete layers, mounts)."""
+
+    def _set_records(self, records: list[R]) -> bool:
+        """Install ``records`` and rebuild indexes; returns True when duplicate names had to
+        be taken from earlier records (the later one keeps the name, as in Go)."""
+        repaired = False
+        by_name: dict[str, int] = {}
+        for i, rec in enumerate(records):
+            for name in rec.names:  # type: ignore[attr-defined]
+                j = by_name.get(name)
+                if j is not None:
+                    old = records[j]
+                    records[j] = _without_name(old, name)
+                    repaired = True
+                by_name[name] = i
+        self.records = records
+        self._reindex()
+        return repaired
+
+    def _reindex(self) -> None:
+        self.by_id = {r.id: r for r in self.records}
+        self.by_name = {}
+        for r in self.records:
+            for name in r.names:  # type: ignore[attr-defined]
+                self.by_name[name] = r
+        self._sorted_ids = sorted(self.by_id)
+        self._index_extra()
+
+    def _index_extra(self) -> None:
+        """Hook: more indexes (digests, layers)."""
+
+    def save(self) -> None:
+        """Write the file atomically and put a fresh token in the lock (write lock held)."""
+        self.require_writable(f"modify the {self.kind} store")
+        if self.lock.held() != "write":
+            raise errors.LockNotHeldError(f"{self.kind} store is not locked for writing")
+        data = dumps([r.to_json() for r in self.records])
+        atomic_write(self.path, data)
+        token = self.lock.touch()
+        self._dirty = False
+        self._seen = (bytes(token), _stamp(self.path))
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def lookup(self, ref: str) -> R | None:
+        """The record whose ID or name is ``ref``, or whose ID alone starts with it.
+
+        Raises:
+            AmbiguousPrefixError: Several IDs start with ``ref``.
+        """
+        rec = self.by_id.get(ref)
+        if rec is not None:
+            return rec
+        rec = self.by_name.get(ref)
+        if rec is not None:
+            return rec
+        rec = self._lookup_extra(ref)
+        if rec is not None:
+            return rec
+        if not ref or any(c not in "0123456789abcdef" for c in ref):
+            return None
+        i = bisect.bisect_left(self._sorted_ids, ref)
+        ids = self._sorted_ids
+        if i < len(ids) and ids[i].startswith(ref):
+            if i + 1 < len(ids) and ids[i + 1].startswith(ref):
+                raise errors.AmbiguousPrefixError(
+                    f"{errors.AmbiguousPrefixError.go_message}: {ref}"
+                )
+            return self.by_id[ids[i]]
+        return None
+
+    def _lookup_extra(self, ref: str) -> R | None:
+        return None
+
+    def get(self, ref: str) -> R:
+        """Like :meth:`lookup`, raising the store's unknown-item error when missing."""
+        rec = self.lookup(ref)
+        if rec is None:
+            raise self.unknown_error()
+        return rec
+
+    def exists(self, ref: str) -> bool:
+        try:
+            return self.lookup(ref) is not None
+        except errors.AmbiguousPrefixError:
+            return False
+
+    # -- changes (write lock held) ----------------------------------------------------------
+
+    def add(self, rec: R) -> None:
+        self.records.append(rec)
+        self._reindex()
+        self._dirty = True
+
+    def replace(self, rec: R) -> R:
+        for i, old in enumerate(self.records):
+            if old.id == rec.id:
+                self.records[i] = rec
+                break
+        self._reindex()
+        self._dirty = True
+        return rec
+
+    def remove(self, rec_id: str) -> None:
+        self.records = [r for r in self.records if r.id != rec_id]
+        self._reindex()
+        self._dirty = True
+
+    def check_new(self, rec_id: str, names: Sequence[str], duplicate: Callable[[str], str]) -> None:
+        """Refuse an ID or a name already taken (Go ``ErrDuplicateID``/``ErrDuplicateName``)."""
+        if rec_id in self.by_id:
+            raise errors.DuplicateIDError(
+                f"an {self.kind} with ID {rec_id!r} already exists: "
+                f"{errors.DuplicateIDError.go_message}"
+            )
+        for name in names:
+            other = self.by_name.get(name)
+            if other is not None:
+                raise errors.DuplicateNameError(duplicate(name) + f" {other.id!r}: "
+                                                + errors.DuplicateNameError.go_message)
+
+    def new_id(self) -> str:
+        while True:
+            value = random_id()
+            if value not in self.by_id:
+                return value
+
+    def update_names(self, ref: str, names: Sequence[str], op: str) -> R:
+        """``set``, ``add`` or ``remove`` names; a name held by another record moves here."""
+        self.require_writable(f"change {self.kind} name assignments")
+        rec = self.get(ref)
+        old = list(rec.names)  # type: ignore[attr-defined]
+        if op == "set":
+            new = dedupe_names(names)
+        elif op == "add":
+            new = dedupe_names([*old, *names])
+        elif op == "remove":
+            drop = set(names)
+            new = [n for n in old if n not in drop]
+        else:
+            raise ValueError("invalid update name operation")
+        for name in new:
+            other = self.by_name.get(name)
+            if other is not None and other.id != rec.id:
+                self.replace(_without_name(other, name))
+        updated = self._renamed(rec, new)
+        self.replace(updated)
+        self.save()
+        return updated
+
+    def _renamed(self, rec: R, names: list[str]) -> R:
+        """Hook: ``rec`` with its new ``names`` (images also update their history)."""
+        return dataclasses.replace(rec, names=tuple(names))  # type: ignore[type-var]
+
+
+def _without_name(rec: Any, name: str) -> Any:
+    return dataclasses.replace(rec, names=tuple(n for n in rec.names if n != name))

@@ -1,0 +1,151 @@
+"""The driver interface shared by vfs and overlay."""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
+from ..records import IDMap
+
+__all__ = ["Driver", "MountOptions"]
+
+
+@dataclass(frozen=True)
+class MountOptions:
+    """How to mount a layer (Go ``drivers.MountOpts``)."""
+
+    mount_label: str = ""
+    uid_map: tuple[IDMap, ...] = ()
+    gid_map: tuple[IDMap, ...] = ()
+    options: tuple[str, ...] = ()
+    volatile: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Driver(abc.ABC):
+    """A graph driver. Paths are absolute; IDs are full layer IDs."""
+
+    name: str
+    home: str
+    graph_root: str
+    run_root: str
+    #: Root directories of read-only additional image stores (``<drv>.imagestore=``).
+    image_stores: tuple[str, ...]
+    ignore_chown_errors: bool
+
+    def __init__(self, graph_root: str, run_root: str, options: Sequence[str]) -> None:
+        self.graph_root = graph_root
+        self.run_root = run_root
+        self.home = os.path.join(graph_root, self.name)
+        self.image_stores = ()
+        self.ignore_chown_errors = False
+        self.options = tuple(options)
+
+    @abc.abstractmethod
+    def create(
+        self,
+        layer_id: str,
+        parent: str | None,
+        *,
+        template: str | None = None,
+        read_write: bool = False,
+        mount_label: str = "",
+        uid_map: Sequence[IDMap] = (),
+        gid_map: Sequence[IDMap] = (),
+        from_uid_map: Sequence[IDMap] = (),
+        from_gid_map: Sequence[IDMap] = (),
+    ) -> None:
+        """Make the layer's directory: a copy of ``template`` or of ``parent`` (vfs), or an
+        empty upper directory over them (overlay), owned through ``uid_map``/``gid_map``
+        (the copied files' owners are read through ``from_*``)."""
+
+    @abc.abstractmethod
+    def remove(self, layer_id: str) -> None:
+        """Remove the layer's files (a missing layer is not an error)."""
+
+    @abc.abstractmethod
+    def exists(self, layer_id: str) -> bool:
+        """Whether the layer's directory exists (here or in an additional store)."""
+
+    @abc.abstractmethod
+    def get(self, layer_id: str, options: MountOptions) -> str:
+        """Mount (or locate) the layer and return its root path."""
+
+    @abc.abstractmethod
+    def put(self, layer_id: str) -> None:
+        """Undo :meth:`get`."""
+
+    @abc.abstractmethod
+    def layer_dir(self, layer_id: str) -> str:
+        """Where the layer's own files are (vfs: its tree; overlay: its ``diff``)."""
+
+    @abc.abstractmethod
+    def apply_diff(
+        self,
+        layer_id: str,
+        parent: str | None,
+        source: Source,
+        *,
+        uid_map: Sequence[IDMap] = (),
+        gid_map: Sequence[IDMap] = (),
+        tar_split_path: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ApplyResult:
+        """Apply a layer tarball onto the layer."""
+
+    @abc.abstractmethod
+    def changes(
+        self,
+        layer_id: str,
+        parent: str | None,
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+        parent_uid_map: Sequence[IDMap],
+        parent_gid_map: Sequence[IDMap],
+    ) -> tuple[list[Change], int]:
+        """The layer's changes against ``parent`` and their size (Go ``Changes``,
+        ``DiffSize``)."""
+
+    @abc.abstractmethod
+    def diff(
+        self,
+        layer_id: str,
+        parent: str | None,
+        out: Sink,
+        compression: str,
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+        parent_uid_map: Sequence[IDMap],
+        parent_gid_map: Sequence[IDMap],
+    ) -> None:
+        """Write the layer's changes against ``parent`` as a tar."""
+
+    def update_id_map(
+        self,
+        layer_id: str,
+        from_uid_map: Sequence[IDMap],
+        from_gid_map: Sequence[IDMap],
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+    ) -> None:
+        """Re-own the layer's files from one mapping to another (Go ``UpdateLayerIDMap``)."""
+        from .. import _native
+        from ..records import idmaps_to_tuples as t
+
+        _native.chown_tree(
+            self.layer_dir(layer_id),
+            uid_from=t(from_uid_map),
+            gid_from=t(from_gid_map),
+            uid_to=t(uid_map),
+            gid_to=t(gid_map),
+        )
+
+    def status(self) -> list[tuple[str, str]]:
+        """Driver-specific status pairs (vfs: none)."""
+        return []
+
+    def cleanup(self) -> None:
+        """Release what the driver holds (overlay: the private bind mount of its home)."""

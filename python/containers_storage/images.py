@@ -1,0 +1,232 @@
+"""The image store: ``<drv>-images/images.json`` and each image's big-data files."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+
+from . import _native, errors
+from ._jsonstore import atomic_write, now
+from ._recordstore import RecordStore, big_data_file_name, dedupe_names
+from .records import Image
+
+__all__ = ["ImageStore", "sha256_digest"]
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _validate_digest(d: str) -> None:
+    algo, sep, hexpart = d.partition(":")
+    if not sep or not algo or not hexpart:
+        raise ValueError(f"invalid checksum digest format: {d!r}")
+    if algo == "sha256" and (len(hexpart) != 64 or hexpart.strip("0123456789abcdef")):
+        raise ValueError(f"invalid checksum digest length or characters: {d!r}")
+
+
+class ImageStore(RecordStore[Image]):
+    """The images of one store (read-write) or of an additional image store (read-only)."""
+
+    record_type = Image
+    kind = "image"
+    unknown_error = errors.ImageUnknownError
+    duplicate_names_error = errors.DuplicateImageNamesError
+
+    def __init__(self, directory: str, read_only: bool) -> None:
+        super().__init__(directory, "images.json", "images.lock", read_only)
+        self.by_digest: dict[str, list[str]] = {}
+
+    def _prepare(self, records: list[Image]) -> list[Image]:
+        out = [r.with_digests() for r in records]
+        if self.read_only:
+            out = [dataclasses.replace(r, read_only=True) for r in out]
+        return out
+
+    def _index_extra(self) -> None:
+        by_digest: dict[str, list[str]] = {}
+        for r in self.records:
+            for d in r.digests:
+                by_digest.setdefault(d, []).append(r.id)
+        self.by_digest = by_digest
+
+    def data_dir(self, image_id: str) -> str:
+        return os.path.join(self.directory, image_id)
+
+    def data_path(self, image_id: str, key: str) -> str:
+        return os.path.join(self.data_dir(image_id), big_data_file_name(key))
+
+    def _locate(self, ref: str) -> Image:
+        rec = self.lookup(ref)
+        if rec is None:
+            raise errors.ImageUnknownError(
+                f"locating image with ID {ref!r}: {errors.ImageUnknownError.go_message}"
+            )
+        return rec
+
+    # -- changes (write lock held) ----------------------------------------------------------
+
+    def create(
+        self,
+        image_id: str,
+        names: Sequence[str],
+        layer: str,
+        metadata: str,
+        created: str | None,
+        digest: str,
+    ) -> Image:
+        self.require_writable("create new images")
+        if not image_id:
+            image_id = self.new_id()
+        if image_id in self.by_id:
+            raise errors.DuplicateIDError(
+                f"an image with ID {image_id!r} already exists: "
+                + errors.DuplicateIDError.go_message
+            )
+        names = dedupe_names(names)
+        for name in names:
+            other = self.by_name.get(name)
+            if other is not None:
+                raise errors.DuplicateNameError(
+                    f"image name {name!r} is already associated with image {other.id!r}: "
+                    + errors.DuplicateNameError.go_message
+                )
+        if digest:
+            _validate_digest(digest)
+        rec = Image(
+            id=image_id,
+            digest=digest,
+            names=tuple(names),
+            names_history=tuple(reversed(names)),
+            layer=layer,
+            metadata=metadata,
+            created=created or now(),
+        ).with_digests()
+        self.add(rec)
+        self.save()
+        return rec
+
+    def _renamed(self, rec: Image, names: list[str]) -> Image:
+        # Every name given is (re)put at the front of the history, newest first.
+        history = list(rec.names_history)
+        for name in names:
+            history = dedupe_names([name, *history])
+        return dataclasses.replace(rec, names=tuple(names), names_history=tuple(history))
+
+    def set_metadata(self, ref: str, metadata: str) -> None:
+        self.require_writable("modify image metadata")
+        rec = self._locate(ref)
+        self.replace(dataclasses.replace(rec, metadata=metadata))
+        self.save()
+
+    def add_mapped_layer(self, ref: str, layer_id: str) -> None:
+        rec = self._locate(ref)
+        self.replace(dataclasses.replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))
+        self.save()
+
+    def remove_mapped_layer(self, ref: str, layer_id: str) -> None:
+        rec = self._locate(ref)
+        if layer_id in rec.mapped_layers:
+            kept = tuple(x for x in rec.mapped_layers if x != layer_id)
+            self.replace(dataclasses.replace(rec, mapped_layers=kept))
+            self.save()
+
+    def delete(self, ref: str) -> None:
+        self.require_writable("delete images")
+        rec = self._locate(ref)
+        self.remove(rec.id)
+        self.save()
+        _native.remove_tree(self.data_dir(rec.id))
+
+    def wipe(self) -> None:
+        self.require_writable("delete images")
+        for rec in list(self.records):
+            self.delete(rec.id)
+
+    # -- big data ---------------------------------------------------------------------------
+
+    def set_big_data(
+        self,
+        ref: str,
+        key: str,
+        data: bytes,
+        digest_manifest: Callable[[bytes], str] | None = None,
+    ) -> None:
+        """Store a named blob; ``manifest*`` keys are digested with ``digest_manifest``
+        (default: sha256 of the bytes) and feed the image's digests."""
+        if not key:
+            raise errors.InvalidBigDataNameError(
+                "can't set empty name for image big data item: "
+                + errors.InvalidBigDataNameError.go_message
+            )
+        self.require_writable("save data items associated with images")
+        rec = self._locate(ref)
+        os.makedirs(self.data_dir(rec.id), mode=0o700, exist_ok=True)
+        if key.startswith("manifest"):
+            new_digest = (digest_manifest or sha256_digest)(data)
+        else:
+            new_digest = sha256_digest(data)
+        atomic_write(self.data_path(rec.id, key), data)
+        sizes = dict(rec.big_data_sizes)
+        digests = dict(rec.big_data_digests)
+        sizes[key] = len(data)
+        digests[key] = new_digest
+        names = rec.big_data_names if key in rec.big_data_names else (*rec.big_data_names, key)
+        updated = dataclasses.replace(
+            rec, big_data_sizes=sizes, big_data_digests=digests, big_data_names=names
+        ).with_digests()
+        if updated != rec or updated.digests != rec.digests:
+            self.replace(updated)
+            self.save()
+
+    def big_data(self, ref: str, key: str) -> bytes:
+        if not key:
+            raise errors.InvalidBigDataNameError(
+                "can't retrieve image big data value for empty name: "
+                + errors.InvalidBigDataNameError.go_message
+            )
+        rec = self._locate(ref)
+        try:
+            with open(self.data_path(rec.id, key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"locating item named {key!r} for image with ID {rec.id!r} (consider removing "
+                "the image to resolve the issue): file does not exist"
+            ) from None
+
+    def big_data_size(self, ref: str, key: str) -> int:
+        if not key:
+            raise errors.InvalidBigDataNameError(
+                "can't retrieve size of image big data with empty name: "
+                + errors.InvalidBigDataNameError.go_message
+            )
+        rec = self._locate(ref)
+        if key in rec.big_data_sizes:
+            return int(rec.big_data_sizes[key])
+        if not self.read_only:
+            try:
+                data = self.big_data(rec.id, key)
+            except FileNotFoundError:
+                data = None
+            if data is not None and self.lock.held() == "write":
+                self.set_big_data(rec.id, key, data)
+                return len(data)
+            if data is not None:
+                return len(data)
+        raise errors.SizeUnknownError()
+
+    def big_data_digest(self, ref: str, key: str) -> str:
+        if not key:
+            raise errors.InvalidBigDataNameError(
+                "can't retrieve digest of image big data value with empty name: "
+                + errors.InvalidBigDataNameError.go_message
+            )
+        rec = self._locate(ref)
+        d = rec.big_data_digests.get(key)
+        if d:
+            return str(d)
+        raise errors.DigestUnknownError()

@@ -1,0 +1,1393 @@
+"""The Store: layers, images and containers on disk, shared with podman, buildah and skopeo.
+
+Every method of Go's ``storage.Store`` (1.43) is here under its snake_case name; Go's
+``(value, err)`` becomes a return value or an exception from :mod:`containers_storage.errors`.
+Locks are taken in Go's order (``storage.lock`` briefly, then layers, images, containers), each
+store reloading its JSON only when another process wrote it since.
+
+Example:
+    >>> import containers_storage as cs
+    >>> with cs.Store("/var/lib/mystore", "/run/mystore", "vfs") as store:
+    ...     layer, size = store.put_layer(diff="layer.tar.gz", names=["base"])
+    ...     image = store.create_image(layer.id, names=["example:latest"])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from . import _native, errors
+from ._jsonstore import atomic_write
+from .archive import Change, ProgressCallback, Source
+from .containers import ContainerStore
+from .drivers import Driver, MountOptions, new_driver
+from .images import ImageStore, sha256_digest
+from .layers import LayerStore
+from .lockfile import Lockfile
+from .options import StoreOptions
+from .records import Container, IDMap, Image, Layer, idmaps_from
+
+__all__ = ["Store", "get_store"]
+
+MapArg = Iterable[IDMap | tuple[int, int, int]] | None
+
+_stores: dict[tuple[str, str, str], Store] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(options: StoreOptions | None = None) -> Store:
+    """The process-wide Store for these options (the same object for the same roots and
+    driver, as Go's ``GetStore``); ``None`` means :meth:`StoreOptions.default`."""
+    opts = options or StoreOptions.default()
+    if not (opts.graph_root or opts.run_root or opts.graph_driver_name or
+            opts.graph_driver_options):
+        opts = StoreOptions.default()
+    if not opts.graph_root and not opts.run_root:
+        raise errors.IncompleteOptionsError(
+            "no storage runroot or graphroot specified: "
+            + errors.IncompleteOptionsError.go_message
+        )
+    defaults = StoreOptions.default() if not (opts.graph_root and opts.run_root) else None
+    graph = os.path.abspath(opts.graph_root or (defaults.graph_root if defaults else ""))
+    run = os.path.abspath(opts.run_root or (defaults.run_root if defaults else ""))
+    with _stores_lock:
+        for (g, r, d), store in _stores.items():
+            if g == graph and r == run and (not opts.graph_driver_name or
+                                             d == opts.graph_driver_name):
+                return store
+        store = Store(
+            graph,
+            run,
+            opts.graph_driver_name or "",
+            opts.graph_driver_options,
+            uid_map=opts.uid_map,
+            gid_map=opts.gid_map,
+            pull_options=opts.pull_options,
+            disable_volatile=opts.disable_volatile,
+        )
+        _stores[(graph, run, store.graph_driver_name())] = store
+        return store
+
+
+def _choose_driver(graph_root: str) -> str:
+    """Go's driver auto-selection: a driver whose home already has layers wins, else
+    overlay when the kernel has it, else vfs."""
+    for name in ("overlay", "vfs"):
+        if os.path.isdir(os.path.join(graph_root, f"{name}-layers")):
+            return name
+    return "vfs"
+
+
+class Store:
+    """A containers/storage store (Go ``storage.Store``).
+
+    Args:
+        graph_root: Where layers, images and containers are kept (``--graph``).
+        run_root: Where mount state and per-boot data are kept (``--run``).
+        driver: ``"vfs"`` (``"overlay"`` with the overlay driver); empty to auto-select.
+        driver_options: ``--storage-opt`` strings (``vfs.imagestore=/path``...).
+        uid_map: Default container-to-host UID ranges for new layers.
+        gid_map: Default container-to-host GID ranges for new layers.
+    """
+
+    def __init__(
+        self,
+        graph_root: str | os.PathLike[str],
+        run_root: str | os.PathLike[str],
+        driver: str = "",
+        driver_options: Sequence[str] = (),
+        uid_map: MapArg = None,
+        gid_map: MapArg = None,
+        *,
+        pull_options: dict[str, str] | None = None,
+        disable_volatile: bool = False,
+    ) -> None:
+        graph = os.path.abspath(os.fspath(graph_root))
+        run = os.path.abspath(os.fspath(run_root))
+        if not graph or not run:
+            raise errors.IncompleteOptionsError()
+        os.makedirs(run, mode=0o700, exist_ok=True)
+        os.makedirs(graph, mode=0o700, exist_ok=True)
+        name = {"overlay2": "overlay"}.get(driver, driver) or _choose_driver(graph)
+        for sub in ("mounts", "tmp", name):
+            os.makedirs(os.path.join(graph, sub), mode=0o700, exist_ok=True)
+        self._graph_root = graph
+        self._run_root = run
+        self._driver_name = name
+        self._driver_options = list(driver_options)
+        self._uid_map = idmaps_from(uid_map)
+        self._gid_map = idmaps_from(gid_map)
+        self._pull_options = dict(pull_options or {})
+        self._disable_volatile = disable_volatile
+        self._graph_lock = Lockfile(os.path.join(graph, "storage.lock"))
+        self._userns_lock = Lockfile(os.path.join(graph, "userns.lock"))
+        self._state_lock = threading.RLock()
+        self._driver: Driver | None = None
+        self._layers: LayerStore | None = None
+        self._ro_layers: list[LayerStore] | None = None
+        self._last_loaded = time.time()
+        driver_obj = self._get_driver()
+        prefix = name + "-"
+        self._images = ImageStore(os.path.join(graph, prefix + "images"), read_only=False)
+        self._containers = ContainerStore(
+            os.path.join(graph, prefix + "containers"),
+            os.path.join(run, prefix + "containers"),
+        )
+        self._ro_images = [
+            ImageStore(os.path.join(p, prefix + "images"), read_only=True)
+            for p in driver_obj.image_stores
+        ]
+        self._digest_lock_root = os.path.join(run, prefix + "locks")
+        os.makedirs(self._digest_lock_root, mode=0o700, exist_ok=True)
+        # Go opens the layer store (write-locked, cleaning incomplete layers) at start.
+        self._layer_store()
+
+    # -- context manager --------------------------------------------------------------------
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(False)
+
+    def __repr__(self) -> str:
+        return (
+            f"Store(graph_root={self._graph_root!r}, run_root={self._run_root!r}, "
+            f"driver={self._driver_name!r})"
+        )
+
+    # -- accessors --------------------------------------------------------------------------
+
+    def run_root(self) -> str:
+        """The run root (Go ``RunRoot``)."""
+        return self._run_root
+
+    def graph_root(self) -> str:
+        """The graph root (Go ``GraphRoot``)."""
+        return self._graph_root
+
+    def graph_driver_name(self) -> str:
+        """The driver's name (Go ``GraphDriverName``)."""
+        return self._driver_name
+
+    def graph_options(self) -> list[str]:
+        """The driver options (Go ``GraphOptions``)."""
+        return list(self._driver_options)
+
+    def pull_options(self) -> dict[str, str]:
+        """``pull_options`` from storage.conf (Go ``PullOptions``)."""
+        return dict(self._pull_options)
+
+    def uid_map(self) -> list[IDMap]:
+        """The store's default UID map (Go ``UIDMap``)."""
+        return list(self._uid_map)
+
+    def gid_map(self) -> list[IDMap]:
+        """The store's default GID map (Go ``GIDMap``)."""
+        return list(self._gid_map)
+
+    def graph_driver(self) -> Driver:
+        """The driver (Go ``GraphDriver``)."""
+        with self._graph_lock.writing():
+            if self._graph_lock.touched_since(self._last_loaded):
+                self._reset_driver()
+            return self._get_driver()
+
+    def get_digest_lock(self, digest: str) -> Lockfile:
+        """A lock file for one digest, for concurrent pulls (Go ``GetDigestLock``)."""
+        return Lockfile(os.path.join(self._digest_lock_root, digest))
+
+    def free(self) -> None:
+        """Release cached resources (Go ``Free``): nothing is cached beyond the records."""
+
+    def version(self) -> list[tuple[str, str]]:
+        """Go's ``Version`` returns an empty list; so does this."""
+        return []
+
+    # -- internal store access --------------------------------------------------------------
+
+    def _get_driver(self) -> Driver:
+        if self._driver is None:
+            self._driver = new_driver(
+                self._driver_name, self._graph_root, self._run_root, self._driver_options
+            )
+        return self._driver
+
+    def _reset_driver(self) -> None:
+        self._driver = None
+        self._layers = None
+        self._last_loaded = time.time()
+
+    def _layer_store(self) -> LayerStore:
+        with self._state_lock:
+            with self._graph_lock.writing():
+                if self._graph_lock.touched_since(self._last_loaded):
+                    self._reset_driver()
+                if self._layers is not None:
+                    return self._layers
+                driver = self._get_driver()
+                prefix = self._driver_name + "-"
+                store = LayerStore(
+                    os.path.join(self._graph_root, prefix + "layers"),
+                    os.path.join(self._run_root, prefix + "layers"),
+                    driver,
+                    read_only=False,
+                )
+                with store.writing():
+                    pass
+                store.ensure_mounts_file()
+                self._layers = store
+                return store
+
+    def _ro_layer_stores(self) -> list[LayerStore]:
+        with self._state_lock:
+            if self._ro_layers is None:
+                driver = self._get_driver()
+                prefix = self._driver_name + "-"
+                self._ro_layers = [
+                    LayerStore(os.path.join(p, prefix + "layers"), None, driver, read_only=True)
+                    for p in driver.image_stores
+                ]
+            return self._ro_layers
+
+    def _all_layer_stores(self) -> list[LayerStore]:
+        return [self._layer_store(), *self._ro_layer_stores()]
+
+    def _all_image_stores(self) -> list[ImageStore]:
+        return [self._images, *self._ro_images]
+
+    @staticmethod
+    def _read(stack: ExitStack, stores: Iterable[Any]) -> None:
+        for s in stores:
+            stack.enter_context(s.reading())
+
+    def _find_layer(self, ref: str) -> tuple[LayerStore, Layer] | None:
+        for s in self._all_layer_stores():
+            rec = s.lookup(ref)
+            if rec is not None:
+                return s, rec
+        return None
+
+    def _find_image(self, ref: str) -> tuple[ImageStore, Image] | None:
+        for s in self._all_image_stores():
+            rec = s.lookup(ref)
+            if rec is not None:
+                return s, rec
+        return None
+
+    # -- layers -----------------------------------------------------------------------------
+
+    def put_layer(
+        self,
+        parent: str | None = None,
+        diff: Source | None = None,
+        *,
+        id: str = "",  # noqa: A002 - Go's parameter name
+        names: Sequence[str] = (),
+        mount_label: str = "",
+        writeable: bool = False,
+        uid_map: MapArg = None,
+        gid_map: MapArg = None,
+        host_uid_mapping: bool = False,
+        host_gid_mapping: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[Layer, int]:
+        """Create a layer on ``parent`` and apply ``diff`` (a path, fd or binary file) to it
+        (Go ``PutLayer``). Returns the layer and the size of the files written (-1 without a
+        diff).
+
+        Raises:
+            LayerUnknownError: ``parent`` is not a layer.
+            ParentIsContainerError: ``parent`` is a container's layer.
+            DuplicateIDError, DuplicateNameError: The ID or a name is taken.
+            ArchiveError: The diff is not a valid layer (nothing is left behind).
+        """
+        rl = self._layer_store()
+        with ExitStack() as stack:
+            stack.enter_context(rl.writing())
+            stack.enter_context(self._containers.writing())
+            umap = () if host_uid_mapping else idmaps_from(uid_map)
+            gmap = () if host_gid_mapping else idmaps_from(gid_map)
+            parent_rec: Layer | None = None
+            if parent:
+                for s in self._all_layer_stores():
+                    if s is not rl:
+                        stack.enter_context(s.reading())
+                    parent_rec = s.lookup(parent)
+                    if parent_rec is not None:
+                        break
+                if parent_rec is None:
+                    raise errors.LayerUnknownError()
+                if parent_rec.id in self._containers.by_layer:
+                    raise errors.ParentIsContainerError()
+                if not host_uid_mapping and not umap:
+                    umap = parent_rec.uidmap
+                if not host_gid_mapping and not gmap:
+                    gmap = parent_rec.gidmap
+            else:
+                if not host_uid_mapping and not umap:
+                    umap = self._uid_map
+                if not host_gid_mapping and not gmap:
+                    gmap = self._gid_map
+            layer, size = rl.put(
+                id,
+                parent_rec,
+                names,
+                mount_label=mount_label,
+                writeable=writeable,
+                uid_map=umap,
+                gid_map=gmap,
+                diff=diff,
+                progress=progress,
+            )
+            return rl.with_mount(layer), size
+
+    def create_layer(
+        self,
+        parent: str | None = None,
+        *,
+        id: str = "",  # noqa: A002
+        names: Sequence[str] = (),
+        mount_label: str = "",
+        writeable: bool = False,
+        uid_map: MapArg = None,
+        gid_map: MapArg = None,
+        host_uid_mapping: bool = False,
+        host_gid_mapping: bool = False,
+    ) -> Layer:
+        """Create an empty layer on ``parent`` (Go ``CreateLayer``)."""
+        return self.put_layer(
+            parent,
+            None,
+            id=id,
+            names=names,
+            mount_label=mount_label,
+            writeable=writeable,
+            uid_map=uid_map,
+            gid_map=gid_map,
+            host_uid_mapping=host_uid_mapping,
+            host_gid_mapping=host_gid_mapping,
+        )[0]
+
+    def apply_diff(
+        self, to: str, diff: Source, *, progress: ProgressCallback | None = None
+    ) -> int:
+        """Apply a layer tarball to an existing layer (Go ``ApplyDiff``); returns the size of
+        the files written."""
+        rl = self._layer_store()
+        with rl.writing():
+            if not rl.exists(to):
+                raise errors.LayerUnknownError()
+            return rl.apply_diff(to, diff, progress=progress)
+
+    def layers(self) -> list[Layer]:
+        """Every layer, this store's first, then those of additional stores."""
+        out: list[Layer] = []
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                out.extend(s.with_mount(r) for r in s.records)
+        return out
+
+    def layer(self, ref: str) -> Layer:
+        """One layer by ID, name or ID prefix."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                rec = s.lookup(ref)
+                if rec is not None:
+                    return s.with_mount(rec)
+        raise errors.LayerUnknownError()
+
+    def _layers_by(self, digest: str, attr: str) -> list[Layer]:
+        _validate(digest)
+        out: list[Layer] = []
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                for layer_id in getattr(s, attr).get(digest, ()):
+                    out.append(s.with_mount(s.by_id[layer_id]))
+        if not out:
+            raise errors.LayerUnknownError()
+        return out
+
+    def layers_by_compressed_digest(self, digest: str) -> list[Layer]:
+        """Layers whose diff was applied from a blob with this digest."""
+        return self._layers_by(digest, "by_compressed")
+
+    def layers_by_uncompressed_digest(self, digest: str) -> list[Layer]:
+        """Layers whose uncompressed diff (DiffID) has this digest."""
+        return self._layers_by(digest, "by_uncompressed")
+
+    def layer_size(self, ref: str) -> int:
+        """The layer's recorded uncompressed size, -1 when no diff digest is recorded."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                rec = s.lookup(ref)
+                if rec is not None:
+                    return rec.diff_size if rec.diff_digest else -1
+        raise errors.LayerUnknownError()
+
+    def layer_parent_owners(self, ref: str) -> tuple[list[int], list[int]]:
+        """Owners of the directories above an ID-mapped layer's mount point that its maps
+        cannot represent (Go ``LayerParentOwners``)."""
+        rl = self._layer_store()
+        with rl.reading():
+            rec = rl.lookup(ref)
+            if rec is None:
+                raise errors.LayerUnknownError()
+            return self._parent_owners(rl, rec)
+
+    def _parent_owners(self, rl: LayerStore, rec: Layer) -> tuple[list[int], list[int]]:
+        rl.require_writable_mounts()
+        assert rl.mounts_lock is not None
+        with rl.mounts_lock.reading():
+            rl._reload_mounts_if_changed()
+            mount_point = rl.mounts.get(rec.id, ("", 0))[0]
+        if not rec.uidmap and not rec.gidmap:
+            return [], []
+        if not mount_point:
+            raise errors.LayerNotMountedError()
+
+        def to_container(maps: tuple[IDMap, ...], host: int) -> bool:
+            if not maps:
+                return True
+            return any(m.host_id <= host < m.host_id + m.size for m in maps)
+
+        uids: set[int] = set()
+        gids: set[int] = set()
+        d = os.path.dirname(mount_point)
+        while d and d != "/":
+            for st in (os.stat(d), os.lstat(d)):
+                if not to_container(rec.uidmap, st.st_uid):
+                    uids.add(st.st_uid)
+                if not to_container(rec.gidmap, st.st_gid):
+                    gids.add(st.st_gid)
+            d = os.path.dirname(d)
+        return sorted(uids), sorted(gids)
+
+    def list_layer_big_data(self, ref: str) -> list[str]:
+        """Keys of the layer's big data."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                rec = s.lookup(ref)
+                if rec is not None:
+                    return list(rec.big_data_names)
+        raise errors.LayerUnknownError(
+            f"locating layer with ID {ref!r}: {errors.LayerUnknownError.go_message}"
+        )
+
+    def layer_big_data(self, ref: str, key: str) -> bytes:
+        """One big-data item of a layer."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                if s.lookup(ref) is not None:
+                    return s.big_data(ref, key)
+        raise errors.LayerUnknownError(
+            f"locating layer with ID {ref!r}: {errors.LayerUnknownError.go_message}"
+        )
+
+    def set_layer_big_data(self, ref: str, key: str, data: bytes | Any) -> None:
+        """Store a named blob with a layer (bytes or a readable binary file)."""
+        payload = data if isinstance(data, bytes | bytearray | memoryview) else data.read()
+        rl = self._layer_store()
+        with rl.writing():
+            rl.set_big_data(ref, key, bytes(payload))
+
+    # -- images -----------------------------------------------------------------------------
+
+    def create_image(
+        self,
+        top_layer: str | None = None,
+        *,
+        id: str = "",  # noqa: A002
+        names: Sequence[str] = (),
+        metadata: str = "",
+        digest: str = "",
+        created: str | None = None,
+    ) -> Image:
+        """Record an image whose top layer is ``top_layer`` (Go ``CreateImage``)."""
+        layer_id = ""
+        with ExitStack() as stack:
+            if top_layer:
+                rl = self._layer_store()
+                found = None
+                for s in self._all_layer_stores():
+                    stack.enter_context(s.writing() if s is rl else s.reading())
+                    found = s.lookup(top_layer)
+                    if found is not None:
+                        break
+                if found is None:
+                    raise errors.LayerUnknownError()
+                layer_id = found.id
+            stack.enter_context(self._images.writing())
+            return self._images.create(id, names, layer_id, metadata, created, digest)
+
+    def images(self) -> list[Image]:
+        """Every image, this store's first, then those of additional stores."""
+        out: list[Image] = []
+        with ExitStack() as stack:
+            for s in self._all_image_stores():
+                stack.enter_context(s.reading())
+                out.extend(s.records)
+        return out
+
+    def image(self, ref: str) -> Image:
+        """One image by ID, name or ID prefix."""
+        with ExitStack() as stack:
+            for s in self._all_image_stores():
+                stack.enter_context(s.reading())
+                rec = s.lookup(ref)
+                if rec is not None:
+                    return rec
+        raise errors.ImageUnknownError()
+
+    def images_by_top_layer(self, ref: str) -> list[Image]:
+        """Images whose top layer (or an ID-mapped copy of it) is the layer."""
+        layer = self.layer(ref)
+        out = []
+        for img in self.images():
+            if img.layer == layer.id or layer.id in img.mapped_layers:
+                out.append(img)
+        return out
+
+    def images_by_digest(self, digest: str) -> list[Image]:
+        """Images whose digest or a manifest's digest is ``digest`` (empty when none)."""
+        out: list[Image] = []
+        with ExitStack() as stack:
+            for s in self._all_image_stores():
+                stack.enter_context(s.reading())
+                out.extend(s.by_id[i] for i in s.by_digest.get(digest, ()))
+        return out
+
+    def _image_store_of(self, ref: str, stack: ExitStack) -> tuple[ImageStore, Image]:
+        for s in self._all_image_stores():
+            stack.enter_context(s.reading())
+            rec = s.lookup(ref)
+            if rec is not None:
+                return s, rec
+        raise errors.ImageUnknownError(
+            f"locating image with ID {ref!r}: {errors.ImageUnknownError.go_message}"
+        )
+
+    def list_image_big_data(self, ref: str) -> list[str]:
+        """Keys of the image's big data, in the order they were first set."""
+        with ExitStack() as stack:
+            return list(self._image_store_of(ref, stack)[1].big_data_names)
+
+    def image_big_data(self, ref: str, key: str) -> bytes:
+        """One big-data item of an image."""
+        with ExitStack() as stack:
+            s, rec = self._image_store_of(ref, stack)
+            return s.big_data(rec.id, key)
+
+    def image_big_data_size(self, ref: str, key: str) -> int:
+        """The size of one big-data item of an image."""
+        with ExitStack() as stack:
+            s, rec = self._image_store_of(ref, stack)
+            return s.big_data_size(rec.id, key)
+
+    def image_big_data_digest(self, ref: str, key: str) -> str:
+        """The digest of one big-data item of an image."""
+        with ExitStack() as stack:
+            s, rec = self._image_store_of(ref, stack)
+            return s.big_data_digest(rec.id, key)
+
+    def set_image_big_data(
+        self,
+        ref: str,
+        key: str,
+        data: bytes,
+        digest_manifest: Callable[[bytes], str] | None = None,
+    ) -> None:
+        """Store a named blob with an image; ``manifest*`` keys are digested with
+        ``digest_manifest`` (default sha256) and become lookup digests."""
+        with self._images.writing():
+            self._images.set_big_data(ref, key, bytes(data), digest_manifest)
+
+    def image_size(self, ref: str) -> int:
+        """Bytes of the image's layers (each once) plus its big data (Go ``ImageSize``)."""
+        with ExitStack() as stack:
+            lstores = self._all_layer_stores()
+            self._read(stack, lstores)
+            istore, img = self._image_store_of(ref, stack)
+            queue = [x for x in (img.layer, *img.mapped_layers) if x]
+            seen: set[str] = set()
+            size = 0
+            while queue:
+                layer_id = queue.pop()
+                if layer_id in seen:
+                    continue
+                seen.add(layer_id)
+                found = None
+                for s in lstores:
+                    rec = s.lookup(layer_id)
+                    if rec is not None:
+                        found = (s, rec)
+                        break
+                if found is None:
+                    raise errors.LayerUnknownError(
+                        f"locating layer with ID {layer_id!r}: "
+                        + errors.LayerUnknownError.go_message
+                    )
+                s, rec = found
+                if rec.diff_digest:
+                    size += rec.diff_size
+                else:
+                    size += s.changes(None, rec.id)[1]
+                if rec.parent:
+                    queue.append(rec.parent)
+            for name in img.big_data_names:
+                size += istore.big_data_size(img.id, name)
+            return size
+
+    # -- containers -------------------------------------------------------------------------
+
+    def create_container(
+        self,
+        image: str | None = None,
+        *,
+        id: str = "",  # noqa: A002
+        names: Sequence[str] = (),
+        layer: str = "",
+        metadata: str = "",
+        uid_map: MapArg = None,
+        gid_map: MapArg = None,
+        host_uid_mapping: bool = False,
+        host_gid_mapping: bool = False,
+        volatile: bool = False,
+        mount_opts: Sequence[str] | None = None,
+        flags: dict[str, Any] | None = None,
+        mount_label: str = "",
+        process_label: str = "",
+    ) -> Container:
+        """Create a container from ``image`` (or from nothing): a new read-write layer on
+        the image's top layer, or on an ID-mapped copy of it when the maps differ (Go
+        ``CreateContainer``)."""
+        umap = () if host_uid_mapping else idmaps_from(uid_map)
+        gmap = () if host_gid_mapping else idmaps_from(gid_map)
+        rl = self._layer_store()
+        with ExitStack() as stack:
+            if umap or gmap:
+                stack.enter_context(self._userns_lock.writing())
+            stack.enter_context(rl.writing())
+            image_rec: Image | None = None
+            home: ImageStore | None = None
+            if image:
+                for s in self._all_image_stores():
+                    stack.enter_context(s.writing() if s is self._images else s.reading())
+                    image_rec = s.lookup(image)
+                    if image_rec is not None:
+                        home = s
+                        break
+                if image_rec is None or home is None:
+                    raise errors.ImageUnknownError(
+                        f"locating image with ID {image!r}: {errors.ImageUnknownError.go_message}"
+                    )
+            layer_umap, layer_gmap = umap, gmap
+            top: Layer | None = None
+            if image_rec is not None and image_rec.layer:
+                top = self._top_layer_for_mapping(
+                    image_rec, home, rl, stack, umap, gmap, host_uid_mapping, host_gid_mapping
+                )
+                if not host_uid_mapping and not umap:
+                    layer_umap = top.uidmap
+                if not host_gid_mapping and not gmap:
+                    layer_gmap = top.gidmap
+            elif image_rec is None:
+                if not host_uid_mapping and not umap:
+                    layer_umap = self._uid_map
+                if not host_gid_mapping and not gmap:
+                    layer_gmap = self._gid_map
+            ctr_flags: dict[str, Any] = dict(flags or {})
+            plabel = str(ctr_flags.get("ProcessLabel", process_label) or "")
+            mlabel = str(ctr_flags.get("MountLabel", mount_label) or "")
+            if bool(plabel) != bool(mlabel):
+                raise ValueError(
+                    "ProcessLabel and Mountlabel must either not be specified or both specified"
+                )
+            ctr_flags["ProcessLabel"] = plabel
+            ctr_flags["MountLabel"] = mlabel
+            if mount_opts is not None:
+                ctr_flags["MountOpts"] = list(mount_opts)
+            if volatile:
+                ctr_flags["Volatile"] = True
+            clayer, _ = rl.put(
+                layer,
+                top,
+                (),
+                mount_label=mlabel,
+                writeable=True,
+                uid_map=layer_umap,
+                gid_map=layer_gmap,
+            )
+            try:
+                stack.enter_context(self._containers.writing())
+                return self._containers.create(
+                    id,
+                    names,
+                    image_rec.id if image_rec else "",
+                    clayer.id,
+                    metadata,
+                    ctr_flags,
+                    umap,
+                    gmap,
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    rl.delete(clayer.id)
+                raise
+
+    def _top_layer_for_mapping(
+        self,
+        image: Image,
+        home: ImageStore | None,
+        rl: LayerStore,
+        stack: ExitStack,
+        umap: tuple[IDMap, ...],
+        gmap: tuple[IDMap, ...],
+        host_uid: bool,
+        host_gid: bool,
+    ) -> Layer:
+        def matches(layer: Layer) -> bool:
+            if host_uid and layer.uidmap:
+                return False
+            if host_gid and layer.gidmap:
+                return False
+            return layer.uidmap == umap and layer.gidmap == gmap
+
+        stores = self._all_layer_stores()
+        first: tuple[LayerStore, Layer, Layer | None] | None = None
+        for s in stores:
+            if s is not rl:
+                stack.enter_context(s.reading())
+            for candidate in (image.layer, *image.mapped_layers):
+                rec = s.lookup(candidate)
+                if rec is None:
+                    continue
+                parent_rec = None
+                if rec.parent:
+                    for ps in stores:
+                        parent_rec = ps.lookup(rec.parent)
+                        if parent_rec is not None:
+                            break
+                    if parent_rec is None:
+                        continue
+                if matches(rec):
+                    return rec
+                if first is None:
+                    first = (s, rec, parent_rec)
+        if first is None:
+            raise errors.LayerUnknownError()
+        s, layer, parent_rec = first
+        if s is not rl or home is not self._images:
+            return layer
+        mapped, _ = rl.put(
+            "",
+            parent_rec,
+            (),
+            mount_label=layer.mountlabel,
+            uid_map=umap,
+            gid_map=gmap,
+            template=layer,
+        )
+        try:
+            self._images.add_mapped_layer(image.id, mapped.id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                rl.delete(mapped.id)
+            raise
+        return mapped
+
+    def containers(self) -> list[Container]:
+        """Every container."""
+        with self._containers.reading():
+            return list(self._containers.records)
+
+    def container(self, ref: str) -> Container:
+        """One container by ID, name, ID prefix or layer ID."""
+        with self._containers.reading():
+            return self._containers.get(ref)
+
+    def container_layer_id(self, ref: str) -> str:
+        """The container's layer ID."""
+        return self.container(ref).layer
+
+    def container_by_layer(self, ref: str) -> Container:
+        """The container whose layer is ``ref``."""
+        layer = self.layer(ref)
+        with self._containers.reading():
+            rec = self._containers.by_layer.get(layer.id)
+        if rec is None:
+            raise errors.ContainerUnknownError()
+        return rec
+
+    def list_container_big_data(self, ref: str) -> list[str]:
+        """Keys of the container's big data."""
+        return list(self.container(ref).big_data_names)
+
+    def container_big_data(self, ref: str, key: str) -> bytes:
+        """One big-data item of a container."""
+        with self._containers.reading():
+            return self._containers.big_data(ref, key)
+
+    def container_big_data_size(self, ref: str, key: str) -> int:
+        """The size of one big-data item of a container."""
+        with self._containers.writing():
+            return self._containers.big_data_size(ref, key)
+
+    def container_big_data_digest(self, ref: str, key: str) -> str:
+        """The digest of one big-data item of a container."""
+        with self._containers.writing():
+            return self._containers.big_data_digest(ref, key)
+
+    def set_container_big_data(self, ref: str, key: str, data: bytes) -> None:
+        """Store a named blob with a container."""
+        with self._containers.writing():
+            self._containers.set_big_data(ref, key, bytes(data))
+
+    def container_size(self, ref: str) -> int:
+        """The container layer's diff size, its big data and both userdata directories."""
+        with ExitStack() as stack:
+            lstores = self._all_layer_stores()
+            self._read(stack, lstores)
+            stack.enter_context(self._containers.reading())
+            ctr = self._containers.get(ref)
+            size = None
+            for s in lstores:
+                if s.lookup(ctr.layer) is not None:
+                    size = s.changes(None, ctr.layer)[1]
+                    break
+            if size is None:
+                raise errors.LayerUnknownError(
+                    f"locating layer with ID {ctr.layer!r}: {errors.LayerUnknownError.go_message}"
+                )
+            for name in ctr.big_data_names:
+                size += self._containers.big_data_size(ctr.id, name)
+            size += _native.dir_size(self._containers.userdata_dir(ctr.id))
+            size += _native.dir_size(self._containers.run_userdata_dir(ctr.id))
+            return size
+
+    def container_directory(self, ref: str) -> str:
+        """``GRAPHROOT/<drv>-containers/<id>/userdata``, created if missing."""
+        ctr = self.container(ref)
+        path = self._containers.userdata_dir(ctr.id)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
+    def container_run_directory(self, ref: str) -> str:
+        """``RUNROOT/<drv>-containers/<id>/userdata``, created if missing."""
+        ctr = self.container(ref)
+        path = self._containers.run_userdata_dir(ctr.id)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
+    def set_container_directory_file(self, ref: str, file: str, data: bytes) -> None:
+        """Atomically write ``file`` in the container's directory."""
+        path = os.path.join(self.container_directory(ref), file)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        atomic_write(path, bytes(data))
+
+    def from_container_directory(self, ref: str, file: str) -> bytes:
+        """Read ``file`` from the container's directory."""
+        with open(os.path.join(self.container_directory(ref), file), "rb") as f:
+            return f.read()
+
+    def set_container_run_directory_file(self, ref: str, file: str, data: bytes) -> None:
+        """Atomically write ``file`` in the container's run directory."""
+        path = os.path.join(self.container_run_directory(ref), file)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        atomic_write(path, bytes(data))
+
+    def from_container_run_directory(self, ref: str, file: str) -> bytes:
+        """Read ``file`` from the container's run directory."""
+        with open(os.path.join(self.container_run_directory(ref), file), "rb") as f:
+            return f.read()
+
+    def container_parent_owners(self, ref: str) -> tuple[list[int], list[int]]:
+        """:meth:`layer_parent_owners` of the container's layer."""
+        rl = self._layer_store()
+        with rl.reading(), self._containers.reading():
+            ctr = self._containers.get(ref)
+            rec = rl.lookup(ctr.layer)
+            if rec is None:
+                raise errors.LayerUnknownError()
+            return self._parent_owners(rl, rec)
+
+    # -- across kinds -----------------------------------------------------------------------
+
+    def metadata(self, ref: str) -> str:
+        """The metadata of a layer, image or container (searched in that order)."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                rec = s.lookup(ref)
+                if rec is not None:
+                    return rec.metadata
+            for s2 in self._all_image_stores():
+                stack.enter_context(s2.reading())
+                img = s2.lookup(ref)
+                if img is not None:
+                    return img.metadata
+            stack.enter_context(self._containers.reading())
+            ctr = self._containers.lookup(ref)
+            if ctr is not None:
+                return ctr.metadata
+        raise errors.NotAnIDError()
+
+    def set_metadata(self, ref: str, metadata: str) -> None:
+        """Set the metadata of a layer, image or container."""
+        rl = self._layer_store()
+        with rl.writing():
+            rec = rl.lookup(ref)
+            if rec is not None:
+                rl.replace(dataclasses.replace(rec, metadata=metadata))
+                rl.save()
+                return
+        with self._images.writing():
+            if self._images.exists(ref):
+                self._images.set_metadata(ref, metadata)
+                return
+        with self._containers.writing():
+            if self._containers.exists(ref):
+                self._containers.set_metadata(ref, metadata)
+                return
+        raise errors.NotAnIDError()
+
+    def exists(self, ref: str) -> bool:
+        """Whether a layer, image or container is known by that ID, name or prefix."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                if s.exists(ref):
+                    return True
+            for s2 in self._all_image_stores():
+                stack.enter_context(s2.reading())
+                if s2.exists(ref):
+                    return True
+            stack.enter_context(self._containers.reading())
+            return self._containers.exists(ref)
+
+    def lookup(self, name: str) -> str:
+        """The ID of the layer, image or container (in that order) named ``name``."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                rec = s.lookup(name)
+                if rec is not None:
+                    return rec.id
+            for s2 in self._all_image_stores():
+                stack.enter_context(s2.reading())
+                img = s2.lookup(name)
+                if img is not None:
+                    return img.id
+            stack.enter_context(self._containers.reading())
+            ctr = self._containers.lookup(name)
+            if ctr is not None:
+                return ctr.id
+        raise errors.LayerUnknownError()
+
+    def names(self, ref: str) -> list[str]:
+        """The names of a layer, image or container."""
+        with ExitStack() as stack:
+            for s in self._all_layer_stores():
+                stack.enter_context(s.reading())
+                rec = s.lookup(ref)
+                if rec is not None:
+                    return list(rec.names)
+            for s2 in self._all_image_stores():
+                stack.enter_context(s2.reading())
+                img = s2.lookup(ref)
+                if img is not None:
+                    return list(img.names)
+            stack.enter_context(self._containers.reading())
+            ctr = self._containers.lookup(ref)
+            if ctr is not None:
+                return list(ctr.names)
+        raise errors.LayerUnknownError()
+
+    def _update_names(self, ref: str, names: Sequence[str], op: str) -> None:
+        rl = self._layer_store()
+        names = list(dict.fromkeys(names))
+        with rl.writing():
+            if rl.exists(ref):
+                rl.update_names(ref, names, op)
+                return
+        with ExitStack() as stack:
+            stack.enter_context(self._images.writing())
+            if self._images.exists(ref):
+                self._images.update_names(ref, names, op)
+                return
+            for ro in self._ro_images:
+                stack.enter_context(ro.reading())
+                img = ro.lookup(ref)
+                if img is not None:
+                    # Copy the record into our store, which may name it.
+                    keep = names[1:] if len(names) > 1 else names
+                    self._images.create(
+                        img.id, keep, img.layer, img.metadata, img.created, img.digest
+                    )
+                    return
+        with self._containers.writing():
+            if self._containers.exists(ref):
+                self._containers.update_names(ref, names, op)
+                return
+        raise errors.LayerUnknownError()
+
+    def set_names(self, ref: str, names: Sequence[str]) -> None:
+        """Replace all names of a layer, image or container; a name another item of the same
+        kind holds moves here."""
+        self._update_names(ref, names, "set")
+
+    def add_names(self, ref: str, names: Sequence[str]) -> None:
+        """Add names to a layer, image or container."""
+        self._update_names(ref, names, "add")
+
+    def remove_names(self, ref: str, names: Sequence[str]) -> None:
+        """Remove names from a layer, image or container."""
+        self._update_names(ref, names, "remove")
+
+    # -- deletion ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write_all(self) -> Generator[LayerStore, None, None]:
+        rl = self._layer_store()
+        with rl.writing(), self._images.writing(), self._containers.writing():
+            yield rl
+
+    def delete_layer(self, ref: str) -> None:
+        """Delete a layer nothing depends on (Go ``DeleteLayer``).
+
+        Raises:
+            LayerHasChildrenError, LayerUsedByImageError, LayerUsedByContainerError: Something
+                uses it.
+            NotALayerError: ``ref`` is not a layer.
+        """
+        with self._write_all() as rl:
+            rec = rl.lookup(ref)
+            if rec is None:
+                raise errors.NotALayerError()
+            for other in rl.records:
+                if other.parent == rec.id:
+                    raise errors.LayerHasChildrenError(
+                        f"used by layer {other.id}: {errors.LayerHasChildrenError.go_message}"
+                    )
+            for img in self._images.records:
+                if img.layer == rec.id:
+                    raise errors.LayerUsedByImageError(
+                        f"layer {rec.id} used by image {img.id}: "
+                        + errors.LayerUsedByImageError.go_message
+                    )
+            ctr = self._containers.by_layer.get(rec.id)
+            if ctr is not None:
+                raise errors.LayerUsedByContainerError(
+                    f"layer {rec.id} used by container {ctr.id}: "
+                    + errors.LayerUsedByContainerError.go_message
+                )
+            rl.delete(rec.id)
+            for img in list(self._images.records):
+                if rec.id in img.mapped_layers:
+                    self._images.remove_mapped_layer(img.id, rec.id)
+
+    def delete_image(self, ref: str, commit: bool = True) -> list[str]:
+        """Delete an image and the layers only it used, top first; with ``commit=False``
+        only report which layers would go (Go ``DeleteImage``).
+
+        Raises:
+            ImageUsedByContainerError: A container was made from it.
+            NotAnImageError: ``ref`` is not an image.
+        """
+        with self._write_all() as rl:
+            img = self._images.lookup(ref)
+            if img is None:
+                raise errors.NotAnImageError()
+            for ctr in self._containers.records:
+                if ctr.image == img.id:
+                    raise errors.ImageUsedByContainerError(
+                        f"image used by {ctr.id}: {errors.ImageUsedByContainerError.go_message}"
+                    )
+            children: dict[str, list[str]] = {}
+            for layer in rl.records:
+                children.setdefault(layer.parent, []).append(layer.id)
+            others: set[str] = set()
+            for other in self._images.records:
+                if other.id != img.id:
+                    others.add(other.layer)
+                    others.update(other.mapped_layers)
+            if commit:
+                self._images.delete(img.id)
+            to_remove = list(img.mapped_layers)
+            removing = set(to_remove)
+            layer_id = img.layer
+            while layer_id:
+                if self._containers.lookup(layer_id) is not None:
+                    break
+                if layer_id in others:
+                    break
+                rec = rl.lookup(layer_id)
+                parent = rec.parent if rec is not None else ""
+                check = [layer_id, *(img.mapped_layers if layer_id == img.layer else ())]
+                if any(c not in removing for x in check for c in children.get(x, ())):
+                    break
+                to_remove.append(layer_id)
+                removing.add(layer_id)
+                layer_id = parent
+            if commit:
+                for layer_id in to_remove:
+                    rl.delete(layer_id)
+            return to_remove
+
+    def delete_container(self, ref: str) -> None:
+        """Delete a container, its layer and its directories (Go ``DeleteContainer``)."""
+        with self._write_all() as rl:
+            ctr = self._containers.lookup(ref)
+            if ctr is None:
+                raise errors.NotAContainerError()
+            if rl.lookup(ctr.layer) is not None:
+                rl.delete(ctr.layer)
+            self._containers.delete(ctr.id)
+
+    def delete(self, ref: str) -> None:
+        """Delete a container, image or layer, without Go's safety checks (Go ``Delete``)."""
+        with self._write_all() as rl:
+            ctr = self._containers.lookup(ref)
+            if ctr is not None:
+                if rl.lookup(ctr.layer) is None:
+                    raise errors.NotALayerError()
+                rl.delete(ctr.layer)
+                self._containers.delete(ctr.id)
+                return
+            if self._images.exists(ref):
+                self._images.delete(ref)
+                return
+            if rl.exists(ref):
+                rl.delete(ref)
+                return
+        raise errors.LayerUnknownError()
+
+    def wipe(self) -> None:
+        """Delete every container, then every image, then every layer."""
+        with self._write_all() as rl:
+            self._containers.wipe()
+            self._images.wipe()
+            rl.wipe()
+
+    # -- mounting ---------------------------------------------------------------------------
+
+    def _mount(self, layer_ref: str, options: MountOptions) -> str:
+        rl = self._layer_store()
+        with self._graph_lock.writing(), rl.writing():
+            if rl.lookup(layer_ref) is None:
+                raise errors.LayerUnknownError()
+            return rl.mount(layer_ref, options)
+
+    def mount(self, ref: str, mount_label: str = "") -> str:
+        """Mount a container's or a layer's file system and return its path (counted: the
+        last :meth:`unmount` undoes it)."""
+        options = MountOptions(mount_label=mount_label)
+        with self._containers.reading():
+            ctr = self._containers.lookup(ref)
+        if ctr is not None:
+            ref = ctr.layer
+            options = MountOptions(
+                mount_label=mount_label,
+                uid_map=ctr.uidmap,
+                gid_map=ctr.gidmap,
+                options=ctr.mount_opts,
+                volatile=ctr.volatile and not self._disable_volatile,
+            )
+        return self._mount(ref, options)
+
+    def mount_image(
+        self, ref: str, mount_options: Sequence[str] = (), mount_label: str = ""
+    ) -> str:
+        """Mount an image's top layer read-only (Go ``MountImage``)."""
+        img = self.image(ref)
+        for opt in mount_options:
+            if opt not in ("nodev", "noexec", "nosuid", "ro", "rw", "dev", "exec", "suid"):
+                raise ValueError(f"invalid mount option {opt!r}")
+        return self._mount(
+            img.layer, MountOptions(mount_label=mount_label, options=(*mount_options, "ro"))
+        )
+
+    def unmount(self, ref: str, force: bool = False) -> bool:
+        """Undo one :meth:`mount` (all with ``force``); returns whether still mounted."""
+        with self._containers.reading():
+            ctr = self._containers.lookup(ref)
+        if ctr is not None:
+            ref = ctr.layer
+        rl = self._layer_store()
+        with rl.writing():
+            if rl.lookup(ref) is None:
+                # Go also accepts a mount path.
+                clean = os.path.normpath(ref)
+                if not any(p == clean for p, _c in rl.mounts.values()):
+                    raise errors.LayerUnknownError()
+            return rl.unmount(ref, force)
+
+    def unmount_image(self, ref: str, force: bool = False) -> bool:
+        """Unmount an image's top layer."""
+        return self.unmount(self.image(ref).layer, force)
+
+    def mounted(self, ref: str) -> int:
+        """How many times a container's or layer's file system is mounted."""
+        with self._containers.reading():
+            ctr = self._containers.lookup(ref)
+        if ctr is not None:
+            ref = ctr.layer
+        rl = self._layer_store()
+        with rl.reading():
+            return rl.mounted(ref)
+
+    # -- contents ---------------------------------------------------------------------------
+
+    def _layer_home(self, ref: str, stack: ExitStack) -> LayerStore:
+        for s in self._all_layer_stores():
+            stack.enter_context(s.reading())
+            if s.exists(ref):
+                return s
+        raise errors.LayerUnknownError()
+
+    def changes(self, from_layer: str | None, to_layer: str) -> list[Change]:
+        """What changed in ``to_layer`` against ``from_layer`` (default: its parent)."""
+        with ExitStack() as stack:
+            return self._layer_home(to_layer, stack).changes(from_layer, to_layer)[0]
+
+    def diff_size(self, from_layer: str | None, to_layer: str) -> int:
+        """The size of those changes (Go ``DiffSize``)."""
+        with ExitStack() as stack:
+            return self._layer_home(to_layer, stack).changes(from_layer, to_layer)[1]
+
+    def diff_to(
+        self,
+        from_layer: str | None,
+        to_layer: str,
+        out: Any,
+        compression: str | None = None,
+    ) -> None:
+        """Write the layer's diff into ``out`` (a path, fd or binary file): the exact tar
+        it was applied from when diffing against its parent, else a generated one;
+        ``compression`` defaults to what the layer was applied with."""
+        with ExitStack() as stack:
+            self._layer_home(to_layer, stack).diff(from_layer, to_layer, out, compression)
+
+    def diff(
+        self,
+        from_layer: str | None,
+        to_layer: str,
+        compression: str | None = None,
+        chunk_size: int = 1 << 20,
+    ) -> Generator[bytes, None, None]:
+        """:meth:`diff_to` as an iterator of chunks (the layer store stays read-locked
+        until the iterator is exhausted or closed)."""
+        with ExitStack() as stack:
+            home = self._layer_home(to_layer, stack)
+            home.parent_and_layer(from_layer, to_layer)
+            read_fd, write_fd = os.pipe()
+            failure: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    with os.fdopen(write_fd, "wb", buffering=0) as w:
+                        home.diff(from_layer, to_layer, w, compression)
+                except BrokenPipeError:
+                    pass
+                except BaseException as e:  # re-raised in the consumer
+                    failure.append(e)
+
+            worker = threading.Thread(target=run, daemon=True, name="cs-diff")
+            worker.start()
+            finished = False
+            try:
+                while chunk := os.read(read_fd, chunk_size):
+                    yield chunk
+                finished = True
+            finally:
+                os.close(read_fd)
+                worker.join()
+            if finished and failure:
+                raise failure[0]
+
+    # -- store-wide -------------------------------------------------------------------------
+
+    def status(self) -> list[tuple[str, str]]:
+        """The driver's status pairs (vfs: none)."""
+        return self.graph_driver().status()
+
+    def shutdown(self, force: bool = False) -> list[str]:
+        """Release the store; with ``force`` unmount everything still mounted. Returns the
+        layers that were mounted (Go ``Shutdown``).
+
+        Raises:
+            LayerUsedByContainerError: Layers were mounted (``a layer is mounted``), even
+                when ``force`` unmounted them, as in Go.
+        """
+        rl = self._layer_store()
+        mounted: list[str] = []
+        err: BaseException | None = None
+        with self._graph_lock.writing(), rl.writing():
+            for rec in list(rl.records):
+                count = rl.mounts.get(rec.id, ("", 0))[1]
+                if count <= 0:
+                    continue
+                mounted.append(rec.id)
+                if force:
+                    try:
+                        while rl.mounted(rec.id) > 0:
+                            rl.unmount(rec.id, True)
+                    except errors.StorageError as e:
+                        err = err or e
+            if mounted and err is None:
+                err = errors.LayerUsedByContainerError(
+                    f"a layer is mounted: {errors.LayerUsedByContainerError.go_message}"
+                )
+            if err is None:
+                self.graph_driver().cleanup()
+                self._graph_lock.touch()
+                self._reset_driver()
+        if err is not None:
+            raise err
+        return mounted
+
+    # -- not supported here -----------------------------------------------------------------
+
+    def apply_diff_with_differ(self, *args: object, **kwargs: object) -> None:
+        """Partial pulls (zstd:chunked, eStargz) are not supported."""
+        raise errors.NotSupportedError()
+
+    def apply_diff_from_staging_directory(self, *args: object, **kwargs: object) -> None:
+        """Partial pulls are not supported."""
+        raise errors.NotSupportedError()
+
+    def cleanup_staging_directory(self, *args: object, **kwargs: object) -> None:
+        """Partial pulls are not supported."""
+        raise errors.NotSupportedError()
+
+    def differ_target(self, *args: object, **kwargs: object) -> str:
+        """Partial pulls are not supported."""
+        raise errors.NotSupportedError()
+
+    def lookup_additional_layer(self, digest: str, image_ref: str = "") -> None:
+        """No additional layer stores are configured: always ``layer not known``."""
+        raise errors.LayerUnknownError()
+
+
+def _validate(digest: str) -> None:
+    algo, sep, hexpart = digest.partition(":")
+    if not sep or algo != "sha256" or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
+        raise ValueError(f"invalid digest {digest!r}")
+
+
+def digest_of(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data`` (the default manifest digester)."""
+    return sha256_digest(data)
