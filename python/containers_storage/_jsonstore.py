@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import LoadError
@@ -140,5 +140,5 @@ def parse_time(text: str) -> int:
         return _ZERO_NS
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO_NS = -62135596800 * 1_000_000_000

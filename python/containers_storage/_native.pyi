@@ -78,3 +78,26 @@ def layer_diff(
     parent_gid_map: list[tuple[int, int, int]] | None = None,
     lowers: list[str] | None = None,
 ) -> None: ...
+
+_Ranges = list[tuple[int, int, int]] | None
+
+def copy_tree(
+    src: str,
+    dst: str,
+    *,
+    uid_from: _Ranges = None,
+    gid_from: _Ranges = None,
+    uid_to: _Ranges = None,
+    gid_to: _Ranges = None,
+) -> tuple[int, int, int]: ...
+def chown_tree(
+    root: str,
+    *,
+    uid_from: _Ranges = None,
+    gid_from: _Ranges = None,
+    uid_to: _Ranges = None,
+    gid_to: _Ranges = None,
+) -> int: ...
+def remove_tree(path: str) -> None: ...
+def sync_fs(path: str) -> None: ...
+def dir_size(path: str) -> int: ...

@@ -69,7 +69,7 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_ino, st.st_size)
 
 
-class _NeedsWriteLock(Exception):
+class NeedsWriteLockError(Exception):
     """Raised by a load under the read lock that found work only a writer may do."""
 
 
@@ -132,7 +132,7 @@ class RecordStore(Generic[R]):
             self.lock.rlock()
             try:
                 self._reload_if_changed(False)
-            except _NeedsWriteLock:
+            except NeedsWriteLockError:
                 self.lock.unlock()
                 with self.lock.writing():
                     self._reload_if_changed(True)
@@ -163,8 +163,7 @@ class RecordStore(Generic[R]):
     def require_writable(self, what: str) -> None:
         if self.read_only:
             raise errors.StoreIsReadOnlyError(
-                f"not allowed to {what} at {self.path!r}: "
-                f"{errors.StoreIsReadOnlyError.go_message}"
+                f"not allowed to {what} at {self.path!r}: {errors.StoreIsReadOnlyError.go_message}"
             )
 
     # -- load and save ----------------------------------------------------------------------
@@ -181,7 +180,7 @@ class RecordStore(Generic[R]):
             if self.read_only:
                 raise self.duplicate_names_error()
             if not write_locked:
-                raise _NeedsWriteLock()
+                raise NeedsWriteLockError()
             self._dirty = True
         self._after_load(write_locked)
         if self._dirty and write_locked:
@@ -310,8 +309,9 @@ class RecordStore(Generic[R]):
         for name in names:
             other = self.by_name.get(name)
             if other is not None:
-                raise errors.DuplicateNameError(duplicate(name) + f" {other.id!r}: "
-                                                + errors.DuplicateNameError.go_message)
+                raise errors.DuplicateNameError(
+                    duplicate(name) + f" {other.id!r}: " + errors.DuplicateNameError.go_message
+                )
 
     def new_id(self) -> str:
         while True:

@@ -4,6 +4,7 @@ its ``userdata`` directories in the graph and run roots."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ __all__ = ["ContainerStore"]
 
 def _overlapping(maps: Sequence[IDMap]) -> bool:
     spans = sorted((m.container_id, m.container_id + m.size) for m in maps)
-    return any(a[1] > b[0] for a, b in zip(spans, spans[1:], strict=False))
+    return any(a[1] > b[0] for a, b in itertools.pairwise(spans))
 
 
 class ContainerStore(RecordStore[Container]):
@@ -149,8 +150,7 @@ class ContainerStore(RecordStore[Container]):
                 return f.read()
         except FileNotFoundError:
             raise FileNotFoundError(
-                f"locating item named {key!r} for container with ID {rec.id!r}: "
-                "file does not exist"
+                f"locating item named {key!r} for container with ID {rec.id!r}: file does not exist"
             ) from None
 
     def big_data_size(self, ref: str, key: str) -> int:

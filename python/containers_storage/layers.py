@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _native, errors
 from ._jsonstore import atomic_write, dumps, now
-from ._recordstore import RecordStore, _NeedsWriteLock, big_data_file_name, dedupe_names
+from ._recordstore import NeedsWriteLockError, RecordStore, big_data_file_name, dedupe_names
 from .archive import ApplyResult, Change, ProgressCallback, Sink, Source
 from .drivers import Driver, MountOptions
 from .lockfile import Lockfile
@@ -86,7 +86,7 @@ class LayerStore(RecordStore[Layer]):
         if not incomplete:
             return
         if not write_locked:
-            raise _NeedsWriteLock()
+            raise NeedsWriteLockError()
         for layer_id in incomplete:
             self._delete_files(layer_id)
             self.remove(layer_id)
@@ -210,9 +210,7 @@ class LayerStore(RecordStore[Layer]):
                 return path
             if options.uid_map or options.gid_map:
                 if tuple(options.uid_map) != rec.uidmap or tuple(options.gid_map) != rec.gidmap:
-                    raise errors.StorageError(
-                        f"cannot mount layer {rec.id}: shifting not enabled"
-                    )
+                    raise errors.StorageError(f"cannot mount layer {rec.id}: shifting not enabled")
             if not options.mount_label and rec.mountlabel:
                 options = dataclasses.replace(options, mount_label=rec.mountlabel)
             mountpoint = self.driver.get(rec.id, options)
@@ -499,9 +497,7 @@ class LayerStore(RecordStore[Layer]):
             parent.gidmap if parent else (),
         )
 
-    def diff(
-        self, from_ref: str | None, to_ref: str, out: Sink, compression: str | None
-    ) -> None:
+    def diff(self, from_ref: str | None, to_ref: str, out: Sink, compression: str | None) -> None:
         """Write the layer's diff: the exact applied tar when diffing against the parent and
         a tar-split exists, else the driver's diff."""
         from . import archive
@@ -513,7 +509,10 @@ class LayerStore(RecordStore[Layer]):
         ts = self.tar_split_path(to.id)
         if (parent.id if parent else "") == to.parent and os.path.exists(ts):
             archive.reassemble_layer(
-                ts, self.driver.layer_dir(to.id), out, compression=comp  # type: ignore[arg-type]
+                ts,
+                self.driver.layer_dir(to.id),
+                out,
+                compression=comp,  # type: ignore[arg-type]
             )
             return
         self.driver.diff(

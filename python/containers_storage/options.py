@@ -116,9 +116,7 @@ def config_file(rootless: bool | None = None) -> str:
     if env:
         return env
     if _rootless() if rootless is None else rootless:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(
-            os.path.expanduser("~"), ".config"
-        )
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
         user = os.path.join(base, "containers", "storage.conf")
         if os.path.exists(user):
             return user
@@ -177,8 +175,10 @@ class StoreOptions:
         if (env_opts := os.environ.get("STORAGE_OPTS")) is not None and env_opts != "":
             opts.graph_driver_options = [o for o in env_opts.split(",") if o]
         if opts.graph_driver_name == "overlay2":
-            warnings.warn("Switching default driver from overlay2 to the equivalent overlay driver",
-                          stacklevel=2)
+            warnings.warn(
+                "Switching default driver from overlay2 to the equivalent overlay driver",
+                stacklevel=2,
+            )
             opts.graph_driver_name = "overlay"
         return opts
 
@@ -210,7 +210,7 @@ class StoreOptions:
         opts: list[str] = []
 
         def add(key: str, value: Any, prefix: str | None = None) -> None:
-            if value is None or value == "" or value is False and key != "ignore_chown_errors":
+            if value is None or value == "" or (value is False and key != "ignore_chown_errors"):
                 return
             if isinstance(value, bool):
                 value = "true" if value else "false"
@@ -226,7 +226,9 @@ class StoreOptions:
             add("ignore_chown_errors", o["ignore_chown_errors"])
         for table in ("overlay", "vfs", "btrfs", "zfs", "aufs", "thinpool"):
             sub = o.get(table)
-            if isinstance(sub, dict) and (drv == table or (table == "overlay" and drv == "overlay2")):
+            if isinstance(sub, dict) and (
+                drv == table or (table == "overlay" and drv == "overlay2")
+            ):
                 for key, value in sub.items():
                     add(key, value, "overlay" if table == "overlay" else table)
         if o.get("remap-uids"):

@@ -32,18 +32,16 @@ class IDMap:
         return {"container_id": self.container_id, "host_id": self.host_id, "size": self.size}
 
 
-def idmaps_from(value: Iterable[IDMap | tuple[int, int, int] | Mapping[str, int]] | None) -> tuple[
-    IDMap, ...
-]:
+def idmaps_from(
+    value: Iterable[IDMap | tuple[int, int, int] | Mapping[str, int]] | None,
+) -> tuple[IDMap, ...]:
     """Normalise a map given as IDMaps, ``(container, host, size)`` tuples or JSON objects."""
     out: list[IDMap] = []
     for item in value or ():
         if isinstance(item, IDMap):
             out.append(item)
         elif isinstance(item, Mapping):
-            out.append(
-                IDMap(int(item["container_id"]), int(item["host_id"]), int(item["size"]))
-            )
+            out.append(IDMap(int(item["container_id"]), int(item["host_id"]), int(item["size"])))
         else:
             c, h, n = item
             out.append(IDMap(int(c), int(h), int(n)))
@@ -105,6 +103,7 @@ class _Record:
     _fields: ClassVar[tuple[_Codec, ...]]
     _by_key: ClassVar[dict[str, tuple[str, Callable[[Any], Any]]]]
     id: str
+    created: str
     extra: Mapping[str, Any]
 
     @classmethod
@@ -139,12 +138,12 @@ class _Record:
     @property
     def created_ns(self) -> int:
         """``created`` as nanoseconds since the epoch."""
-        return parse_time(getattr(self, "created"))
+        return parse_time(self.created)
 
 
-def _codecs(*specs: tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool]) -> tuple[
-    tuple[_Codec, ...], dict[str, tuple[str, Callable[[Any], Any]]]
-]:
+def _codecs(
+    *specs: tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool],
+) -> tuple[tuple[_Codec, ...], dict[str, tuple[str, Callable[[Any], Any]]]]:
     fields = tuple((key, key.replace("-", "_"), dec, enc, omit) for key, dec, enc, omit in specs)
     return fields, {key: (attr, dec) for key, attr, dec, _enc, _omit in fields}
 

@@ -46,21 +46,24 @@ def get_store(options: StoreOptions | None = None) -> Store:
     """The process-wide Store for these options (the same object for the same roots and
     driver, as Go's ``GetStore``); ``None`` means :meth:`StoreOptions.default`."""
     opts = options or StoreOptions.default()
-    if not (opts.graph_root or opts.run_root or opts.graph_driver_name or
-            opts.graph_driver_options):
+    if not (
+        opts.graph_root or opts.run_root or opts.graph_driver_name or opts.graph_driver_options
+    ):
         opts = StoreOptions.default()
     if not opts.graph_root and not opts.run_root:
         raise errors.IncompleteOptionsError(
-            "no storage runroot or graphroot specified: "
-            + errors.IncompleteOptionsError.go_message
+            "no storage runroot or graphroot specified: " + errors.IncompleteOptionsError.go_message
         )
     defaults = StoreOptions.default() if not (opts.graph_root and opts.run_root) else None
     graph = os.path.abspath(opts.graph_root or (defaults.graph_root if defaults else ""))
     run = os.path.abspath(opts.run_root or (defaults.run_root if defaults else ""))
     with _stores_lock:
         for (g, r, d), store in _stores.items():
-            if g == graph and r == run and (not opts.graph_driver_name or
-                                             d == opts.graph_driver_name):
+            if (
+                g == graph
+                and r == run
+                and (not opts.graph_driver_name or d == opts.graph_driver_name)
+            ):
                 return store
         store = Store(
             graph,
@@ -289,7 +292,7 @@ class Store:
         parent: str | None = None,
         diff: Source | None = None,
         *,
-        id: str = "",  # noqa: A002 - Go's parameter name
+        id: str = "",
         names: Sequence[str] = (),
         mount_label: str = "",
         writeable: bool = False,
@@ -353,7 +356,7 @@ class Store:
         self,
         parent: str | None = None,
         *,
-        id: str = "",  # noqa: A002
+        id: str = "",
         names: Sequence[str] = (),
         mount_label: str = "",
         writeable: bool = False,
@@ -376,9 +379,7 @@ class Store:
             host_gid_mapping=host_gid_mapping,
         )[0]
 
-    def apply_diff(
-        self, to: str, diff: Source, *, progress: ProgressCallback | None = None
-    ) -> int:
+    def apply_diff(self, to: str, diff: Source, *, progress: ProgressCallback | None = None) -> int:
         """Apply a layer tarball to an existing layer (Go ``ApplyDiff``); returns the size of
         the files written."""
         rl = self._layer_store()
@@ -510,7 +511,7 @@ class Store:
         self,
         top_layer: str | None = None,
         *,
-        id: str = "",  # noqa: A002
+        id: str = "",
         names: Sequence[str] = (),
         metadata: str = "",
         digest: str = "",
@@ -657,7 +658,7 @@ class Store:
         self,
         image: str | None = None,
         *,
-        id: str = "",  # noqa: A002
+        id: str = "",
         names: Sequence[str] = (),
         layer: str = "",
         metadata: str = "",

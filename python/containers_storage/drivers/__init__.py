@@ -18,9 +18,7 @@ __all__ = ["Driver", "MountOptions", "new_driver"]
 DRIVERS = ("vfs",)
 
 
-def new_driver(
-    name: str, graph_root: str, run_root: str, options: Sequence[str] = ()
-) -> Driver:
+def new_driver(name: str, graph_root: str, run_root: str, options: Sequence[str] = ()) -> Driver:
     """The driver ``name`` (``overlay2`` means ``overlay``) for a store.
 
     Raises:

@@ -149,3 +149,4 @@ class Driver(abc.ABC):
 
     def cleanup(self) -> None:
         """Release what the driver holds (overlay: the private bind mount of its home)."""
+        return None
