@@ -18,6 +18,9 @@ import pytest
 #: Debian's Go containers-storage binary (ours is also called containers-storage on PATH).
 GO_CONTAINERS_STORAGE = os.environ.get("GO_CONTAINERS_STORAGE", "/usr/bin/containers-storage")
 
+#: Debian's skopeo (built against containers/storage 1.43).
+SKOPEO = os.environ.get("SKOPEO", "/usr/bin/skopeo")
+
 #: A guard against hangs in tests that wait for another process: a test fails, instead of
 #: hanging CI, when an expected event never comes. Not a performance limit.
 HANG_GUARD = 120.0
@@ -30,6 +33,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         missing["root"] = "needs root"
     if not os.access(GO_CONTAINERS_STORAGE, os.X_OK):
         missing["gotools"] = f"needs Debian's containers-storage at {GO_CONTAINERS_STORAGE}"
+    if not os.access(SKOPEO, os.X_OK):
+        missing["skopeo"] = f"needs Debian's skopeo at {SKOPEO}"
     needed = {m for m in missing for item in items if item.get_closest_marker(m)}
     if needed and os.environ.get("CS_REQUIRE_ALL") == "1":
         reasons = "; ".join(missing[m] for m in sorted(needed))

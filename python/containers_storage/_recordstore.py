@@ -99,6 +99,7 @@ class RecordStore(Generic[R]):
         self._seen: tuple[bytes, tuple[int, int, int] | None] | None = None
         self._load_mutex = threading.RLock()
         self._dirty = False
+        self._encoded: dict[str, tuple[R, bytes]] = {}
 
     # -- locking and reloading --------------------------------------------------------------
 
@@ -220,18 +221,55 @@ class RecordStore(Generic[R]):
         self._index_extra()
 
     def _index_extra(self) -> None:
-        """Hook: more indexes (digests, layers)."""
+        """Hook: rebuild more indexes (digests, layers) from ``self.records``."""
+
+    def _index_add(self, rec: R) -> None:
+        self.by_id[rec.id] = rec
+        for name in rec.names:  # type: ignore[attr-defined]
+            self.by_name[name] = rec
+        bisect.insort(self._sorted_ids, rec.id)
+        self._extra_add(rec)
+
+    def _index_drop(self, rec: R) -> None:
+        if self.by_id.get(rec.id) is rec:
+            del self.by_id[rec.id]
+        for name in rec.names:  # type: ignore[attr-defined]
+            if self.by_name.get(name) is rec:
+                del self.by_name[name]
+        i = bisect.bisect_left(self._sorted_ids, rec.id)
+        if i < len(self._sorted_ids) and self._sorted_ids[i] == rec.id:
+            del self._sorted_ids[i]
+        self._extra_drop(rec)
+
+    def _extra_add(self, rec: R) -> None:
+        """Hook: add one record to the extra indexes."""
+
+    def _extra_drop(self, rec: R) -> None:
+        """Hook: drop one record from the extra indexes."""
 
     def save(self) -> None:
         """Write the file atomically and put a fresh token in the lock (write lock held)."""
         self.require_writable(f"modify the {self.kind} store")
         if self.lock.held() != "write":
             raise errors.LockNotHeldError(f"{self.kind} store is not locked for writing")
-        data = dumps([r.to_json() for r in self.records])
-        atomic_write(self.path, data)
+        atomic_write(self.path, self._encode())
         token = self.lock.touch()
         self._dirty = False
         self._seen = (bytes(token), _stamp(self.path))
+
+    def _encode(self) -> bytes:
+        """The file's bytes; each record's JSON is cached (records are immutable)."""
+        cache = self._encoded
+        parts = []
+        fresh: dict[str, tuple[R, bytes]] = {}
+        for r in self.records:
+            hit = cache.get(r.id)
+            if hit is None or hit[0] is not r:
+                hit = (r, dumps(r.to_json()))
+            fresh[r.id] = hit
+            parts.append(hit[1])
+        self._encoded = fresh
+        return b"[" + b",".join(parts) + b"]"
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -282,21 +320,26 @@ class RecordStore(Generic[R]):
 
     def add(self, rec: R) -> None:
         self.records.append(rec)
-        self._reindex()
+        self._index_add(rec)
         self._dirty = True
 
     def replace(self, rec: R) -> R:
-        for i, old in enumerate(self.records):
-            if old.id == rec.id:
+        old = self.by_id[rec.id]
+        for i, candidate in enumerate(self.records):
+            if candidate is old:
                 self.records[i] = rec
                 break
-        self._reindex()
+        self._index_drop(old)
+        self._index_add(rec)
         self._dirty = True
         return rec
 
     def remove(self, rec_id: str) -> None:
-        self.records = [r for r in self.records if r.id != rec_id]
-        self._reindex()
+        old = self.by_id.get(rec_id)
+        if old is None:
+            return
+        self.records = [r for r in self.records if r is not old]
+        self._index_drop(old)
         self._dirty = True
 
     def check_new(self, rec_id: str, names: Sequence[str], duplicate: Callable[[str], str]) -> None:

@@ -39,6 +39,14 @@ class ContainerStore(RecordStore[Container]):
     def _index_extra(self) -> None:
         self.by_layer = {r.layer: r for r in self.records if r.layer}
 
+    def _extra_add(self, rec: Container) -> None:
+        if rec.layer:
+            self.by_layer[rec.layer] = rec
+
+    def _extra_drop(self, rec: Container) -> None:
+        if self.by_layer.get(rec.layer) is rec:
+            del self.by_layer[rec.layer]
+
     def _lookup_extra(self, ref: str) -> Container | None:
         return self.by_layer.get(ref)
 

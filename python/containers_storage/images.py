@@ -53,6 +53,18 @@ class ImageStore(RecordStore[Image]):
                 by_digest.setdefault(d, []).append(r.id)
         self.by_digest = by_digest
 
+    def _extra_add(self, rec: Image) -> None:
+        for d in rec.digests:
+            self.by_digest.setdefault(d, []).append(rec.id)
+
+    def _extra_drop(self, rec: Image) -> None:
+        for d in rec.digests:
+            ids = self.by_digest.get(d)
+            if ids and rec.id in ids:
+                ids.remove(rec.id)
+                if not ids:
+                    del self.by_digest[d]
+
     def data_dir(self, image_id: str) -> str:
         return os.path.join(self.directory, image_id)
 

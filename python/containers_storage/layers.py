@@ -77,6 +77,23 @@ class LayerStore(RecordStore[Layer]):
         self.by_compressed = comp
         self.by_uncompressed = uncomp
 
+    def _extra_add(self, rec: Layer) -> None:
+        if rec.compressed_diff_digest:
+            self.by_compressed.setdefault(rec.compressed_diff_digest, []).append(rec.id)
+        if rec.diff_digest:
+            self.by_uncompressed.setdefault(rec.diff_digest, []).append(rec.id)
+
+    def _extra_drop(self, rec: Layer) -> None:
+        for index, key in (
+            (self.by_compressed, rec.compressed_diff_digest),
+            (self.by_uncompressed, rec.diff_digest),
+        ):
+            ids = index.get(key)
+            if ids and rec.id in ids:
+                ids.remove(rec.id)
+                if not ids:
+                    del index[key]
+
     def _after_load(self, write_locked: bool) -> None:
         if self.read_only:
             return
