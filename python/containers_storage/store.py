@@ -85,7 +85,12 @@ def _choose_driver(graph_root: str) -> str:
     for name in ("overlay", "vfs"):
         if os.path.isdir(os.path.join(graph_root, f"{name}-layers")):
             return name
-    return "vfs"
+    try:
+        with open("/proc/filesystems", encoding="ascii") as f:
+            has_overlay = any(line.split()[-1:] == ["overlay"] for line in f)
+    except OSError:
+        has_overlay = False
+    return "overlay" if has_overlay and os.geteuid() == 0 else "vfs"
 
 
 class Store:

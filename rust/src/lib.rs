@@ -12,6 +12,7 @@ pub mod archive;
 pub mod error;
 pub mod fsutil;
 pub mod lock;
+pub mod overlay;
 pub mod tree;
 
 #[cfg(feature = "python")]

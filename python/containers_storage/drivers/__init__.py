@@ -15,7 +15,7 @@ from .base import Driver, MountOptions
 __all__ = ["Driver", "MountOptions", "new_driver"]
 
 #: Drivers this package provides.
-DRIVERS = ("vfs",)
+DRIVERS = ("overlay", "vfs")
 
 
 def new_driver(name: str, graph_root: str, run_root: str, options: Sequence[str] = ()) -> Driver:
@@ -25,6 +25,10 @@ def new_driver(name: str, graph_root: str, run_root: str, options: Sequence[str]
         NotSupportedError: No such driver here (Go: ``driver not supported``).
         ValueError: An option the driver does not know.
     """
+    if name in ("overlay", "overlay2"):
+        from .overlay import OverlayDriver
+
+        return OverlayDriver(graph_root, run_root, options)
     if name == "vfs":
         from .vfs import VfsDriver
 

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 mod archive;
 mod errors;
 mod lock;
+mod overlay;
 mod tree;
 
 /// The native core of containers_storage.
@@ -21,10 +22,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(archive::reassemble_layer, m)?)?;
     m.add_function(wrap_pyfunction!(archive::layer_changes, m)?)?;
     m.add_function(wrap_pyfunction!(archive::layer_diff, m)?)?;
+    m.add_function(wrap_pyfunction!(overlay::overlay_mount, m)?)?;
+    m.add_function(wrap_pyfunction!(overlay::unmount, m)?)?;
+    m.add_function(wrap_pyfunction!(overlay::make_private, m)?)?;
+    m.add_function(wrap_pyfunction!(overlay::bind_mount, m)?)?;
     m.add_function(wrap_pyfunction!(tree::copy_tree, m)?)?;
     m.add_function(wrap_pyfunction!(tree::chown_tree, m)?)?;
     m.add_function(wrap_pyfunction!(tree::remove_tree, m)?)?;
     m.add_function(wrap_pyfunction!(tree::sync_fs, m)?)?;
     m.add_function(wrap_pyfunction!(tree::dir_size, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::fs_magic, m)?)?;
     Ok(())
 }

@@ -71,3 +71,12 @@ pub fn sync_fs(py: Python<'_>, path: PathBuf) -> PyResult<()> {
 pub fn dir_size(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
     py.detach(|| tree::dir_size(&path)).map_err(to_pyerr)
 }
+
+/// `statfs(2)` `f_type` of the file system holding `path` (the backing-fs magic).
+#[pyfunction]
+pub fn fs_magic(path: PathBuf) -> PyResult<u64> {
+    let st = rustix::fs::statfs(&path)
+        .map_err(|e| to_pyerr(crate::Error::io("statfs", &path, e.into())))?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as u64)
+}

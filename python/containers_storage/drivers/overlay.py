@@ -1,0 +1,666 @@
+"""The overlay driver: layers are overlayfs upper directories stacked with kernel mounts.
+
+Same layout as Go containers/storage 1.43, so podman and this package can mount each other's
+layers: ``GRAPHROOT/overlay/<id>/{diff,link,lower,work,merged,empty}`` and short links
+``GRAPHROOT/overlay/l/<26 chars>`` -> ``../<id>/diff`` that keep mount option strings short.
+Mounting happens in Rust (``mount(2)``, or the new mount API adding lower layers one at a
+time when the option string would not fit in a page). The driver home is bind-mounted
+private, as Go does, and :meth:`cleanup` undoes it.
+
+ID-mapped layers are made with a chown copy (the merged view copied with new owners into
+``diff1``, Go's rotated-diff layout) rather than idmapped mounts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+
+from .. import _native, archive
+from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
+from ..errors import LayerUnknownError, NotSupportedError
+from ..records import IDMap, idmaps_to_tuples
+from .base import Driver, MountOptions
+
+__all__ = ["OverlayDriver", "mountpoints"]
+
+_DEFAULT_PERMS = 0o555
+_LINK_DIR = "l"
+_LOWER_FILE = "lower"
+#: The kernel stacks at most 500 lower layers (OVL_MAX_STACK).
+MAX_DEPTH = 500
+
+FS_NAMES = {
+    0xEF53: "extfs",
+    0x58465342: "xfs",
+    0x9123683E: "btrfs",
+    0x01021994: "tmpfs",
+    0x794C7630: "overlayfs",
+    0x2FC12FC1: "zfs",
+    0x6969: "nfs",
+    0x61756673: "aufs",
+    0xF15F: "ecryptfs",
+    0x65735546: "fuse",
+    0x5346544E: "ntfs",
+    0x52654973: "reiserfs",
+    0x73717368: "squashfs",
+    0x4244: "hfs",
+    0x3153464A: "jfs",
+}
+_UNSUPPORTED_BACKING = {"aufs", "zfs", "overlayfs", "ecryptfs"}
+
+
+def _unescape(field: str) -> str:
+    out = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mountpoints() -> set[str]:
+    """Mount points of this process's mount namespace (from ``/proc/self/mountinfo``)."""
+    points = set()
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split(" ", 5)
+            if len(fields) > 4:
+                points.add(_unescape(fields[4]))
+    return points
+
+
+def _parse_bool(value: str) -> bool:
+    low = value.lower()
+    if low in ("1", "t", "true"):
+        return True
+    if low in ("0", "f", "false", ""):
+        return False
+    raise ValueError(f"invalid boolean {value!r}")
+
+
+def _link_id() -> str:
+    # 26 characters of base32 (A-Z, 2-7): Go's generateID(idLength).
+    return base64.b32encode(secrets.token_bytes(16)).decode("ascii")[:26]
+
+
+def _root_pair(uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> tuple[int, int]:
+    def host(maps: Sequence[IDMap]) -> int:
+        for m in maps:
+            if m.container_id <= 0 < m.container_id + m.size:
+                return m.host_id - m.container_id
+        if maps:
+            raise ValueError("container ID 0 is not mapped")
+        return 0
+
+    return host(uid_map), host(gid_map)
+
+
+class OverlayDriver(Driver):
+    """containers/storage's ``overlay`` driver on the same layout."""
+
+    name = "overlay"
+
+    def __init__(self, graph_root: str, run_root: str, options: Sequence[str] = ()) -> None:
+        super().__init__(graph_root, run_root, options)
+        self.mount_options = ""
+        self.skip_mount_home = False
+        stores: list[str] = []
+        for option in options:
+            key, sep, value = option.partition("=")
+            if not sep:
+                raise ValueError(f"unable to parse key/value option: {option}")
+            key = key.strip().lower()
+            for prefix in ("overlay.", "overlay2.", "."):
+                if key.startswith(prefix):
+                    key = key[len(prefix) :]
+                    break
+            if key == "override_kernel_check":
+                continue
+            if key == "mountopt":
+                self.mount_options = value
+            elif key in ("imagestore", "additionalimagestore"):
+                stores.extend(p for p in value.split(",") if p)
+            elif key == "skip_mount_home":
+                self.skip_mount_home = _parse_bool(value)
+            elif key == "ignore_chown_errors":
+                self.ignore_chown_errors = _parse_bool(value)
+            elif key in ("size", "inodes"):
+                raise NotSupportedError(
+                    "storage option overlay.size and overlay.inodes only supported for "
+                    "backingFS XFS with project quota; not supported here"
+                )
+            elif key in ("mount_program", "force_mask", "additionallayerstore"):
+                raise NotSupportedError(f"overlay: option {key} is not supported here")
+            else:
+                raise ValueError(f"overlay: Unknown option {key}")
+        self.image_stores = tuple(stores)
+        self.run_home = os.path.join(run_root, "overlay")
+        os.makedirs(self.home, mode=0o700, exist_ok=True)
+        os.makedirs(os.path.join(self.home, _LINK_DIR), mode=0o755, exist_ok=True)
+        os.makedirs(self.run_home, mode=0o700, exist_ok=True)
+        self.backing_fs = FS_NAMES.get(_native.fs_magic(self.home), "<unknown>")
+        if self.backing_fs in _UNSUPPORTED_BACKING:
+            raise NotSupportedError(
+                f"'overlay' is not supported over {self.backing_fs}, a mount_program is "
+                "required: backing file system is unsupported for this graph driver"
+            )
+        flag_file = os.path.join(self.home, ".has-mount-program")
+        if not os.path.exists(flag_file):
+            with open(flag_file, "w") as f:
+                f.write("false")
+            os.chmod(flag_file, 0o600)
+        self.supports_dtype = self._feature("overlay", self._probe_overlay)
+        self.native_diff = self._feature(
+            f"native-diff({self.mount_options})", self._probe_native_diff
+        )
+        self.using_metacopy = self._feature(
+            f"metacopy({self.mount_options})",
+            lambda: "metacopy=on" in self.mount_options.split(","),
+        )
+        self._supports_volatile: bool | None = None
+        if not self.skip_mount_home:
+            _native.make_private(self.home, self.home in mountpoints())
+
+    # -- feature probes ---------------------------------------------------------------------
+
+    def _feature(self, feature: str, probe: object) -> bool:
+        for value in (True, False):
+            if os.path.exists(os.path.join(self.run_home, f"{feature}-{str(value).lower()}")):
+                return value
+        assert callable(probe)
+        result = bool(probe())
+        path = os.path.join(self.run_home, f"{feature}-{str(result).lower()}")
+        with open(path, "w"):
+            pass
+        return result
+
+    @contextlib.contextmanager
+    def _scratch(self) -> Iterator[str]:
+        import tempfile
+
+        d = tempfile.mkdtemp(prefix="compat", dir=self.home)
+        try:
+            yield d
+        finally:
+            _native.unmount(os.path.join(d, "merged"), 1)
+            _native.remove_tree(d)
+
+    def _probe_overlay(self) -> bool:
+        with self._scratch() as d:
+            for sub in ("lower1", "lower2", "upper", "work", "merged"):
+                os.mkdir(os.path.join(d, sub), 0o700)
+            _native.overlay_mount(
+                os.path.join(d, "merged"),
+                [os.path.join(d, "lower1"), os.path.join(d, "lower2")],
+                upper=os.path.join(d, "upper"),
+                work=os.path.join(d, "work"),
+            )
+            _native.unmount(os.path.join(d, "merged"))
+        return True
+
+    def _probe_native_diff(self) -> bool:
+        """Go's ``doesSupportNativeDiff``: an opaque directory must not be copied up as
+        opaque, and renaming a directory must not leave a redirect xattr."""
+        with self._scratch() as d:
+            for sub in ("l1", "l2", "l3", "work", "merged"):
+                os.mkdir(os.path.join(d, sub), 0o755)
+            os.makedirs(os.path.join(d, "l2", "d"))
+            os.setxattr(os.path.join(d, "l2", "d"), "trusted.overlay.opaque", b"y")
+            os.makedirs(os.path.join(d, "l3", "d"))
+            merged = os.path.join(d, "merged")
+            _native.overlay_mount(
+                merged,
+                [os.path.join(d, "l2"), os.path.join(d, "l1")],
+                upper=os.path.join(d, "l3"),
+                work=os.path.join(d, "work"),
+            )
+            try:
+                with open(os.path.join(merged, "d", "f"), "w") as f:
+                    f.write("x")
+                os.mkdir(os.path.join(merged, "d2"))
+                try:
+                    os.rename(os.path.join(merged, "d2"), os.path.join(merged, "d3"))
+                except OSError:
+                    pass
+            finally:
+                _native.unmount(merged)
+            try:
+                opaque = os.getxattr(os.path.join(d, "l3", "d"), "trusted.overlay.opaque")
+            except OSError:
+                opaque = b""
+            if opaque == b"y":
+                return False
+            try:
+                os.getxattr(os.path.join(d, "l3", "d3"), "trusted.overlay.redirect")
+                return False
+            except OSError:
+                return True
+
+    def _volatile_supported(self) -> bool:
+        if self._supports_volatile is None:
+            self._supports_volatile = self._feature("volatile", self._probe_volatile)
+        return self._supports_volatile
+
+    def _probe_volatile(self) -> bool:
+        with self._scratch() as d:
+            for sub in ("lower", "upper", "work", "merged"):
+                os.mkdir(os.path.join(d, sub), 0o700)
+            try:
+                _native.overlay_mount(
+                    os.path.join(d, "merged"),
+                    [os.path.join(d, "lower")],
+                    upper=os.path.join(d, "upper"),
+                    work=os.path.join(d, "work"),
+                    options=["volatile"],
+                )
+            except OSError:
+                return False
+            _native.unmount(os.path.join(d, "merged"))
+            return True
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def _dir(self, layer_id: str) -> tuple[str, bool]:
+        """The layer's directory and whether it lives in an additional (read-only) store."""
+        own = os.path.join(self.home, layer_id)
+        if os.path.exists(own):
+            return own, False
+        for store in self.image_stores:
+            candidate = os.path.join(store, self.name, layer_id)
+            if os.path.exists(candidate):
+                return candidate, True
+        return own, False
+
+    def layer_dir(self, layer_id: str) -> str:
+        return os.path.join(self._dir(layer_id)[0], "diff")
+
+    def exists(self, layer_id: str) -> bool:
+        return os.path.exists(self._dir(layer_id)[0])
+
+    def _read(self, path: str) -> str | None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def _lower_entry(self, rel: str) -> str:
+        """An ``l/<link>`` entry of a lower file as a path (here or in an extra store)."""
+        here = os.path.join(self.home, rel)
+        if os.path.exists(here):
+            return here
+        for store in self.image_stores:
+            candidate = os.path.join(store, self.name, rel)
+            if os.path.exists(candidate):
+                return candidate
+        self.recreate_symlinks()
+        return here
+
+    def lower_dirs(self, layer_id: str) -> list[str]:
+        """The lower ``diff`` directories of a layer, nearest first (for diffs)."""
+        lower = self._read(os.path.join(self._dir(layer_id)[0], _LOWER_FILE)) or ""
+        out = []
+        for rel in lower.split(":"):
+            if rel:
+                out.append(os.path.realpath(self._lower_entry(rel)))
+        return out
+
+    # -- create and remove ------------------------------------------------------------------
+
+    def create(
+        self,
+        layer_id: str,
+        parent: str | None,
+        *,
+        template: str | None = None,
+        read_write: bool = False,
+        mount_label: str = "",
+        uid_map: Sequence[IDMap] = (),
+        gid_map: Sequence[IDMap] = (),
+        from_uid_map: Sequence[IDMap] = (),
+        from_gid_map: Sequence[IDMap] = (),
+    ) -> None:
+        below = template or parent
+        d = os.path.join(self.home, layer_id)
+        os.makedirs(os.path.join(self.home, _LINK_DIR), mode=0o755, exist_ok=True)
+        root_uid, root_gid = _root_pair(uid_map, gid_map)
+        if os.path.lexists(d):
+            self.remove(layer_id)
+        parent_dir = self._dir(below)[0] if below else None
+        if parent_dir is not None:
+            st = os.stat(parent_dir)
+            root_uid, root_gid = st.st_uid, st.st_gid
+            if uid_map != from_uid_map or gid_map != from_gid_map:
+                root_uid, root_gid = _root_pair(uid_map, gid_map)
+        os.mkdir(d, 0o700)
+        os.chown(d, *_root_pair(uid_map, gid_map))
+        try:
+            perms = _DEFAULT_PERMS
+            if parent_dir is not None:
+                perms = os.stat(os.path.join(parent_dir, "diff")).st_mode & 0o7777
+            self._mkdir_as(os.path.join(d, "diff"), perms, root_uid, root_gid)
+            link = _link_id()
+            os.symlink(os.path.join("..", layer_id, "diff"), os.path.join(self.home, "l", link))
+            with open(os.path.join(d, "link"), "w") as f:
+                f.write(link)
+            os.chmod(os.path.join(d, "link"), 0o644)
+            self._mkdir_as(os.path.join(d, "work"), 0o700, root_uid, root_gid)
+            self._mkdir_as(os.path.join(d, "merged"), 0o700, root_uid, root_gid)
+            if below is None:
+                self._mkdir_as(os.path.join(d, "empty"), 0o700, root_uid, root_gid)
+            else:
+                lower = self._lower_of_child(below)
+                with open(os.path.join(d, _LOWER_FILE), "w") as f:
+                    f.write(lower)
+                os.chmod(os.path.join(d, _LOWER_FILE), 0o644)
+                if list(uid_map) != list(from_uid_map) or list(gid_map) != list(from_gid_map):
+                    self._remapped_copy(layer_id, from_uid_map, from_gid_map, uid_map, gid_map)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.remove(layer_id)
+            raise
+
+    @staticmethod
+    def _mkdir_as(path: str, mode: int, uid: int, gid: int) -> None:
+        os.mkdir(path, mode)
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+
+    def _lower_of_child(self, parent: str) -> str:
+        parent_dir = self._dir(parent)[0]
+        link = self._read(os.path.join(parent_dir, "link"))
+        if link is None:
+            self.recreate_symlinks()
+            link = self._read(os.path.join(parent_dir, "link"))
+            if link is None:
+                raise FileNotFoundError(f"open {os.path.join(parent_dir, 'link')}: no such file")
+        lowers = [f"{_LINK_DIR}/{link.strip()}"]
+        parent_lower = self._read(os.path.join(parent_dir, _LOWER_FILE))
+        if parent_lower:
+            lowers.extend(parent_lower.split(":"))
+        return ":".join(lowers)
+
+    def _remapped_copy(
+        self,
+        layer_id: str,
+        from_uid: Sequence[IDMap],
+        from_gid: Sequence[IDMap],
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+    ) -> None:
+        """Go's ``UpdateLayerIDMap``: the layer's merged view, re-owned, becomes ``diff1``
+        (in Go through copy-ups in a mount; here as a reflinked copy of the merged tree)."""
+        d = self._dir(layer_id)[0]
+        target = os.path.join(d, "diff1")
+        with self._view(layer_id) as view:
+            assert view is not None
+            os.mkdir(target, 0o700)
+            _native.copy_tree(
+                view,
+                target,
+                uid_from=idmaps_to_tuples(from_uid),
+                gid_from=idmaps_to_tuples(from_gid),
+                uid_to=idmaps_to_tuples(uid_map),
+                gid_to=idmaps_to_tuples(gid_map),
+            )
+
+    def remove(self, layer_id: str) -> None:
+        d = os.path.join(self.home, layer_id)
+        link = self._read(os.path.join(d, "link"))
+        if link:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(self.home, _LINK_DIR, link.strip()))
+        merged = os.path.join(d, "merged")
+        if merged in mountpoints():
+            _native.unmount(merged)
+        _native.remove_tree(d)
+
+    def recreate_symlinks(self) -> None:
+        """Go's ``recreateSymlinks``: restore lost ``l/`` links from the ``link`` files and
+        lost ``link`` files from the ``l/`` links."""
+        link_dir = os.path.join(self.home, _LINK_DIR)
+        os.makedirs(link_dir, mode=0o755, exist_ok=True)
+        for _ in range(10):
+            progress = False
+            for name in os.listdir(self.home):
+                layer_dir = os.path.join(self.home, name)
+                if name == _LINK_DIR or not os.path.isdir(layer_dir) or os.path.islink(layer_dir):
+                    continue
+                link = self._read(os.path.join(layer_dir, "link"))
+                if link is None:
+                    continue
+                path = os.path.join(link_dir, link.strip())
+                if not os.path.lexists(path):
+                    os.symlink(os.path.join("..", name, "diff"), path)
+                    progress = True
+            for link in os.listdir(link_dir):
+                path = os.path.join(link_dir, link)
+                try:
+                    target = os.readlink(path)
+                except OSError:
+                    continue
+                parts = target.split("/")
+                if len(parts) != 3 or parts[0] != ".." or parts[2] != "diff":
+                    os.unlink(path)
+                    progress = True
+                    continue
+                link_file = os.path.join(self.home, parts[1], "link")
+                if os.path.isdir(os.path.join(self.home, parts[1])) and (
+                    self._read(link_file) != link
+                ):
+                    with open(link_file, "w") as f:
+                        f.write(link)
+                    os.chmod(link_file, 0o644)
+                    progress = True
+            if not progress:
+                return
+
+    # -- mounting ---------------------------------------------------------------------------
+
+    def _mount_lowers(self, layer_id: str) -> list[str]:
+        d = self._dir(layer_id)[0]
+        lowers: list[str] = []
+        n = 1
+        while os.path.isdir(os.path.join(d, f"diff{n}")):
+            lowers.append(os.path.join(d, f"diff{n}"))
+            n += 1
+        text = self._read(os.path.join(d, _LOWER_FILE)) or ""
+        entries = [e for e in text.split(":") if e]
+        if len(entries) > MAX_DEPTH:
+            raise OSError("max depth exceeded")
+        for rel in entries:
+            lower = self._lower_entry(rel)
+            lowers.append(lower)
+            n = 1
+            while os.path.isdir(os.path.join(lower, "..", f"diff{n}")):
+                lowers.append(os.path.join(lower, "..", f"diff{n}"))
+                n += 1
+        return lowers
+
+    def is_mounted(self, layer_id: str, path: str) -> bool:
+        return os.path.normpath(path) in mountpoints()
+
+    def get(self, layer_id: str, options: MountOptions) -> str:
+        d, _in_store = self._dir(layer_id)
+        merged = os.path.join(d, "merged")
+        if not os.path.isdir(d):
+            raise LayerUnknownError(f"{d}: {LayerUnknownError.go_message}")
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(merged, 0o700)
+        if merged in mountpoints():
+            return merged
+        self._mount(layer_id, merged, options)
+        return merged
+
+    def _mount(self, layer_id: str, target: str, options: MountOptions) -> None:
+        d, in_store = self._dir(layer_id)
+        if self._read(os.path.join(d, "link")) is None:
+            self.recreate_symlinks()
+        opts = list(options.options) or [o for o in self.mount_options.split(",") if o]
+        if not self.using_metacopy:
+            opts = [o for o in opts if o != "metacopy=on"]
+        read_write = not in_store and "ro" not in opts
+        lowers = self._mount_lowers(layer_id)
+        if not lowers:
+            lowers = [os.path.join(d, "empty")]
+        diff = os.path.join(d, "diff")
+        if not os.path.isdir(diff):
+            os.mkdir(diff, _DEFAULT_PERMS)
+        if options.volatile and "volatile" not in opts and self._volatile_supported():
+            opts.append("volatile")
+        if options.mount_label:
+            opts.append(f'context="{options.mount_label}"')
+        work = os.path.join(d, "work")
+        _native.remove_tree(os.path.join(work, "work", "incompat", "volatile"))
+        if read_write:
+            _native.overlay_mount(target, lowers, upper=diff, work=work, options=opts)
+        else:
+            _native.overlay_mount(target, [diff, *lowers], options=opts)
+
+    @contextlib.contextmanager
+    def _view(self, layer_id: str | None) -> Iterator[str | None]:
+        """A private read-only mount of the layer's merged tree (not its ``merged`` dir,
+        which a container may mount at the same time)."""
+        if layer_id is None:
+            yield None
+            return
+        import tempfile
+
+        tmp_root = os.path.join(self.graph_root, "tmp")
+        os.makedirs(tmp_root, mode=0o700, exist_ok=True)
+        target = tempfile.mkdtemp(prefix="overlay-view-", dir=tmp_root)
+        try:
+            self._mount(layer_id, target, MountOptions(options=("ro",)))
+            try:
+                yield target
+            finally:
+                _native.unmount(target)
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(target)
+
+    def put(self, layer_id: str) -> None:
+        d = self._dir(layer_id)[0]
+        merged = os.path.join(d, "merged")
+        _native.unmount(merged)
+        with contextlib.suppress(FileNotFoundError, OSError):
+            os.rmdir(merged)
+
+    def cleanup(self) -> None:
+        if not self.skip_mount_home and self.home in mountpoints():
+            _native.unmount(self.home, 0)
+
+    def status(self) -> list[tuple[str, str]]:
+        return [
+            ("Backing Filesystem", self.backing_fs),
+            ("Supports d_type", str(self.supports_dtype).lower()),
+            ("Native Overlay Diff", str(self.native_diff).lower()),
+            ("Using metacopy", str(self.using_metacopy).lower()),
+        ]
+
+    # -- contents ---------------------------------------------------------------------------
+
+    def _is_parent(self, layer_id: str, parent: str | None) -> bool:
+        d = self._dir(layer_id)[0]
+        text = self._read(os.path.join(d, _LOWER_FILE)) or ""
+        if not parent:
+            return not text
+        parent_link = self._read(os.path.join(self._dir(parent)[0], "link"))
+        first = text.split(":")[0] if text else ""
+        return bool(parent_link) and first == f"{_LINK_DIR}/{(parent_link or '').strip()}"
+
+    def apply_diff(
+        self,
+        layer_id: str,
+        parent: str | None,
+        source: Source,
+        *,
+        uid_map: Sequence[IDMap] = (),
+        gid_map: Sequence[IDMap] = (),
+        tar_split_path: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ApplyResult:
+        target = self.layer_dir(layer_id)
+        result = archive.apply_layer(
+            source,
+            target,
+            whiteouts="overlay",
+            uid_map=idmaps_to_tuples(uid_map) or None,
+            gid_map=idmaps_to_tuples(gid_map) or None,
+            ignore_chown_errors=self.ignore_chown_errors,
+            tar_split_path=tar_split_path,
+            keep_tar_split=False,
+            progress=progress,
+        )
+        _native.sync_fs(target)
+        # Go's overlay ApplyDiff reports the size of the diff directory.
+        import dataclasses
+
+        return dataclasses.replace(result, size=_native.dir_size(target))
+
+    def changes(
+        self,
+        layer_id: str,
+        parent: str | None,
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+        parent_uid_map: Sequence[IDMap],
+        parent_gid_map: Sequence[IDMap],
+    ) -> tuple[list[Change], int]:
+        maps = (
+            idmaps_to_tuples(uid_map) or None,
+            idmaps_to_tuples(gid_map) or None,
+            idmaps_to_tuples(parent_uid_map) or None,
+            idmaps_to_tuples(parent_gid_map) or None,
+        )
+        if self.native_diff and self._is_parent(layer_id, parent):
+            diff = self.layer_dir(layer_id)
+            changes, _ = archive._changes_and_size(diff, None, self.lower_dirs(layer_id), *maps)
+            return changes, _native.dir_size(diff)
+        return self._naive_changes(layer_id, parent, maps)
+
+    def _naive_changes(
+        self, layer_id: str, parent: str | None, maps: tuple[object, ...]
+    ) -> tuple[list[Change], int]:
+        with self._view(layer_id) as top, self._view(parent) as below:
+            assert top is not None
+            return archive._changes_and_size(top, below, None, *maps)  # type: ignore[arg-type]
+
+    def diff(
+        self,
+        layer_id: str,
+        parent: str | None,
+        out: Sink,
+        compression: str,
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+        parent_uid_map: Sequence[IDMap],
+        parent_gid_map: Sequence[IDMap],
+    ) -> None:
+        maps = {
+            "uid_map": idmaps_to_tuples(uid_map) or None,
+            "gid_map": idmaps_to_tuples(gid_map) or None,
+            "parent_uid_map": idmaps_to_tuples(parent_uid_map) or None,
+            "parent_gid_map": idmaps_to_tuples(parent_gid_map) or None,
+        }
+        if self.native_diff and self._is_parent(layer_id, parent):
+            archive.diff(
+                self.layer_dir(layer_id),
+                out,
+                overlay=True,
+                lowers=self.lower_dirs(layer_id),
+                compression=compression,  # type: ignore[arg-type]
+                **maps,  # type: ignore[arg-type]
+            )
+            return
+        with self._view(layer_id) as top, self._view(parent) as below:
+            assert top is not None
+            archive.diff(top, out, below, compression=compression, **maps)  # type: ignore[arg-type]

@@ -1,0 +1,1044 @@
+"""Interop with the Go tools: skopeo, Debian's containers-storage CLI and podman share stores
+with our Store, in both directions.
+
+A small OCI image (two gzip layers built here with tarfile: PAX xattrs, setuid, symlinks, a
+hard link, a non-root owner, a whiteout and an opaque directory) is built once per module.
+Every test makes its own store under ``tmp_path`` and leaves nothing mounted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from storefix import driver, go, go_json, roots, store  # noqa: F401
+
+import containers_storage as cs
+from conftest import SKOPEO
+
+pytestmark = [pytest.mark.root, pytest.mark.gotools]
+
+#: Debian's podman 4.3 (built against containers/storage 1.43).
+PODMAN = os.environ.get("PODMAN", "/usr/bin/podman")
+
+Roots = tuple[Path, Path]
+
+#: mtime of every tar entry: 2023-01-01T00:00:00Z.
+MTIME = 1_672_531_200
+#: The image config's ``created``, which skopeo copies into the image record.
+CREATED = "2023-01-02T00:00:00Z"
+TAG = "test:1"
+NAME = "localhost/test:1"
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+# -- tar building -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One tar entry: ``kind`` is dir, file, symlink or hardlink."""
+
+    kind: str
+    name: str
+    data: bytes = b""
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    target: str = ""
+    xattrs: tuple[tuple[str, str], ...] = ()
+
+
+def d(name: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Entry:
+    return Entry("dir", name, mode=mode, uid=uid, gid=gid)
+
+
+def f(
+    name: str,
+    data: bytes,
+    mode: int = 0o644,
+    uid: int = 0,
+    gid: int = 0,
+    xattrs: tuple[tuple[str, str], ...] = (),
+) -> Entry:
+    return Entry("file", name, data=data, mode=mode, uid=uid, gid=gid, xattrs=xattrs)
+
+
+def sym(name: str, target: str) -> Entry:
+    return Entry("symlink", name, mode=0o777, target=target)
+
+
+def hard(name: str, target: str) -> Entry:
+    return Entry("hardlink", name, target=target)
+
+
+def make_tar(entries: Sequence[Entry]) -> bytes:
+    """A PAX tar of ``entries`` in the order given (deterministic: fixed mtimes, no names)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for e in entries:
+            info = tarfile.TarInfo(e.name)
+            info.mtime = MTIME
+            info.uid, info.gid = e.uid, e.gid
+            info.uname = info.gname = ""
+            info.mode = e.mode
+            info.type = {
+                "dir": tarfile.DIRTYPE,
+                "file": tarfile.REGTYPE,
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+            }[e.kind]
+            info.linkname = e.target
+            if e.kind == "file":
+                info.size = len(e.data)
+            if e.xattrs:
+                info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in e.xattrs}
+            tar.addfile(info, io.BytesIO(e.data) if e.kind == "file" else None)
+    return buf.getvalue()
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def hexpart(digest: str) -> str:
+    return digest.split(":", 1)[1]
+
+
+LAYER1 = (
+    d("bin/"),
+    f("bin/tool", b"#!/bin/sh\necho tool\n", mode=0o4755),
+    sym("bin/sh", "tool"),
+    d("etc/"),
+    f("etc/hostname", b"base\n", xattrs=(("user.x", "hello"),)),
+    f("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+    f("etc/to-delete.txt", b"bye\n"),
+    d("home/"),
+    d("home/user/", mode=0o700, uid=1000, gid=1001),
+    f("home/user/notes.txt", b"notes\n", mode=0o600, uid=1000, gid=1001),
+    d("opt/"),
+    d("opt/app/"),
+    f("opt/app/old1.txt", b"old1\n"),
+    d("opt/app/sub/"),
+    f("opt/app/sub/old2.txt", b"old2\n"),
+    d("tmp/", mode=0o1777),
+)
+
+LAYER2 = (
+    d("etc/"),
+    f("etc/.wh.to-delete.txt", b""),
+    sym("etc/abs-link", "/etc/hostname"),
+    f("etc/hostname", b"layer2\n", xattrs=(("user.x", "second"), ("user.y", "why"))),
+    d("opt/"),
+    d("opt/app/"),
+    f("opt/app/.wh..wh..opq", b""),
+    f("opt/app/new.txt", b"new\n"),
+    d("srv/"),
+    f("srv/data.txt", b"shared data\n"),
+    hard("srv/data-hardlink.txt", "srv/data.txt"),
+    sym("srv/sym-link", "data.txt"),
+)
+
+
+# -- expected trees and tree walks --------------------------------------------------------
+
+Tree = dict[str, tuple[Any, ...]]
+
+
+def expected_tree(*layers: Sequence[Entry]) -> Tree:
+    """The root file system the layers give, OCI whiteouts applied, in :func:`walk`'s form."""
+    nodes: dict[str, tuple[Entry, int]] = {}  # path -> (entry, inode group)
+    groups = 0
+    for entries in layers:
+        lower = set(nodes)
+        for e in entries:
+            name = e.name.rstrip("/")
+            parent, _, base = name.rpartition("/")
+            if base == ".wh..wh..opq":
+                for p in [p for p in nodes if p.startswith(parent + "/") and p in lower]:
+                    del nodes[p]
+                continue
+            if base.startswith(".wh."):
+                victim = (parent + "/" if parent else "") + base[4:]
+                for p in [p for p in nodes if p == victim or p.startswith(victim + "/")]:
+                    del nodes[p]
+                continue
+            lower.discard(name)
+            if e.kind == "hardlink":
+                nodes[name] = nodes[e.target]
+            else:
+                groups += 1
+                nodes[name] = (e, groups)
+    out: Tree = {}
+    for path, (e, group) in nodes.items():
+        nlink = sum(1 for _e, g in nodes.values() if g == group)
+        if e.kind == "dir":
+            out[path] = ("dir", e.mode, e.uid, e.gid, 0, "", 0, (), MTIME)
+        elif e.kind == "symlink":
+            out[path] = ("symlink", 0o777, e.uid, e.gid, 0, e.target, 0, (), MTIME)
+        else:
+            xattrs = tuple(sorted((k, v.encode()) for k, v in e.xattrs))
+            digest = hashlib.sha256(e.data).hexdigest()
+            out[path] = ("file", e.mode, e.uid, e.gid, len(e.data), digest, nlink, xattrs, MTIME)
+    return out
+
+
+def walk(root: str | os.PathLike[str], *, with_root: bool = False) -> Tree:
+    """Relative path -> (kind, permission bits, uid, gid, size, content hash or symlink
+    target, link count, user.* xattrs, mtime) of everything under ``root``."""
+    base = os.fspath(root)
+    out: Tree = {}
+    paths = ["."] if with_root else []
+    for dirpath, dirnames, filenames in os.walk(base):
+        for name in dirnames + filenames:
+            paths.append(os.path.relpath(os.path.join(dirpath, name), base))
+    for rel in paths:
+        full = os.path.join(base, rel)
+        st = os.lstat(full)
+        xattrs = tuple(
+            sorted(
+                (k, os.getxattr(full, k, follow_symlinks=False))
+                for k in os.listxattr(full, follow_symlinks=False)
+                if k.startswith("user.")
+            )
+        )
+        perm = stat.S_IMODE(st.st_mode)
+        mtime = st.st_mtime_ns // 1_000_000_000
+        if stat.S_ISDIR(st.st_mode):
+            out[rel] = ("dir", perm, st.st_uid, st.st_gid, 0, "", 0, xattrs, mtime)
+        elif stat.S_ISLNK(st.st_mode):
+            target = os.readlink(full)
+            out[rel] = ("symlink", perm, st.st_uid, st.st_gid, 0, target, 0, xattrs, mtime)
+        elif stat.S_ISREG(st.st_mode):
+            digest = hashlib.sha256(Path(full).read_bytes()).hexdigest()
+            out[rel] = (
+                "file",
+                perm,
+                st.st_uid,
+                st.st_gid,
+                st.st_size,
+                digest,
+                st.st_nlink,
+                xattrs,
+                mtime,
+            )
+        else:
+            out[rel] = (oct(stat.S_IFMT(st.st_mode)), perm, st.st_uid, st.st_gid, 0, "", 0)
+    return out
+
+
+# -- the OCI image ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class OciImage:
+    """An OCI layout holding ``test:1`` and everything needed to check copies of it."""
+
+    layout: Path
+    policy: Path
+    tars: tuple[bytes, ...]
+    blobs: tuple[bytes, ...]
+    config: bytes
+    manifest: bytes
+
+    @property
+    def ref(self) -> str:
+        return f"oci:{self.layout}:{TAG}"
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return [sha256(t) for t in self.tars]
+
+    @property
+    def blob_digests(self) -> list[str]:
+        return [sha256(b) for b in self.blobs]
+
+    @property
+    def config_digest(self) -> str:
+        return sha256(self.config)
+
+    @property
+    def manifest_digest(self) -> str:
+        return sha256(self.manifest)
+
+    @property
+    def image_id(self) -> str:
+        return hexpart(self.config_digest)
+
+    @property
+    def layer_ids(self) -> list[str]:
+        """c/image's layer IDs: the first is its diff_id hex, each next one
+        ``sha256(parentID + "+" + diffID hex)``."""
+        ids: list[str] = []
+        for diff_id in self.diff_ids:
+            if not ids:
+                ids.append(hexpart(diff_id))
+            else:
+                ids.append(hashlib.sha256(f"{ids[-1]}+{hexpart(diff_id)}".encode()).hexdigest())
+        return ids
+
+    @property
+    def big_data_names(self) -> list[str]:
+        """The image big-data keys skopeo writes, in its order."""
+        md = self.manifest_digest
+        return [self.config_digest, f"manifest-{md}", "manifest", f"signature-{hexpart(md)}"]
+
+
+def _compact(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...], bytes, bytes]:
+    blobs_dir = layout / "blobs" / "sha256"
+    blobs_dir.mkdir(parents=True)
+
+    def put(blob: bytes) -> str:
+        digest = sha256(blob)
+        (blobs_dir / hexpart(digest)).write_bytes(blob)
+        return digest
+
+    tars = (make_tar(LAYER1), make_tar(LAYER2))
+    blobs = tuple(gz(t) for t in tars)
+    config = _compact(
+        {
+            "created": CREATED,
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
+            "history": [
+                {"created": CREATED, "created_by": "layer 1"},
+                {"created": CREATED, "created_by": "layer 2"},
+            ],
+        }
+    )
+    manifest = _compact(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPE,
+            "config": {"mediaType": CONFIG_TYPE, "digest": put(config), "size": len(config)},
+            "layers": [
+                {"mediaType": LAYER_TYPE, "digest": put(b), "size": len(b)} for b in blobs
+            ],
+        }
+    )
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": MANIFEST_TYPE,
+                "digest": put(manifest),
+                "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": TAG},
+            }
+        ],
+    }
+    (layout / "index.json").write_bytes(_compact(index))
+    (layout / "oci-layout").write_bytes(_compact({"imageLayoutVersion": "1.0.0"}))
+    return tars, blobs, config, manifest
+
+
+@pytest.fixture(scope="module")
+def oci(tmp_path_factory: pytest.TempPathFactory) -> OciImage:
+    base = tmp_path_factory.mktemp("oci")
+    layout = base / "layout"
+    tars, blobs, config, manifest = build_oci_layout(layout)
+    policy = base / "policy.json"
+    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    return OciImage(layout, policy, tars, blobs, config, manifest)
+
+
+# -- running the tools --------------------------------------------------------------------
+
+
+def tool_env(roots: Roots, driver: str) -> dict[str, str]:
+    """The environment for skopeo and podman: a storage.conf of our own (the store's roots
+    and driver) so that the host's default store is never touched."""
+    conf = roots[0].parent / f"storage-{roots[0].name}.conf"
+    conf.write_text(
+        f'[storage]\ndriver = "{driver}"\ngraphroot = "{roots[0]}"\nrunroot = "{roots[1]}"\n'
+    )
+    return {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
+
+
+def run(cmd: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    p = subprocess.run(list(cmd), capture_output=True, env=env, check=False)
+    if p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")
+    return p
+
+
+def cs_ref(roots: Roots, driver: str, name: str) -> str:
+    return f"containers-storage:[{driver}@{roots[0]}+{roots[1]}]{name}"
+
+
+def skopeo(oci: OciImage, roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return run([SKOPEO, "--policy", str(oci.policy), *args], tool_env(roots, driver))
+
+
+def skopeo_import(oci: OciImage, roots: Roots, driver: str) -> None:
+    skopeo(oci, roots, driver, "copy", "--quiet", oci.ref, cs_ref(roots, driver, NAME))
+
+
+def podman_images(roots: Roots, driver: str) -> list[dict[str, Any]]:
+    if not os.access(PODMAN, os.X_OK):
+        if os.environ.get("CS_REQUIRE_ALL") == "1":
+            pytest.fail(f"needs Debian's podman at {PODMAN}")
+        pytest.skip(f"needs Debian's podman at {PODMAN}")
+    tmpdir = roots[0].parent / f"podman-tmp-{roots[0].name}"
+    tmpdir.mkdir(exist_ok=True)
+    cmd = [
+        PODMAN,
+        "--root",
+        str(roots[0]),
+        "--runroot",
+        str(roots[1]),
+        "--storage-driver",
+        driver,
+        "--cgroup-manager=cgroupfs",
+        "--events-backend=file",
+        "--tmpdir",
+        str(tmpdir),
+        "images",
+        "--format",
+        "json",
+    ]
+    listed: list[dict[str, Any]] = json.loads(run(cmd, tool_env(roots, driver)).stdout)
+    return listed
+
+
+def go_text(roots: Roots, driver: str, *args: str) -> str:
+    return go(roots, driver, *args).stdout.decode()
+
+
+def go_bytes(roots: Roots, driver: str, *args: str) -> bytes:
+    return go(roots, driver, *args).stdout
+
+
+def go_mounted(roots: Roots, driver: str, ref: str) -> bool:
+    """What ``containers-storage mounted REF`` says (``REF mounted`` or nothing)."""
+    out = go_text(roots, driver, "mounted", ref)
+    assert out in ("", f"{ref} mounted\n"), out
+    return out != ""
+
+
+def mount_counts(roots: Roots, driver: str) -> dict[str, int]:
+    """Layer ID -> mount count from ``RUNROOT/DRV-layers/mountpoints.json``."""
+    path = roots[1] / f"{driver}-layers" / "mountpoints.json"
+    if not path.exists() or not path.read_bytes().strip():
+        return {}
+    return {m["id"]: m["count"] for m in json.loads(path.read_bytes()) or []}
+
+
+def mounted_under(path: Path) -> list[str]:
+    """Mount points at or below ``path`` (from /proc/self/mountinfo)."""
+    prefix = os.fspath(path)
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            out.append(point)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_mounted(tmp_path: Path) -> Iterator[None]:
+    """Fail a test that leaves anything mounted below its tmp_path (and clean it up)."""
+    yield
+    left = mounted_under(tmp_path)
+    for point in sorted(left, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+    assert not left, f"left mounted: {left}"
+
+
+@pytest.fixture
+def open_store() -> Iterator[Callable[[Roots, str], cs.Store]]:
+    """Open Stores on roots; each is shut down (forcing unmounts) at the end, and Go's
+    ``shutdown`` then drops the driver's leftovers (the overlay home bind mount)."""
+    opened: list[tuple[cs.Store, Roots, str]] = []
+
+    def _open(r: Roots, drv: str) -> cs.Store:
+        s = cs.Store(r[0], r[1], drv)
+        opened.append((s, r, drv))
+        return s
+
+    yield _open
+    for s, r, drv in opened:
+        with contextlib.suppress(cs.StorageError):
+            s.shutdown(True)
+        go(r, drv, "shutdown", check=False)
+
+
+def diff_bytes(s: cs.Store, layer: str, compression: str | None = "none") -> bytes:
+    return b"".join(s.diff(None, layer, compression=compression))
+
+
+def check_big_data(s: cs.Store, roots: Roots, driver: str) -> None:
+    """Every big-data item of every image, container and layer reads the same both ways."""
+    for img in s.images():
+        listed = go_json(roots, driver, "list-image-data", "-j", img.id) or []  # Go: null
+        assert s.list_image_big_data(img.id) == listed
+        for key in img.big_data_names:
+            data = s.image_big_data(img.id, key)
+            assert data == go_bytes(roots, driver, "get-image-data", img.id, key), key
+            digest = s.image_big_data_digest(img.id, key)
+            assert digest == img.big_data_digests[key]
+            assert go_text(roots, driver, "get-image-data-digest", img.id, key) == digest + "\n"
+            assert s.image_big_data_size(img.id, key) == len(data) == img.big_data_sizes[key]
+    for ctr in s.containers():
+        listed = go_json(roots, driver, "list-container-data", "-j", ctr.id) or []
+        assert s.list_container_big_data(ctr.id) == listed
+        for key in ctr.big_data_names:
+            data = s.container_big_data(ctr.id, key)
+            assert data == go_bytes(roots, driver, "get-container-data", ctr.id, key), key
+            digest = s.container_big_data_digest(ctr.id, key)
+            assert digest == sha256(data) == ctr.big_data_digests[key]
+            assert go_text(roots, driver, "get-container-data-digest", ctr.id, key) == digest + "\n"
+    for layer in s.layers():
+        assert s.list_layer_big_data(layer.id) == list(layer.big_data_names)
+        for key in layer.big_data_names:
+            data = s.layer_big_data(layer.id, key)
+            assert data == go_bytes(roots, driver, "get-layer-data", layer.id, key), key
+
+
+def check_records(s: cs.Store, roots: Roots, driver: str) -> None:
+    """Our records are, object by object, what Go's ``-j`` listings print."""
+    assert [x.to_json() for x in s.layers()] == go_json(roots, driver, "layers", "-j")
+    assert [x.to_json() for x in s.images()] == go_json(roots, driver, "images", "-j")
+    ctrs = go_json(roots, driver, "containers", "-j") if s.containers() else []
+    assert [x.to_json() for x in s.containers()] == ctrs
+    for kind, records in (("layer", s.layers()), ("image", s.images())):
+        for rec in records:
+            assert go_json(roots, driver, kind, "-j", rec.id) == [rec.to_json()]
+    for ctr in s.containers():
+        assert go_json(roots, driver, "container", "-j", ctr.id) == [ctr.to_json()]
+
+
+def check_names_and_metadata(s: cs.Store, roots: Roots, driver: str) -> None:
+    every: list[Any] = [*s.layers(), *s.images(), *s.containers()]
+    for rec in every:
+        listed = go_json(roots, driver, "get-names", "-j", rec.id) or []  # Go: null
+        assert s.names(rec.id) == list(rec.names) == listed
+        assert s.metadata(rec.id) == rec.metadata
+        assert go_text(roots, driver, "metadata", "-q", rec.id) == rec.metadata + "\n"
+        for name in rec.names:
+            assert go_text(roots, driver, "exists", name) == f"{name}: true\n"
+            assert s.exists(name)
+
+
+# -- 1. skopeo -> ours --------------------------------------------------------------------
+
+
+@pytest.mark.skopeo
+def test_skopeo_import_read_by_us(
+    oci: OciImage,
+    roots: Roots,
+    driver: str,
+    open_store: Callable[[Roots, str], cs.Store],
+) -> None:
+    skopeo_import(oci, roots, driver)
+    s = open_store(roots, driver)
+
+    # Layers: Go's listing, object for object, and what c/image must have written.
+    layers = s.layers()
+    assert [x.to_json() for x in layers] == go_json(roots, driver, "layers", "-j")
+    assert [x.id for x in layers] == oci.layer_ids
+    assert [x.parent for x in layers] == ["", oci.layer_ids[0]]
+    assert [x.compressed_diff_digest for x in layers] == oci.blob_digests
+    assert [x.compressed_size for x in layers] == [len(b) for b in oci.blobs]
+    assert [x.diff_digest for x in layers] == oci.diff_ids
+    assert [x.diff_size for x in layers] == [len(t) for t in oci.tars]
+    assert [x.compression for x in layers] == [2, 2]
+    assert [x.uidset for x in layers] == [(0, 1000), (0,)]
+    assert [x.gidset for x in layers] == [(0, 1001), (0,)]
+    assert [x.names for x in layers] == [(), ()]
+    assert s.layers_by_uncompressed_digest(oci.diff_ids[1]) == [layers[1]]
+    assert s.layers_by_compressed_digest(oci.blob_digests[0]) == [layers[0]]
+
+    # The image.
+    images = s.images()
+    assert [x.to_json() for x in images] == go_json(roots, driver, "images", "-j")
+    (img,) = images
+    assert img.id == oci.image_id
+    assert img.digest == oci.manifest_digest
+    assert img.digests == (oci.manifest_digest,)
+    assert img.names == img.names_history == (NAME,)
+    assert img.layer == oci.layer_ids[-1]
+    assert json.loads(img.metadata) == {"signatures-sizes": {oci.manifest_digest: []}}
+    assert list(img.big_data_names) == oci.big_data_names
+    assert img.created == CREATED
+    assert s.image(NAME) == img
+    assert [x.id for x in s.images_by_digest(oci.manifest_digest)] == [img.id]
+    assert go_text(roots, driver, "images-by-digest", "-q", oci.manifest_digest) == img.id + "\n"
+    check_big_data(s, roots, driver)
+    assert s.image_big_data(img.id, oci.config_digest) == oci.config
+    assert s.image_big_data(img.id, "manifest") == oci.manifest
+    assert s.image_big_data(img.id, f"manifest-{oci.manifest_digest}") == oci.manifest
+    size_line = go_text(roots, driver, "image", img.id).splitlines()[-1]
+    assert size_line == f"Size: {s.image_size(img.id)}"
+
+    # Diffs: the exact tars back (from tar-split), by default gzip as applied, and Go agrees.
+    for layer, tar in zip(layers, oci.tars, strict=True):
+        ours = diff_bytes(s, layer.id)
+        assert sha256(ours) == layer.diff_digest
+        assert ours == tar
+        assert gzip.decompress(diff_bytes(s, layer.id, None)) == tar
+        assert go_bytes(roots, driver, "diff", "-u", layer.id) == ours
+        assert s.diff_size(None, layer.id) == int(go_text(roots, driver, "diffsize", layer.id))
+
+    # Mounts: Go and we mount each layer, counts are shared, the trees are the same.
+    for layer, want in zip(layers, (expected_tree(LAYER1), expected_tree(LAYER1, LAYER2)), strict=True):
+        go_path = go_text(roots, driver, "mount", layer.id).strip()
+        try:
+            our_path = s.mount(layer.id)
+            try:
+                assert our_path == go_path
+                assert s.mounted(layer.id) == 2
+                assert s.layer(layer.id).mount_count == 2
+                assert mount_counts(roots, driver) == {layer.id: 2}
+                assert go_mounted(roots, driver, layer.id)
+                ours = walk(our_path, with_root=True)
+                assert ours == walk(go_path, with_root=True)
+                del ours["."]
+                assert ours == want
+            finally:
+                assert s.unmount(layer.id) is True
+        finally:
+            go(roots, driver, "unmount", layer.id)
+        assert s.mounted(layer.id) == 0
+        assert not go_mounted(roots, driver, layer.id)
+        assert mount_counts(roots, driver) == {}
+
+
+# -- 2. Go CLI -> ours --------------------------------------------------------------------
+
+TAR_A = (
+    d("a/"),
+    f("a/one.txt", b"one\n"),
+    f("a/two.txt", b"two\n", mode=0o600, uid=7, gid=8),
+    f("tool", b"#!/bin/sh\n", mode=0o2755, xattrs=(("user.a", "alpha"),)),
+)
+TAR_B = (
+    d("a/"),
+    f("a/.wh.one.txt", b""),
+    d("b/", uid=1234, gid=5678),
+    f("b/new.txt", b"new\n", uid=1234, gid=5678),
+    sym("b/link", "../a/two.txt"),
+)
+
+
+def test_go_cli_store_read_by_us(
+    tmp_path: Path,
+    roots: Roots,
+    driver: str,
+    open_store: Callable[[Roots, str], cs.Store],
+) -> None:
+    la, lb, img, c1, c2 = "a1" * 32, "b2" * 32, "e5" * 32, "0a" * 32, "0b" * 32
+    tar_a, tar_b = make_tar(TAR_A), make_tar(TAR_B)
+    files = {
+        "a.tar": tar_a,
+        "b.tar.gz": gz(tar_b),
+        "note": b"layer note\n",
+        "custom": b'{"custom":"data"}\n',
+        "odd": b"odd key data",
+        "manifest": b'{"schemaVersion":2}',
+        "config": b'{"ociVersion":"1.0.2"}',
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    def g(*args: str) -> str:
+        return go_text(roots, driver, *args)
+
+    assert g("create-layer", "--id", la, "-n", "layer-a") == f"{la}\n\tlayer-a\n"
+    assert g("applydiff", "-f", str(tmp_path / "a.tar"), la) == ""
+    g("import-layer", "--id", lb, "-n", "layer-b", "-f", str(tmp_path / "b.tar.gz"), la)
+    g("set-metadata", "-m", "layer-a metadata", la)
+    g("set-layer-data", "-f", str(tmp_path / "note"), lb, "layer-note")
+    g("create-image", "--id", img, "-n", "localhost/cli:1", "-m", '{"origin":"cli"}', lb)
+    g("set-image-data", "-f", str(tmp_path / "custom"), img, "custom-key")
+    g("set-image-data", "-f", str(tmp_path / "odd"), img, "Key/With:Odd+Chars")
+    g("set-image-data", "-f", str(tmp_path / "manifest"), img, "manifest")
+    g("add-names", "-n", "cli-extra-name", "-n", "localhost/cli:latest", img)
+    g("create-container", "--id", c1, "-n", "ctr1", "--volatile", "-m", "ctr meta", img)
+    g("create-container", "--id", c2, "-n", "ctr2", img)
+    g("set-container-data", "-f", str(tmp_path / "config"), c1, "config.json")
+    g("set-names", "-n", "ctr1", "-n", "ctr1-alias", c1)
+    g("set-names", "-n", "layer-b", "-n", "layer-b-renamed", lb)
+    g("set-metadata", "-m", '{"ctr":"meta2"}', c1)
+    c1_path = g("mount", c1).strip()
+    g("mount", c1)
+    la_path = g("mount", la).strip()
+    try:
+        s = open_store(roots, driver)
+        check_records(s, roots, driver)
+        check_names_and_metadata(s, roots, driver)
+        check_big_data(s, roots, driver)
+
+        # What the Go commands set, as we see it.
+        assert s.layer("layer-b-renamed").id == lb
+        assert s.names(lb) == ["layer-b", "layer-b-renamed"]
+        assert s.metadata("layer-a") == "layer-a metadata"
+        assert s.layer_big_data(lb, "layer-note") == files["note"]
+        a, b = s.layer(la), s.layer(lb)
+        assert (a.diff_digest, a.compressed_diff_digest, a.compression) == (
+            sha256(tar_a),
+            sha256(tar_a),
+            0,
+        )
+        assert (b.diff_digest, b.compressed_diff_digest, b.compression) == (
+            sha256(tar_b),
+            sha256(files["b.tar.gz"]),
+            2,
+        )
+        assert (a.uidset, a.gidset, b.uidset, b.gidset) == ((0, 7), (0, 8), (0, 1234), (0, 5678))
+        image = s.image("localhost/cli:latest")
+        assert image.id == img
+        assert image.names == ("localhost/cli:1", "cli-extra-name", "localhost/cli:latest")
+        assert image.names_history == ("localhost/cli:latest", "cli-extra-name", "localhost/cli:1")
+        assert image.digest == sha256(files["manifest"])
+        assert s.image_big_data(img, "Key/With:Odd+Chars") == files["odd"]
+        ctr = s.container("ctr1-alias")
+        assert ctr.id == c1 and ctr.volatile and ctr.image == img
+        assert ctr.metadata == '{"ctr":"meta2"}'
+        assert s.container_big_data(c1, "config.json") == files["config"]
+        assert not s.container(c2).volatile
+        assert s.layer(ctr.layer).parent == lb
+
+        # Mount state written by Go.
+        assert mount_counts(roots, driver) == {ctr.layer: 2, la: 1}
+        assert (s.mounted(c1), s.mounted(ctr.layer), s.mounted(la), s.mounted(lb)) == (2, 2, 1, 0)
+        assert s.layer(ctr.layer).mount_point == c1_path
+        assert s.layer(la).mount_point == la_path
+        assert (go_mounted(roots, driver, c1), go_mounted(roots, driver, lb)) == (True, False)
+
+        # Diffs of Go-applied layers: the exact tars back.
+        assert diff_bytes(s, la) == tar_a
+        assert diff_bytes(s, lb) == tar_b
+        assert gzip.decompress(diff_bytes(s, lb, None)) == tar_b
+        assert {(c.path, int(c.kind)) for c in s.changes(None, lb)} == {
+            (c["Path"], c["Kind"]) for c in go_json(roots, driver, "changes", "-j", lb)
+        }
+        want = expected_tree(TAR_A, TAR_B)
+        assert walk(c1_path) == want
+
+        # We undo Go's mounts.
+        assert s.unmount(c1) is True
+        assert go_mounted(roots, driver, c1)
+        assert s.unmount(c1) is False
+        assert s.unmount(la) is False
+        assert mount_counts(roots, driver) == {}
+        assert not go_mounted(roots, driver, c1)
+        assert not go_mounted(roots, driver, la)
+    finally:
+        if mount_counts(roots, driver):
+            go(roots, driver, "unmount", "-f", c1, check=False)
+            go(roots, driver, "unmount", "-f", la, check=False)
+
+
+# -- 3. ours -> Go CLI --------------------------------------------------------------------
+
+
+def test_our_store_read_by_go(
+    tmp_path: Path,
+    roots: Roots,
+    driver: str,
+    store: cs.Store,
+) -> None:
+    s = store
+    tar_a, tar_b = make_tar(TAR_A), make_tar(TAR_B)
+    blob_a = gz(tar_a)
+    (tmp_path / "b.tar").write_bytes(tar_b)
+    config = b'{"rootfs":{"type":"layers"}}'
+    manifest = b'{"schemaVersion":2,"mediaType":"' + MANIFEST_TYPE.encode() + b'"}'
+    config_key = sha256(config)
+
+    la, size_a = s.put_layer(diff=io.BytesIO(blob_a), names=["ours-base"])
+    assert size_a == sum(len(e.data) for e in TAR_A)
+    lb, _ = s.put_layer(la.id, tmp_path / "b.tar", id="b2" * 32)
+    s.set_metadata(la.id, "our layer metadata")
+    s.add_names(la.id, ["ours-base-alias"])
+    s.set_layer_big_data(lb.id, "layer-note", b"a note\n")
+    img = s.create_image(
+        lb.id,
+        names=["localhost/ours:1", "ours-alias"],
+        metadata='{"ours":true}',
+        created="2023-03-04T05:06:07Z",
+    )
+    s.set_image_big_data(img.id, config_key, config)
+    s.set_image_big_data(img.id, "manifest", manifest)
+    s.set_image_big_data(img.id, "Key/With:Odd+Chars", b"odd")
+    s.add_names(img.id, ["localhost/ours:latest"])
+    ctr = s.create_container(img.id, names=["ours-ctr"], volatile=True, metadata="ctr meta")
+    s.set_container_big_data(ctr.id, "config.json", b'{"ociVersion":"1.0.2"}')
+    plain = s.create_container(img.id, id="0c" * 32, names=["ours-plain"])
+    path = s.mount(ctr.id)
+    try:
+        la, lb, img, ctr = s.layer(la.id), s.layer(lb.id), s.image(img.id), s.container(ctr.id)
+        assert (la.compression, la.compressed_diff_digest, la.diff_digest) == (
+            2,
+            sha256(blob_a),
+            sha256(tar_a),
+        )
+        assert (lb.compression, lb.compressed_diff_digest) == (0, sha256(tar_b))
+        assert img.digest == sha256(manifest)
+        assert ctr.flags == {"MountLabel": "", "ProcessLabel": "", "Volatile": True}
+
+        check_records(s, roots, driver)
+        check_names_and_metadata(s, roots, driver)
+        check_big_data(s, roots, driver)
+        assert go_json(roots, driver, "get-names", "-j", "ours-base") == [
+            "ours-base",
+            "ours-base-alias",
+        ]
+        assert go_text(roots, driver, "metadata", "-q", "ours-base") == "our layer metadata\n"
+        assert go_bytes(roots, driver, "get-layer-data", lb.id, "layer-note") == b"a note\n"
+        assert go_json(roots, driver, "list-image-data", "-j", img.id) == [
+            config_key,
+            "manifest",
+            "Key/With:Odd+Chars",
+        ]
+        assert go_bytes(roots, driver, "get-image-data", "localhost/ours:1", config_key) == config
+        assert go_text(roots, driver, "get-image-data-digest", img.id, "manifest") == (
+            sha256(manifest) + "\n"
+        )
+        by_digest = go_text(roots, driver, "images-by-digest", "-q", sha256(manifest))
+        assert by_digest == img.id + "\n"
+        assert [x.id for x in s.images_by_digest(sha256(manifest))] == [img.id]
+
+        # The text views.
+        assert go_text(roots, driver, "image", img.id) == "".join(
+            [
+                f"ID: {img.id}\n",
+                *(f"Name: {n}\n" for n in img.names),
+                f"Top Layer: {lb.id}\n",
+                f"Digest: {img.digest}\n",
+                *(f"Data: {k}\n" for k in img.big_data_names),
+                f"Size: {s.image_size(img.id)}\n",
+            ]
+        )
+        assert go_text(roots, driver, "container", ctr.id) == "".join(
+            [
+                f"ID: {ctr.id}\n",
+                *(f"Name: {n}\n" for n in ctr.names),
+                f"Image: {img.id}\n",
+                *(f"Image name: {n}\n" for n in img.names),
+                f"Size: {s.container_size(ctr.id)}\n",
+                f"Layer: {ctr.layer}\n",
+                *(f"Data: {k}\n" for k in ctr.big_data_names),
+            ]
+        )
+        assert go_text(roots, driver, "layer", la.id) == "".join(
+            [f"ID: {la.id}\n", *(f"Name: {n}\n" for n in la.names)]
+        )
+
+        # exists, for every kind and for nothing.
+        for ref in ("ours-base", lb.id, "localhost/ours:latest", "ours-ctr", plain.id):
+            assert go_text(roots, driver, "exists", ref) == f"{ref}: true\n"
+        p = go(roots, driver, "exists", "no-such-thing", check=False)
+        assert (p.returncode, p.stdout) == (1, b"no-such-thing: false\n")
+        assert not s.exists("no-such-thing")
+
+        # Our mount, as Go sees it.
+        assert mount_counts(roots, driver) == {ctr.layer: 1}
+        assert go_mounted(roots, driver, ctr.id)
+        assert go_mounted(roots, driver, "ours-ctr")
+        assert not go_mounted(roots, driver, plain.id)
+        assert go_text(roots, driver, "mount", ctr.id).strip() == path
+        assert s.mounted(ctr.id) == 2
+        go(roots, driver, "unmount", ctr.id)
+        assert s.mounted(ctr.id) == 1
+        assert walk(path) == expected_tree(TAR_A, TAR_B)
+
+        # Go rebuilds our tars byte for byte, and agrees on changes and sizes.
+        for layer, tar in ((la, tar_a), (lb, tar_b)):
+            out = go_bytes(roots, driver, "diff", "-u", layer.id)
+            assert sha256(out) == layer.diff_digest
+            assert out == tar
+            go_changes = go_json(roots, driver, "changes", "-j", layer.id)
+            assert {(c.path, int(c.kind)) for c in s.changes(None, layer.id)} == {
+                (c["Path"], c["Kind"]) for c in go_changes
+            }
+            assert int(go_text(roots, driver, "diffsize", layer.id)) == s.diff_size(None, layer.id)
+        assert gzip.decompress(go_bytes(roots, driver, "diff", "-c", la.id)) == tar_a
+    finally:
+        while s.mounted(ctr.id):
+            s.unmount(ctr.id)
+    assert not go_mounted(roots, driver, ctr.id)
+    assert mount_counts(roots, driver) == {}
+
+
+# -- 4. Go writes while our Store stays open ----------------------------------------------
+
+
+def _lock_token(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def test_go_and_open_store_see_each_other(
+    tmp_path: Path,
+    roots: Roots,
+    driver: str,
+    store: cs.Store,
+) -> None:
+    s = store
+    assert s.layers() == []
+    layers_lock = roots[0] / f"{driver}-layers" / "layers.lock"
+
+    # A layer Go creates after we opened, then deletes.
+    go_layer = "9f" * 32
+    go(roots, driver, "create-layer", "--id", go_layer, "-n", "go-made")
+    assert [x.id for x in s.layers()] == [go_layer]
+    assert s.layer("go-made").id == go_layer
+    assert s.exists("go-made")
+    go(roots, driver, "delete-layer", go_layer)
+    assert s.layers() == []
+    assert not s.exists(go_layer)
+
+    # Our writes leave a new 64-byte token (our PID at bytes 16-20) and Go sees them.
+    before = _lock_token(layers_lock)
+    tar = make_tar(TAR_A)
+    base, _ = s.put_layer(diff=io.BytesIO(tar), names=["ours-base"])
+    top, _ = s.put_layer(base.id, io.BytesIO(gz(make_tar(TAR_B))))
+    token = _lock_token(layers_lock)
+    assert token != before and len(token) == 64
+    assert int.from_bytes(token[16:20], "little") == os.getpid()
+    assert [x["id"] for x in go_json(roots, driver, "layers", "-j")] == [base.id, top.id]
+    img = s.create_image(top.id, names=["localhost/ours:1"])
+    assert go_json(roots, driver, "images", "-j") == [s.image(img.id).to_json()]
+
+    # A container Go makes from our image, seen by us, deleted by Go.
+    ctr_id = go_text(roots, driver, "create-container", "-n", "go-ctr", img.id).split()[0]
+    (ctr,) = s.containers()
+    assert (ctr.id, ctr.names, ctr.image) == (ctr_id, ("go-ctr",), img.id)
+    assert s.layer(ctr.layer).parent == top.id
+    go(roots, driver, "delete-container", ctr_id)
+    assert s.containers() == []
+    assert not s.exists(ctr.layer)
+
+    # Mount counts are shared through mountpoints.json.
+    go_path = go_text(roots, driver, "mount", base.id).strip()
+    assert s.mounted(base.id) == 1
+    assert s.layer(base.id).mount_point == go_path
+    assert s.mount(base.id) == go_path
+    assert mount_counts(roots, driver) == {base.id: 2}
+    assert s.unmount(base.id) is True
+    assert go_mounted(roots, driver, base.id)
+    assert s.unmount(base.id) is False
+    assert not go_mounted(roots, driver, base.id)
+    assert s.mounted(base.id) == 0
+    s.mount(top.id)
+    go(roots, driver, "unmount", top.id)
+    assert s.mounted(top.id) == 0
+    assert mount_counts(roots, driver) == {}
+
+    # Go's delete-image removes the image and the layers we made for it.
+    out = go_text(roots, driver, "delete-image", img.id)
+    assert img.id in out and top.id in out and base.id in out
+    assert s.images() == []
+    assert s.layers() == []
+    assert go_json(roots, driver, "layers", "-j") == []
+    assert not (roots[0] / f"{driver}-layers" / f"{base.id}.tar-split.gz").exists()
+
+    # And Go sees what we do after that.
+    again, _ = s.put_layer(diff=io.BytesIO(tar), id=base.id)
+    assert go_json(roots, driver, "layers", "-j") == [again.to_json()]
+    assert go_bytes(roots, driver, "diff", "-u", base.id) == tar
+
+
+# -- 5. podman and skopeo on a store we copied --------------------------------------------
+
+
+@pytest.mark.skopeo
+def test_podman_and_skopeo_use_our_copy(
+    tmp_path: Path,
+    oci: OciImage,
+    driver: str,
+    open_store: Callable[[Roots, str], cs.Store],
+) -> None:
+    src_roots = (tmp_path / "src-root", tmp_path / "src-run")
+    dst_roots = (tmp_path / "dst-root", tmp_path / "dst-run")
+    skopeo_import(oci, src_roots, driver)
+    (listed,) = podman_images(src_roots, driver)
+    assert listed["Id"] == oci.image_id
+    assert listed["Names"] == [NAME]
+    assert listed["Digest"] == oci.manifest_digest
+    assert listed["CreatedAt"] == CREATED
+
+    # Copy the image with our API: same layer IDs, tars from the skopeo store.
+    src = open_store(src_roots, driver)
+    dst = open_store(dst_roots, driver)
+    src_img = src.image(NAME)
+    parent = ""
+    for layer in src.layers():
+        copied, _ = dst.put_layer(
+            parent or None, io.BytesIO(diff_bytes(src, layer.id)), id=layer.id
+        )
+        assert (copied.diff_digest, copied.diff_size) == (layer.diff_digest, layer.diff_size)
+        assert (copied.uidset, copied.gidset) == (layer.uidset, layer.gidset)
+        parent = copied.id
+    assert parent == src_img.layer
+    img = dst.create_image(
+        parent,
+        id=src_img.id,
+        names=src_img.names,
+        metadata=src_img.metadata,
+        digest=src_img.digest,
+        created=src_img.created,
+    )
+    for key in src.list_image_big_data(src_img.id):
+        dst.set_image_big_data(img.id, key, src.image_big_data(src_img.id, key))
+    copy = dst.image(img.id)
+    for attr in ("id", "digest", "names", "layer", "metadata", "big_data_names", "created"):
+        assert getattr(copy, attr) == getattr(src_img, attr), attr
+    assert copy.big_data_digests == src_img.big_data_digests
+    assert copy.big_data_sizes == src_img.big_data_sizes
+    assert dst.image_size(img.id) == src.image_size(src_img.id)
+
+    # podman lists our copy exactly as it lists skopeo's.
+    assert podman_images(dst_roots, driver) == [listed]
+    assert listed["Size"] == dst.image_size(img.id)
+
+    # skopeo reads it back through c/storage.
+    inspected = json.loads(
+        skopeo(oci, dst_roots, driver, "inspect", cs_ref(dst_roots, driver, NAME)).stdout
+    )
+    assert inspected["Digest"] == oci.manifest_digest
+    assert inspected["Layers"] == oci.blob_digests
+    assert inspected["Created"] == CREATED
+    out = tmp_path / "out"
+    skopeo(oci, dst_roots, driver, "copy", "--quiet", cs_ref(dst_roots, driver, NAME), f"oci:{out}:x")
+    index = json.loads((out / "index.json").read_bytes())
+    (desc,) = index["manifests"]
+    assert desc["annotations"]["org.opencontainers.image.ref.name"] == "x"
+
+    def blob(digest: str) -> bytes:
+        data = (out / "blobs" / "sha256" / hexpart(digest)).read_bytes()
+        assert sha256(data) == digest
+        return data
+
+    manifest = json.loads(blob(desc["digest"]))
+    config = json.loads(blob(manifest["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"] == oci.diff_ids
+    assert config["created"] == CREATED
+    exported = [blob(x["digest"]) for x in manifest["layers"]]
+    assert [gzip.decompress(b) for b in exported] == list(oci.tars)
