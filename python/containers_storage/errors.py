@@ -14,6 +14,7 @@ __all__ = [
     "AmbiguousPrefixError",
     "ArchiveError",
     "ContainerUnknownError",
+    "DigestMismatchError",
     "DigestUnknownError",
     "DuplicateIDError",
     "DuplicateImageNamesError",
@@ -219,6 +220,13 @@ class DigestUnknownError(StorageError):
     """The item's digest could not be computed (Go: ``ErrDigestUnknown``)."""
 
     go_message = "could not compute digest of item"
+
+
+class DigestMismatchError(StorageError, ValueError):
+    """A blob or layer did not have the digest it was announced with (not a Go ``Err*``;
+    c/image's words: ``Digest did not match``)."""
+
+    go_message = "digest did not match"
 
 
 class LayerNotMountedError(StorageError):

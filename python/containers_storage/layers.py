@@ -300,8 +300,17 @@ class LayerStore(RecordStore[Layer]):
         template: Layer | None = None,
         diff: Source | None = None,
         progress: ProgressCallback | None = None,
+        expect_compressed: str = "",
+        expect_uncompressed: str = "",
+        staged: StagedLayer | None = None,
     ) -> tuple[Layer, int]:
-        """Create a layer and apply ``diff`` to it (Go ``layerStore.Put``)."""
+        """Create a layer and apply ``diff`` to it (Go ``layerStore.Put``), or adopt a layer
+        applied beforehand in a staging directory (``staged``).
+
+        ``expect_compressed``/``expect_uncompressed`` are digests the diff must have; on a
+        mismatch the layer is removed before anyone can use it and
+        :class:`~containers_storage.errors.DigestMismatchError` is raised.
+        """
         self.require_writable("create new layers")
         if not layer_id:
             layer_id = self.new_id()
@@ -365,8 +374,17 @@ class LayerStore(RecordStore[Layer]):
             )
             if ts_data is not None:
                 atomic_write(self.tar_split_path(layer_id), ts_data)
-            if diff is not None:
-                size = self.apply_diff(layer_id, diff, progress=progress, save=False)
+            if staged is not None:
+                size = self._adopt(layer_id, staged, expect_compressed, expect_uncompressed)
+            elif diff is not None:
+                size = self.apply_diff(
+                    layer_id,
+                    diff,
+                    progress=progress,
+                    save=False,
+                    expect_compressed=expect_compressed,
+                    expect_uncompressed=expect_uncompressed,
+                )
             rec = self.by_id[layer_id]
             done_flags = {k: v for k, v in rec.flags.items() if k != "incomplete"}
             rec = self.replace(dataclasses.replace(rec, flags=done_flags))
@@ -375,6 +393,9 @@ class LayerStore(RecordStore[Layer]):
             with contextlib.suppress(Exception):
                 self.delete(layer_id)
             raise
+        finally:
+            if staged is not None:
+                staged.discard()
         return rec, size
 
     def apply_diff(
@@ -384,6 +405,8 @@ class LayerStore(RecordStore[Layer]):
         *,
         progress: ProgressCallback | None = None,
         save: bool = True,
+        expect_compressed: str = "",
+        expect_uncompressed: str = "",
     ) -> int:
         """Apply a tarball to an existing layer and record its digests, sizes, owners and
         tar-split (Go ``ApplyDiff``); returns the size of the files written."""
@@ -400,9 +423,29 @@ class LayerStore(RecordStore[Layer]):
             tar_split_path=tmp_ts,
             progress=progress,
         )
+        _check_digests(result, expect_compressed, expect_uncompressed)
         os.chmod(tmp_ts, 0o600)
         os.rename(tmp_ts, ts_path)
-        rec = self.replace(
+        self._record_result(rec, result)
+        if save:
+            self.save()
+        return result.size
+
+    def _adopt(
+        self, layer_id: str, staged: StagedLayer, expect_compressed: str, expect_uncompressed: str
+    ) -> int:
+        """Move a staged diff into the new layer and record what its apply measured."""
+        _check_digests(staged.result, expect_compressed, expect_uncompressed)
+        self.driver.adopt_staged(layer_id, staged.diff_dir)
+        # The staging directory sits in the driver's home, which may be a separate (bind)
+        # mount: copy the small record rather than rename it across mounts.
+        with open(staged.tar_split_path, "rb") as f:
+            atomic_write(self.tar_split_path(layer_id), f.read())
+        self._record_result(self.by_id[layer_id], staged.result)
+        return staged.result.size
+
+    def _record_result(self, rec: Layer, result: ApplyResult) -> None:
+        self.replace(
             dataclasses.replace(
                 rec,
                 compressed_diff_digest=result.compressed_digest,
@@ -414,9 +457,6 @@ class LayerStore(RecordStore[Layer]):
                 gidset=tuple(result.gid_set),
             )
         )
-        if save:
-            self.save()
-        return result.size
 
     def _delete_files(self, layer_id: str) -> None:
         self.driver.remove(layer_id)
@@ -545,3 +585,36 @@ class LayerStore(RecordStore[Layer]):
 
 
 _EXT = {"bzip2": "tar.bz2", "xz": "tar.xz"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedLayer:
+    """A layer applied outside the store, waiting to be adopted by :meth:`LayerStore.put`.
+
+    Attributes:
+        directory: The staging directory (removed by :meth:`discard`).
+        diff_dir: The applied tree (overlay: becomes the layer's ``diff``).
+        tar_split_path: Its tar-split record (gzip).
+        result: What the apply measured.
+    """
+
+    directory: str
+    diff_dir: str
+    tar_split_path: str
+    result: ApplyResult
+
+    def discard(self) -> None:
+        """Remove what is left of the staging directory."""
+        _native.remove_tree(self.directory)
+
+
+def _check_digests(result: ApplyResult, compressed: str, uncompressed: str) -> None:
+    if compressed and result.compressed_digest != compressed:
+        raise errors.DigestMismatchError(
+            f"Digest did not match, expected {compressed}, got {result.compressed_digest}"
+        )
+    if uncompressed and result.uncompressed_digest != uncompressed:
+        raise errors.DigestMismatchError(
+            f"Digest did not match, expected {uncompressed}, got {result.uncompressed_digest}"
+            " (the layer's DiffID)"
+        )

@@ -29,7 +29,7 @@ from .archive import Change, ProgressCallback, Source
 from .containers import ContainerStore
 from .drivers import Driver, MountOptions, new_driver
 from .images import ImageStore, sha256_digest
-from .layers import LayerStore
+from .layers import LayerStore, StagedLayer
 from .lockfile import Lockfile
 from .options import StoreOptions
 from .records import Container, IDMap, Image, Layer, idmaps_from
@@ -306,6 +306,9 @@ class Store:
         host_uid_mapping: bool = False,
         host_gid_mapping: bool = False,
         progress: ProgressCallback | None = None,
+        compressed_digest: str = "",
+        uncompressed_digest: str = "",
+        staged: StagedLayer | None = None,
     ) -> tuple[Layer, int]:
         """Create a layer on ``parent`` and apply ``diff`` (a path, fd or binary file) to it
         (Go ``PutLayer``). Returns the layer and the size of the files written (-1 without a
@@ -316,6 +319,12 @@ class Store:
             ParentIsContainerError: ``parent`` is a container's layer.
             DuplicateIDError, DuplicateNameError: The ID or a name is taken.
             ArchiveError: The diff is not a valid layer (nothing is left behind).
+            DigestMismatchError: ``compressed_digest`` or ``uncompressed_digest`` (Go's
+                ``OriginalDigest``/``UncompressedDigest``, verified here rather than
+                trusted) does not match the diff.
+
+        ``staged`` adopts a layer applied beforehand with :meth:`stage_layer` instead of
+        applying ``diff`` under the lock.
         """
         rl = self._layer_store()
         with ExitStack() as stack:
@@ -354,8 +363,36 @@ class Store:
                 gid_map=gmap,
                 diff=diff,
                 progress=progress,
+                expect_compressed=compressed_digest,
+                expect_uncompressed=uncompressed_digest,
+                staged=staged,
             )
             return rl.with_mount(layer), size
+
+    def stage_layer(
+        self,
+        diff: Source,
+        *,
+        uid_map: MapArg = None,
+        gid_map: MapArg = None,
+        progress: ProgressCallback | None = None,
+    ) -> StagedLayer:
+        """Apply a layer tarball outside the store, without holding any lock, to be adopted
+        by :meth:`put_layer` (``staged=``). Several can run at once (overlay only: a vfs
+        layer is a copy of its parent).
+
+        Raises:
+            NotSupportedError: The driver cannot stage layers (vfs).
+        """
+        driver = self.graph_driver()
+        if not driver.supports_staging:
+            raise errors.NotSupportedError(
+                f"the {driver.name} driver applies layers on a copy of their parent"
+            )
+        directory, diff_dir, ts, result = driver.stage(
+            diff, uid_map=idmaps_from(uid_map), gid_map=idmaps_from(gid_map), progress=progress
+        )
+        return StagedLayer(directory, diff_dir, ts, result)
 
     def create_layer(
         self,
@@ -1364,6 +1401,32 @@ class Store:
         if err is not None:
             raise err
         return mounted
+
+    # -- images from and to OCI --------------------------------------------------------------
+
+    def import_image(
+        self,
+        source: str,
+        names: Sequence[str] = (),
+        progress: Callable[[Any], object] | None = None,
+    ) -> Image:
+        """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or ``docker-archive:FILE``
+        as skopeo would (see :mod:`containers_storage.oci`)."""
+        from . import oci
+
+        return oci.import_image(self, source, names, progress)
+
+    def export_image(self, image: str, dest: str) -> str:
+        """Write the image to ``oci:DIR[:TAG]``; returns the manifest digest."""
+        from . import oci
+
+        return oci.export_image(self, image, dest)
+
+    def unpack_image(self, image: str, target_dir: str | os.PathLike[str]) -> None:
+        """Flatten the image into a plain directory."""
+        from . import oci
+
+        oci.unpack_image(self, image, os.fspath(target_dir))
 
     # -- not supported here -----------------------------------------------------------------
 

@@ -15,9 +15,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -399,7 +401,9 @@ def skopeo_import(oci: OciImage, roots: Roots, driver: str) -> None:
     skopeo(oci, roots, driver, "copy", "--quiet", oci.ref, cs_ref(roots, driver, NAME))
 
 
-def podman_images(roots: Roots, driver: str) -> list[dict[str, Any]]:
+def podman(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run Debian's podman on the store: cgroupfs and file events (no systemd here), its
+    tmpdir next to the store (its run root must be at most 50 characters long)."""
     if not os.access(PODMAN, os.X_OK):
         if os.environ.get("CS_REQUIRE_ALL") == "1":
             pytest.fail(f"needs Debian's podman at {PODMAN}")
@@ -418,12 +422,13 @@ def podman_images(roots: Roots, driver: str) -> list[dict[str, Any]]:
         "--events-backend=file",
         "--tmpdir",
         str(tmpdir),
-        "images",
-        "--format",
-        "json",
+        *args,
     ]
-    listed: list[dict[str, Any]] = json.loads(run(cmd, tool_env(roots, driver)).stdout)
-    return listed
+    return run(cmd, tool_env(roots, driver))
+
+
+def podman_json(roots: Roots, driver: str, *args: str) -> Any:
+    return json.loads(podman(roots, driver, *args, "--format", "json").stdout)
 
 
 def go_text(roots: Roots, driver: str, *args: str) -> str:
@@ -467,6 +472,19 @@ def nothing_left_mounted(tmp_path: Path) -> Iterator[None]:
     left = mounted_under(tmp_path)
     for point in sorted(left, reverse=True):
         subprocess.run(["umount", "-l", point], check=False)
+    assert not left, f"left mounted: {left}"
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: podman refuses a run root longer than 50 characters,
+    and pytest's tmp_path is longer than that."""
+    path = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    yield path
+    left = mounted_under(path)
+    for point in sorted(left, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+    shutil.rmtree(path, ignore_errors=True)
     assert not left, f"left mounted: {left}"
 
 
@@ -762,35 +780,95 @@ def test_our_store_read_by_go(
     tmp_path: Path,
     roots: Roots,
     driver: str,
-    store: cs.Store,
+    open_store: Callable[[Roots, str], cs.Store],
 ) -> None:
-    s = store
+    s = open_store(roots, driver)
     tar_a, tar_b = make_tar(TAR_A), make_tar(TAR_B)
     blob_a = gz(tar_a)
-    (tmp_path / "b.tar").write_bytes(tar_b)
     config = b'{"rootfs":{"type":"layers"}}'
     manifest = b'{"schemaVersion":2,"mediaType":"' + MANIFEST_TYPE.encode() + b'"}'
     config_key = sha256(config)
+    files = {
+        "a.tar.gz": blob_a,
+        "b.tar": tar_b,
+        "note": b"a note\n",
+        "config": config,
+        "manifest": manifest,
+        "odd": b"odd",
+        "ctr-config": b'{"ociVersion":"1.0.2"}',
+        "ctr-odd": b"",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    layer_meta, image_meta = "our layer metadata \u2713 <&>", '{"ours":"<&>"}'
+    image_data = [(config_key, "config"), ("manifest", "manifest"), ("Key/With:Odd+Chars", "odd")]
+    ctr_data = [("config.json", "ctr-config"), ("Odd/Key:1", "ctr-odd")]
 
     la, size_a = s.put_layer(diff=io.BytesIO(blob_a), names=["ours-base"])
     assert size_a == sum(len(e.data) for e in TAR_A)
     lb, _ = s.put_layer(la.id, tmp_path / "b.tar", id="b2" * 32)
-    s.set_metadata(la.id, "our layer metadata")
+    s.set_metadata(la.id, layer_meta)
     s.add_names(la.id, ["ours-base-alias"])
-    s.set_layer_big_data(lb.id, "layer-note", b"a note\n")
+    s.set_layer_big_data(lb.id, "layer-note", files["note"])
     img = s.create_image(
         lb.id,
         names=["localhost/ours:1", "ours-alias"],
-        metadata='{"ours":true}',
+        metadata=image_meta,
         created="2023-03-04T05:06:07Z",
     )
-    s.set_image_big_data(img.id, config_key, config)
-    s.set_image_big_data(img.id, "manifest", manifest)
-    s.set_image_big_data(img.id, "Key/With:Odd+Chars", b"odd")
+    for key, file in image_data:
+        s.set_image_big_data(img.id, key, files[file])
     s.add_names(img.id, ["localhost/ours:latest"])
     ctr = s.create_container(img.id, names=["ours-ctr"], volatile=True, metadata="ctr meta")
-    s.set_container_big_data(ctr.id, "config.json", b'{"ociVersion":"1.0.2"}')
+    for key, file in ctr_data:
+        s.set_container_big_data(ctr.id, key, files[file])
     plain = s.create_container(img.id, id="0c" * 32, names=["ours-plain"])
+
+    # The same steps through the Go CLI, on a reference store with the same IDs, give the
+    # same records (apart from creation times and the container layers' random IDs).
+    ref = (tmp_path / "ref-root", tmp_path / "ref-run")
+
+    def g(*args: str) -> str:
+        return go_text(ref, driver, *args)
+
+    g("import-layer", "--id", la.id, "-n", "ours-base", "-f", str(tmp_path / "a.tar.gz"))
+    g("import-layer", "--id", lb.id, "-f", str(tmp_path / "b.tar"), la.id)
+    g("set-metadata", "-m", layer_meta, la.id)
+    g("add-names", "-n", "ours-base-alias", la.id)
+    g("set-layer-data", "-f", str(tmp_path / "note"), lb.id, "layer-note")
+    g("create-image", "--id", img.id, "-n", "localhost/ours:1", "-n", "ours-alias", "-m", image_meta, lb.id)
+    for key, file in image_data:
+        g("set-image-data", "-f", str(tmp_path / file), img.id, key)
+    g("add-names", "-n", "localhost/ours:latest", img.id)
+    g("create-container", "--id", ctr.id, "-n", "ours-ctr", "--volatile", "-m", "ctr meta", img.id)
+    for key, file in ctr_data:
+        g("set-container-data", "-f", str(tmp_path / file), ctr.id, key)
+    g("create-container", "--id", plain.id, "-n", "ours-plain", img.id)
+
+    def comparable(kind: str, objs: list[dict[str, Any]], ctr_layers: set[str]) -> list[Any]:
+        out = []
+        for obj in objs:
+            obj = {k: v for k, v in obj.items() if k != "created"}
+            if kind == "layers" and obj["id"] in ctr_layers:
+                obj["id"] = "<container layer>"
+            if kind == "containers":
+                obj["layer"] = "<container layer>"
+            out.append(obj)
+        return out
+
+    ours_ctr_layers = {c.layer for c in s.containers()}
+    ref_ctr_layers = {c["layer"] for c in go_json(ref, driver, "containers", "-j")}
+    ours_now = {
+        "layers": [x.to_json() for x in s.layers()],
+        "images": [x.to_json() for x in s.images()],
+        "containers": [x.to_json() for x in s.containers()],
+    }
+    for kind, objs in ours_now.items():
+        assert comparable(kind, objs, ours_ctr_layers) == comparable(
+            kind, go_json(ref, driver, kind, "-j"), ref_ctr_layers
+        ), kind
+    go(ref, driver, "shutdown")
+
     path = s.mount(ctr.id)
     try:
         la, lb, img, ctr = s.layer(la.id), s.layer(lb.id), s.image(img.id), s.container(ctr.id)
@@ -801,6 +879,8 @@ def test_our_store_read_by_go(
         )
         assert (lb.compression, lb.compressed_diff_digest) == (0, sha256(tar_b))
         assert img.digest == sha256(manifest)
+        assert img.names == ("localhost/ours:1", "ours-alias", "localhost/ours:latest")
+        assert img.names_history == ("localhost/ours:latest", "ours-alias", "localhost/ours:1")
         assert ctr.flags == {"MountLabel": "", "ProcessLabel": "", "Volatile": True}
 
         check_records(s, roots, driver)
@@ -810,14 +890,15 @@ def test_our_store_read_by_go(
             "ours-base",
             "ours-base-alias",
         ]
-        assert go_text(roots, driver, "metadata", "-q", "ours-base") == "our layer metadata\n"
+        assert go_text(roots, driver, "metadata", "-q", "ours-base") == layer_meta + "\n"
         assert go_bytes(roots, driver, "get-layer-data", lb.id, "layer-note") == b"a note\n"
+        assert go_bytes(roots, driver, "get-container-data", "ours-ctr", "Odd/Key:1") == b""
         assert go_json(roots, driver, "list-image-data", "-j", img.id) == [
             config_key,
             "manifest",
             "Key/With:Odd+Chars",
         ]
-        assert go_bytes(roots, driver, "get-image-data", "localhost/ours:1", config_key) == config
+        assert go_bytes(roots, driver, "get-image-data", "ours-alias", config_key) == config
         assert go_text(roots, driver, "get-image-data-digest", img.id, "manifest") == (
             sha256(manifest) + "\n"
         )
@@ -880,6 +961,26 @@ def test_our_store_read_by_go(
             }
             assert int(go_text(roots, driver, "diffsize", layer.id)) == s.diff_size(None, layer.id)
         assert gzip.decompress(go_bytes(roots, driver, "diff", "-c", la.id)) == tar_a
+
+        # Go rewrites each JSON file from what it read of ours and loses nothing.
+        before = {
+            "layers": [x.to_json() for x in s.layers()],
+            "images": [x.to_json() for x in s.images()],
+            "containers": [x.to_json() for x in s.containers()],
+        }
+        go(roots, driver, "set-metadata", "-m", "go meta", lb.id)
+        go(roots, driver, "set-metadata", "-m", "go image meta", img.id)
+        go(roots, driver, "set-metadata", "-m", "go ctr meta", plain.id)
+        before["layers"][1]["metadata"] = "go meta"
+        before["images"][0]["metadata"] = "go image meta"
+        before["containers"][1]["metadata"] = "go ctr meta"
+        after = {
+            "layers": [x.to_json() for x in s.layers()],
+            "images": [x.to_json() for x in s.images()],
+            "containers": [x.to_json() for x in s.containers()],
+        }
+        assert after == before
+        check_records(s, roots, driver)
     finally:
         while s.mounted(ctr.id):
             s.unmount(ctr.id)
@@ -898,9 +999,9 @@ def test_go_and_open_store_see_each_other(
     tmp_path: Path,
     roots: Roots,
     driver: str,
-    store: cs.Store,
+    open_store: Callable[[Roots, str], cs.Store],
 ) -> None:
-    s = store
+    s = open_store(roots, driver)
     assert s.layers() == []
     layers_lock = roots[0] / f"{driver}-layers" / "layers.lock"
 
@@ -926,6 +1027,23 @@ def test_go_and_open_store_see_each_other(
     img = s.create_image(top.id, names=["localhost/ours:1"])
     assert go_json(roots, driver, "images", "-j") == [s.image(img.id).to_json()]
 
+    # Go writes right before ours, with no read of ours in between: nothing is lost.
+    go(roots, driver, "create-layer", "--id", go_layer, "-n", "go-made")
+    extra, _ = s.put_layer(diff=io.BytesIO(tar))
+    assert [x["id"] for x in go_json(roots, driver, "layers", "-j")] == [
+        base.id,
+        top.id,
+        go_layer,
+        extra.id,
+    ]
+    go(roots, driver, "add-names", "-n", "go-name", img.id)
+    s.set_metadata(img.id, "ours after go")
+    (listed,) = go_json(roots, driver, "images", "-j")
+    assert (listed["names"], listed["metadata"]) == (["localhost/ours:1", "go-name"], "ours after go")
+    s.delete_layer(extra.id)
+    go(roots, driver, "delete-layer", go_layer)
+    assert [x.id for x in s.layers()] == [base.id, top.id]
+
     # A container Go makes from our image, seen by us, deleted by Go.
     ctr_id = go_text(roots, driver, "create-container", "-n", "go-ctr", img.id).split()[0]
     (ctr,) = s.containers()
@@ -937,10 +1055,10 @@ def test_go_and_open_store_see_each_other(
 
     # Mount counts are shared through mountpoints.json.
     go_path = go_text(roots, driver, "mount", base.id).strip()
-    assert s.mounted(base.id) == 1
-    assert s.layer(base.id).mount_point == go_path
     assert s.mount(base.id) == go_path
     assert mount_counts(roots, driver) == {base.id: 2}
+    assert s.mounted(base.id) == 2
+    assert s.layer(base.id).mount_point == go_path
     assert s.unmount(base.id) is True
     assert go_mounted(roots, driver, base.id)
     assert s.unmount(base.id) is False
@@ -952,8 +1070,9 @@ def test_go_and_open_store_see_each_other(
     assert mount_counts(roots, driver) == {}
 
     # Go's delete-image removes the image and the layers we made for it.
-    out = go_text(roots, driver, "delete-image", img.id)
-    assert img.id in out and top.id in out and base.id in out
+    p = go(roots, driver, "delete-image", img.id)
+    # The Debian CLI reports the removed layers on stderr.
+    assert p.stderr.decode() == f"{img.id}: {top.id}\n{img.id}: {base.id}\n"
     assert s.images() == []
     assert s.layers() == []
     assert go_json(roots, driver, "layers", "-j") == []
@@ -971,14 +1090,15 @@ def test_go_and_open_store_see_each_other(
 @pytest.mark.skopeo
 def test_podman_and_skopeo_use_our_copy(
     tmp_path: Path,
+    short_dir: Path,
     oci: OciImage,
     driver: str,
     open_store: Callable[[Roots, str], cs.Store],
 ) -> None:
-    src_roots = (tmp_path / "src-root", tmp_path / "src-run")
-    dst_roots = (tmp_path / "dst-root", tmp_path / "dst-run")
+    src_roots = (short_dir / "src-root", short_dir / "src-run")
+    dst_roots = (short_dir / "dst-root", short_dir / "dst-run")
     skopeo_import(oci, src_roots, driver)
-    (listed,) = podman_images(src_roots, driver)
+    (listed,) = podman_json(src_roots, driver, "images")
     assert listed["Id"] == oci.image_id
     assert listed["Names"] == [NAME]
     assert listed["Digest"] == oci.manifest_digest
@@ -1015,7 +1135,7 @@ def test_podman_and_skopeo_use_our_copy(
     assert dst.image_size(img.id) == src.image_size(src_img.id)
 
     # podman lists our copy exactly as it lists skopeo's.
-    assert podman_images(dst_roots, driver) == [listed]
+    assert podman_json(dst_roots, driver, "images") == [listed]
     assert listed["Size"] == dst.image_size(img.id)
 
     # skopeo reads it back through c/storage.
@@ -1042,3 +1162,30 @@ def test_podman_and_skopeo_use_our_copy(
     assert config["created"] == CREATED
     exported = [blob(x["digest"]) for x in manifest["layers"]]
     assert [gzip.decompress(b) for b in exported] == list(oci.tars)
+
+    # skopeo pulls the image again under another name into our open store: it reuses our
+    # layers (found by their diff digests) and our image (by its ID), adding the name.
+    layer_ids = [x.id for x in dst.layers()]
+    skopeo(oci, dst_roots, driver, "copy", "--quiet", oci.ref, cs_ref(dst_roots, driver, "localhost/test:2"))
+    assert [x.id for x in dst.layers()] == layer_ids
+    (again,) = dst.images()
+    assert again.id == img.id
+    assert again.names == ("localhost/test:2", NAME)
+    check_records(dst, dst_roots, driver)
+
+    # podman sees a container we create as an external (storage) container, and removes it
+    # and the untagged name from our store.
+    ctr = dst.create_container(img.id, names=["ours-ctr"])
+    (listed_ctr,) = podman_json(dst_roots, driver, "ps", "-a", "--external")
+    assert (listed_ctr["Id"], listed_ctr["Names"], listed_ctr["ImageID"], listed_ctr["State"]) == (
+        ctr.id,
+        ["ours-ctr"],
+        img.id,
+        "storage",
+    )
+    assert podman(dst_roots, driver, "rm", "ours-ctr").stdout == b"ours-ctr\n"
+    assert dst.containers() == []
+    assert not dst.exists(ctr.layer)
+    podman(dst_roots, driver, "rmi", NAME)
+    assert dst.image(img.id).names == ("localhost/test:2",)
+    assert [x.id for x in dst.layers()] == layer_ids

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD, Child
+from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD, Child, proc_locks_holders
 from storefix import driver, roots  # noqa: F401
 
 import containers_storage as cs
@@ -118,6 +118,36 @@ def read_line(proc: subprocess.Popen[str], what: str) -> str:
     return line.rstrip("\n")
 
 
+# -- the inter-process lock stays held ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["layers", "images", "containers", "mountpoints"])
+def test_store_calls_keep_a_held_lock(roots: tuple[Path, Path], driver: str, which: str) -> None:
+    """POSIX record locks belong to the process and closing *any* descriptor of the file drops
+    them: a store that checks a lock's token by opening and closing the lock file while it
+    holds the lock silently lets other processes in (the concurrent test then sees writers
+    overlap). Deterministic form of that failure."""
+    graph, run = roots
+    store = cs.Store(graph, run, driver)
+    layer = store.create_layer()
+    path, call = {
+        "layers": (graph / f"{driver}-layers" / "layers.lock", store.layers),
+        "images": (graph / f"{driver}-images" / "images.lock", store.images),
+        "containers": (graph / f"{driver}-containers" / "containers.lock", store.containers),
+        "mountpoints": (
+            run / f"{driver}-layers" / "mountpoints.lock",
+            lambda: store.mounted(layer.id),
+        ),
+    }[which]
+    lock = cs.Lockfile(path)  # the same object as the store's (one per path per process)
+    with lock.writing():
+        assert os.getpid() in proc_locks_holders(path)
+        call()
+        assert os.getpid() in proc_locks_holders(path), (
+            f"the process lost its fcntl lock on {path.name} during a store call"
+        )
+
+
 # -- a) SIGKILL during put_layer ---------------------------------------------------------------
 
 PUT_TOTAL = 100
@@ -185,6 +215,7 @@ class PutRun:
     layers: list[tuple[str, str]] = field(default_factory=list)  # (id, diff digest)
     verified: int = 0  # layers[:verified] had their diff reproduced at least once
     adopted: int = 0  # complete layers found after a kill that the child had not reported
+    interrupted: int = 0  # kills that left a layer flagged incomplete (caught mid-put)
 
     def expected_digest(self, i: int) -> str:
         return self.expected_digests[i % len(self.expected_digests)]
@@ -201,6 +232,9 @@ class PutRun:
 
     def verify(self, rnd: random.Random, all_diffs: bool = False) -> None:
         """Open the store afresh and check it against what was reported."""
+        before = json_paths(self.graph, self.run, self.driver)["layers"]
+        if before.exists() and b'"incomplete":true' in before.read_bytes():
+            self.interrupted += 1
         store = cs.Store(self.graph, self.run, self.driver)  # a writable open: must not fail
         files = load_json_files(self.graph, self.run, self.driver)
         layers_json = files["layers"]
@@ -290,7 +324,7 @@ def test_sigkill_during_put_layer(tmp_path: Path, roots: tuple[Path, Path], driv
                     r, _, _ = select.select([fd], [], [], 1.0)
                     if r:
                         buf += os.read(fd, 65536)
-                time.sleep(rnd.uniform(0.0, 0.15))
+                time.sleep(rnd.uniform(0.0, 0.08))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
@@ -313,8 +347,12 @@ def test_sigkill_during_put_layer(tmp_path: Path, roots: tuple[Path, Path], driv
             assert len(state.layers) == PUT_TOTAL, text
         state.verify(rnd)
     state.verify(rnd, all_diffs=True)
+    print(
+        f"{kills} kills ({early_kills} at any moment), {state.interrupted} mid-put, "
+        f"{state.adopted} unreported layers adopted"
+    )
     assert kills >= 5, f"only {kills} kills: the test did not exercise crashes"
-    print(f"{kills} kills ({early_kills} at any moment), {state.adopted} unreported layers adopted")
+    assert state.interrupted >= 1, "no kill landed inside put_layer"
 
 
 # -- b) concurrent random operations -----------------------------------------------------------
@@ -826,7 +864,7 @@ def test_long_lived_store_sees_go_writes(roots: tuple[Path, Path], driver: str) 
         return p.stdout
 
     for k in range(3):
-        theirs = go("create-layer", "-n", f"g{k}", base.id).split()[-1]
+        theirs = go("create-layer", "-n", f"g{k}", base.id).split()[0]
         assert store.layer(f"g{k}").id == theirs
         assert theirs in ids(store.layers())
         go("add-names", "-n", f"g{k}", base.id)
@@ -837,10 +875,10 @@ def test_long_lived_store_sees_go_writes(roots: tuple[Path, Path], driver: str) 
         go("delete-layer", theirs)
         assert not store.exists(theirs)
         assert ids(store.layers()) == {base.id}
-    image_id = go("create-image", "-n", "gimg", base.id).split()[-1]
+    image_id = go("create-image", "-n", "gimg", base.id).split()[0]
     assert store.image("gimg").id == image_id
     store.add_names(image_id, ["ours"])
-    assert "ours" in go("get-names", image_id)
+    assert "ours" in go("get-names", image_id).split()
     go("delete-image", image_id)
     assert store.images() == []
     assert store.layers() == []

@@ -143,6 +143,27 @@ class Driver(abc.ABC):
             gid_to=t(gid_map),
         )
 
+    #: Whether layers can be applied apart from their parents (in a staging directory, in
+    #: parallel) and adopted afterwards: true for overlay, false for vfs (a vfs layer is a
+    #: copy of its parent, so the parent must be complete first).
+    supports_staging = False
+
+    def stage(
+        self,
+        source: Source,
+        *,
+        uid_map: Sequence[IDMap] = (),
+        gid_map: Sequence[IDMap] = (),
+        progress: ProgressCallback | None = None,
+    ) -> tuple[str, str, str, ApplyResult]:
+        """Apply a layer into a new staging directory; returns ``(directory, diff_dir,
+        tar_split_path, result)``."""
+        raise NotImplementedError(f"the {self.name} driver cannot stage layers")
+
+    def adopt_staged(self, layer_id: str, diff_dir: str) -> None:
+        """Make a staged ``diff_dir`` the contents of the (new, empty) layer."""
+        raise NotImplementedError(f"the {self.name} driver cannot stage layers")
+
     def status(self) -> list[tuple[str, str]]:
         """Driver-specific status pairs (vfs: none)."""
         return []

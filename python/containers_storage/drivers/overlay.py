@@ -168,6 +168,7 @@ class OverlayDriver(Driver):
         self._supports_volatile: bool | None = None
         if not self.skip_mount_home:
             _native.make_private(self.home, self.home in mountpoints())
+        self.clean_staging()
 
     # -- feature probes ---------------------------------------------------------------------
 
@@ -567,6 +568,65 @@ class OverlayDriver(Driver):
         ]
 
     # -- contents ---------------------------------------------------------------------------
+
+    supports_staging = True
+
+    def _staging_root(self) -> str:
+        root = os.path.join(self.home, "staging")
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        return root
+
+    def clean_staging(self) -> None:
+        """Remove staging directories left by processes that no longer exist."""
+        root = os.path.join(self.home, "staging")
+        try:
+            names = os.listdir(root)
+        except FileNotFoundError:
+            return
+        for name in names:
+            pid = name.split("-", 1)[0]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                _native.remove_tree(os.path.join(root, name))
+
+    def stage(
+        self,
+        source: Source,
+        *,
+        uid_map: Sequence[IDMap] = (),
+        gid_map: Sequence[IDMap] = (),
+        progress: ProgressCallback | None = None,
+    ) -> tuple[str, str, str, ApplyResult]:
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self._staging_root())
+        diff = os.path.join(directory, "diff")
+        ts = os.path.join(directory, "tar-split.gz")
+        try:
+            os.mkdir(diff, _DEFAULT_PERMS)
+            os.chmod(diff, _DEFAULT_PERMS)
+            result = archive.apply_layer(
+                source,
+                diff,
+                whiteouts="overlay",
+                uid_map=idmaps_to_tuples(uid_map) or None,
+                gid_map=idmaps_to_tuples(gid_map) or None,
+                ignore_chown_errors=self.ignore_chown_errors,
+                tar_split_path=ts,
+                keep_tar_split=False,
+                progress=progress,
+            )
+            _native.sync_fs(diff)
+        except BaseException:
+            _native.remove_tree(directory)
+            raise
+        import dataclasses
+
+        return directory, diff, ts, dataclasses.replace(result, size=_native.dir_size(diff))
+
+    def adopt_staged(self, layer_id: str, diff_dir: str) -> None:
+        target = os.path.join(self._dir(layer_id)[0], "diff")
+        os.rmdir(target)
+        os.rename(diff_dir, target)
 
     def _is_parent(self, layer_id: str, parent: str | None) -> bool:
         d = self._dir(layer_id)[0]

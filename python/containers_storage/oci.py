@@ -1,0 +1,586 @@
+"""From image to store and back: import and export OCI images, unpack a root file system.
+
+:func:`import_image` reads ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or
+``docker-archive:FILE`` and writes what skopeo writes into containers-storage: layer IDs
+chained from the DiffIDs (the base layer's ID is its DiffID, each next one is
+``sha256(parentID + "+" + diffID)``), the image ID is the config digest, big data
+``sha256:<config>``, ``manifest-<digest>``, ``manifest`` and an empty signature item,
+``digest`` and ``created`` from the manifest and config. Every blob is verified against the
+manifest and every layer against the config's DiffIDs; on any mismatch nothing stays.
+Layers already in the store are reused. With overlay, layers are applied in parallel in
+staging directories (they do not depend on each other) and adopted in order.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _native, errors
+from .archive import apply_layer
+from .records import Image
+
+__all__ = ["ImageProgress", "export_image", "import_image", "parse_reference", "unpack_image"]
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+REF_NAME = "org.opencontainers.image.ref.name"
+
+#: ``progress(event)`` with per-layer and total byte counts.
+ImageProgressCallback = Callable[["ImageProgress"], object]
+
+
+@dataclass
+class ImageProgress:
+    """Where an import stands: bytes read per layer (by blob digest) and in total."""
+
+    total_bytes: int
+    done: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+
+    @property
+    def done_bytes(self) -> int:
+        return sum(self.done.values())
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_digest(d: str) -> str:
+    algo, sep, hexpart = d.partition(":")
+    if algo != "sha256" or not sep or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
+        raise errors.DigestMismatchError(f"unsupported or invalid digest {d!r}")
+    return hexpart
+
+
+def parse_reference(ref: str) -> tuple[str, str, str]:
+    """``"oci:DIR:TAG"`` -> ``("oci", "DIR", "TAG")`` (tag may be empty)."""
+    transport, sep, rest = ref.partition(":")
+    if not sep or transport not in ("oci", "oci-archive", "docker-archive"):
+        raise ValueError(
+            f"invalid image reference {ref!r}: expected oci:DIR[:TAG], "
+            "oci-archive:FILE[:TAG] or docker-archive:FILE"
+        )
+    path, _, tag = rest.partition(":")
+    if transport == "docker-archive":
+        return transport, rest, ""
+    return transport, path, tag
+
+
+class _Layout:
+    """An OCI image layout directory: blobs by digest."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def blob_path(self, digest: str) -> str:
+        algo, _, hexpart = digest.partition(":")
+        _check_digest(digest)
+        return os.path.join(self.root, "blobs", algo, hexpart)
+
+    def read_blob(self, digest: str, limit: int = 64 << 20) -> bytes:
+        with open(self.blob_path(digest), "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise errors.StorageError(f"blob {digest} is too large for a manifest or config")
+        if "sha256:" + _sha256_hex(data) != digest:
+            raise errors.DigestMismatchError(
+                f"Digest did not match, expected {digest}, got sha256:{_sha256_hex(data)}"
+            )
+        return data
+
+
+def _platform_arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+@dataclass
+class _Source:
+    """A resolved image: manifest bytes and digest, config bytes, layer blob files."""
+
+    manifest: bytes
+    manifest_digest: str
+    config: bytes
+    config_digest: str
+    layers: list[tuple[str, str, int]]  # (blob digest, path, size)
+    tags: list[str]
+    cleanup: Callable[[], None] = lambda: None
+
+
+def _resolve_oci(root: str, tag: str) -> _Source:
+    layout = _Layout(root)
+    try:
+        with open(os.path.join(root, "index.json"), "rb") as f:
+            index = json.load(f)
+    except FileNotFoundError:
+        raise errors.StorageError(f"{root}: not an OCI layout (no index.json)") from None
+    descriptors = index.get("manifests") or []
+    if tag:
+        matches = [d for d in descriptors if (d.get("annotations") or {}).get(REF_NAME) == tag]
+        if not matches:
+            raise errors.ImageUnknownError(f"no descriptor found for reference {tag!r}")
+    else:
+        matches = descriptors
+        if len(matches) != 1:
+            raise errors.StorageError(
+                f"{root}: the layout holds {len(matches)} images: give a tag (oci:DIR:TAG)"
+            )
+    desc = matches[0]
+    data = layout.read_blob(desc["digest"])
+    manifest = json.loads(data)
+    digest = desc["digest"]
+    if manifest.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or "manifests" in manifest:
+        arch = _platform_arch()
+        choices = [
+            m
+            for m in manifest.get("manifests", [])
+            if (m.get("platform") or {}).get("architecture") == arch
+            and (m.get("platform") or {}).get("os", "linux") == "linux"
+        ]
+        if not choices:
+            raise errors.ImageUnknownError(f"no image for linux/{arch} in the index")
+        digest = choices[0]["digest"]
+        data = layout.read_blob(digest)
+        manifest = json.loads(data)
+    config_digest = manifest["config"]["digest"]
+    config = layout.read_blob(config_digest)
+    layers = []
+    for entry in manifest.get("layers", []):
+        path = layout.blob_path(entry["digest"])
+        if not os.path.exists(path):
+            raise errors.StorageError(f"blob {entry['digest']} is missing from {root}")
+        layers.append((entry["digest"], path, int(entry.get("size", 0))))
+    tags = [tag] if tag else []
+    return _Source(data, digest, config, config_digest, layers, tags)
+
+
+def _safe_extract(archive_path: str, target: str) -> None:
+    with tarfile.open(archive_path) as t:
+        t.extractall(target, filter="data")
+
+
+def _resolve_docker_archive(path: str, tmp_root: str) -> _Source:
+    work = tempfile.mkdtemp(prefix="docker-archive-", dir=tmp_root)
+    try:
+        _safe_extract(path, work)
+        with open(os.path.join(work, "manifest.json"), "rb") as f:
+            entries = json.load(f)
+        if len(entries) != 1:
+            raise errors.StorageError(f"{path}: the archive holds {len(entries)} images")
+        entry = entries[0]
+        with open(os.path.join(work, entry["Config"]), "rb") as f:
+            config = f.read()
+        config_digest = "sha256:" + _sha256_hex(config)
+        layers = []
+        descs = []
+        for rel in entry["Layers"]:
+            lp = os.path.join(work, rel)
+            h = hashlib.sha256()
+            size = 0
+            with open(lp, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+                    size += len(chunk)
+            d = "sha256:" + h.hexdigest()
+            layers.append((d, lp, size))
+            descs.append(
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+                    "size": size,
+                    "digest": d,
+                }
+            )
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "size": len(config),
+                    "digest": config_digest,
+                },
+                "layers": descs,
+            },
+            separators=(",", ":"),
+        ).encode()
+        tags = list(entry.get("RepoTags") or [])
+        return _Source(
+            manifest,
+            "sha256:" + _sha256_hex(manifest),
+            config,
+            config_digest,
+            layers,
+            tags,
+            cleanup=lambda: _native.remove_tree(work),
+        )
+    except BaseException:
+        _native.remove_tree(work)
+        raise
+
+
+def _resolve(source: str, tmp_root: str) -> _Source:
+    transport, path, tag = parse_reference(source)
+    if transport == "oci":
+        return _resolve_oci(path, tag)
+    if transport == "oci-archive":
+        work = tempfile.mkdtemp(prefix="oci-archive-", dir=tmp_root)
+        try:
+            _safe_extract(path, work)
+            src = _resolve_oci(work, tag)
+        except BaseException:
+            _native.remove_tree(work)
+            raise
+        src.cleanup = lambda: _native.remove_tree(work)
+        return src
+    return _resolve_docker_archive(path, tmp_root)
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """Layer IDs as containers/image computes them for containers-storage."""
+    out: list[str] = []
+    for d in diff_ids:
+        hexpart = _check_digest(d)
+        out.append(hexpart if not out else _sha256_hex(f"{out[-1]}+{hexpart}".encode()))
+    return out
+
+
+class _Counter:
+    """A file wrapper counting bytes read into an :class:`ImageProgress`."""
+
+    def __init__(
+        self, path: str, key: str, state: ImageProgress, report: Callable[[], None]
+    ) -> None:
+        self.f = open(path, "rb")
+        self.key = key
+        self.state = state
+        self.report = report
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.state.done[self.key] = self.state.done.get(self.key, 0) + len(data)
+        self.report()
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def import_image(
+    store: Any,
+    source: str,
+    names: Sequence[str] = (),
+    progress: ImageProgressCallback | None = None,
+    workers: int | None = None,
+) -> Image:
+    """Import an image into ``store`` as skopeo would (see the module docstring).
+
+    Raises:
+        DigestMismatchError: A blob or a layer does not match its digest (nothing is kept).
+        ImageUnknownError: The tag is not in the layout.
+        ArchiveError: A layer is not a valid tarball (nothing is kept).
+    """
+    tmp_root = os.path.join(store.graph_root(), "tmp")
+    os.makedirs(tmp_root, mode=0o700, exist_ok=True)
+    src = _resolve(source, tmp_root)
+    try:
+        return _import(store, src, list(names) or src.tags, progress, workers)
+    finally:
+        src.cleanup()
+
+
+def _import(
+    store: Any,
+    src: _Source,
+    names: list[str],
+    progress: ImageProgressCallback | None,
+    workers: int | None,
+) -> Image:
+    if "sha256:" + _sha256_hex(src.config) != src.config_digest:
+        raise errors.DigestMismatchError(f"config does not match {src.config_digest}")
+    config = json.loads(src.config)
+    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    if len(diff_ids) != len(src.layers):
+        raise errors.StorageError(
+            f"the config lists {len(diff_ids)} DiffIDs for {len(src.layers)} layers"
+        )
+    ids = chain_ids(diff_ids)
+    state = ImageProgress(total_bytes=sum(size for _d, _p, size in src.layers))
+    for d, _p, size in src.layers:
+        state.sizes[d] = size
+    lock = threading.Lock()
+
+    def report() -> None:
+        if progress is not None:
+            with lock:
+                progress(state)
+
+    created: list[str] = []
+    todo = []
+    for i, (blob, _path, _size) in enumerate(src.layers):
+        try:
+            existing = store.layer(ids[i])
+        except errors.LayerUnknownError:
+            existing = None
+        if existing is not None:
+            if existing.diff_digest and existing.diff_digest != diff_ids[i]:
+                raise errors.DigestMismatchError(
+                    f"layer {ids[i]} in the store has DiffID {existing.diff_digest}, "
+                    f"expected {diff_ids[i]}"
+                )
+            state.done[blob] = state.sizes[blob]
+            state.finished.add(blob)
+            continue
+        todo.append(i)
+    try:
+        driver = store.graph_driver()
+        if driver.supports_staging and len(todo) > 1:
+            _import_staged(store, src, ids, diff_ids, todo, state, report, created, workers)
+        else:
+            for i in todo:
+                blob, path, _size = src.layers[i]
+                reader = _Counter(path, blob, state, report)
+                try:
+                    store.put_layer(
+                        ids[i - 1] if i else None,
+                        reader,
+                        id=ids[i],
+                        compressed_digest=blob,
+                        uncompressed_digest=diff_ids[i],
+                    )
+                finally:
+                    reader.close()
+                created.append(ids[i])
+                state.finished.add(blob)
+                report()
+        return _create_image(store, src, config, ids[-1] if ids else "", names)
+    except BaseException:
+        for layer_id in reversed(created):
+            with contextlib.suppress(errors.StorageError):
+                store.delete_layer(layer_id)
+        raise
+
+
+def _import_staged(
+    store: Any,
+    src: _Source,
+    ids: list[str],
+    diff_ids: list[str],
+    todo: list[int],
+    state: ImageProgress,
+    report: Callable[[], None],
+    created: list[str],
+    workers: int | None,
+) -> None:
+    """Apply the missing layers in parallel staging directories, adopt them in order."""
+    n = workers or max(1, min(len(todo), os.cpu_count() or 1))
+
+    def stage(i: int) -> Any:
+        blob, path, _size = src.layers[i]
+        reader = _Counter(path, blob, state, report)
+        try:
+            return store.stage_layer(reader)
+        finally:
+            reader.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n, thread_name_prefix="cs-stage") as ex:
+        futures = {i: ex.submit(stage, i) for i in todo}
+        try:
+            for i in todo:
+                staged = futures[i].result()
+                blob = src.layers[i][0]
+                store.put_layer(
+                    ids[i - 1] if i else None,
+                    None,
+                    id=ids[i],
+                    staged=staged,
+                    compressed_digest=blob,
+                    uncompressed_digest=diff_ids[i],
+                )
+                created.append(ids[i])
+                state.finished.add(blob)
+                report()
+        except BaseException:
+            for f in futures.values():
+                f.cancel()
+            for f in futures.values():
+                with contextlib.suppress(BaseException):
+                    staged = f.result()
+                    staged.discard()
+            raise
+
+
+def _create_image(
+    store: Any, src: _Source, config: dict[str, Any], top: str, names: list[str]
+) -> Image:
+    image_id = _check_digest(src.config_digest)
+    md_hex = _check_digest(src.manifest_digest)
+    metadata = json.dumps({"signatures-sizes": {src.manifest_digest: []}}, separators=(",", ":"))
+    created = config.get("created") or None
+    try:
+        store.image(image_id)
+        if names:
+            store.add_names(image_id, names)
+    except errors.ImageUnknownError:
+        store.create_image(
+            top,
+            id=image_id,
+            names=names,
+            metadata=metadata,
+            digest=src.manifest_digest,
+            created=_normalise_time(created) if created else None,
+        )
+    store.set_image_big_data(image_id, src.config_digest, src.config)
+    store.set_image_big_data(
+        image_id, f"manifest-{src.manifest_digest}", src.manifest, lambda _b: src.manifest_digest
+    )
+    store.set_image_big_data(image_id, "manifest", src.manifest, lambda _b: src.manifest_digest)
+    store.set_image_big_data(image_id, f"signature-{md_hex}", b"")
+    return store.image(image_id)  # type: ignore[no-any-return]
+
+
+def _normalise_time(text: str) -> str:
+    from ._jsonstore import format_time, parse_time
+
+    return format_time(parse_time(text))
+
+
+# -- export and unpack ------------------------------------------------------------------------
+
+
+def export_image(store: Any, image_ref: str, dest: str) -> str:
+    """Write the image as an OCI layout ``oci:DIR[:TAG]``; returns the manifest digest.
+
+    Layers are written uncompressed, reproduced byte for byte from their tar-split (so
+    each blob's digest is the layer's DiffID); the config is the stored one, unchanged.
+    """
+    transport, path, tag = parse_reference(dest)
+    if transport != "oci":
+        raise ValueError("export supports oci:DIR[:TAG] destinations")
+    image = store.image(image_ref)
+    config_key = next((k for k in image.big_data_names if k.startswith("sha256:")), None)
+    if config_key is None:
+        raise errors.StorageError(f"image {image.id} has no config item (sha256:<digest>)")
+    config = store.image_big_data(image.id, config_key)
+    chain = _layer_chain(store, image.layer)
+    os.makedirs(os.path.join(path, "blobs", "sha256"), exist_ok=True)
+    with open(os.path.join(path, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    layers = []
+    for layer in chain:
+        tmp = os.path.join(path, "blobs", "sha256", f".tmp-{layer.id}")
+        with open(tmp, "wb") as out:
+            for chunk in store.diff(None, layer.id, compression="none"):
+                out.write(chunk)
+        h = hashlib.sha256()
+        size = 0
+        with open(tmp, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+        digest = "sha256:" + h.hexdigest()
+        os.replace(tmp, os.path.join(path, "blobs", "sha256", h.hexdigest()))
+        layers.append(
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}
+        )
+    config_digest = "sha256:" + _sha256_hex(config)
+    _write_blob(path, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": layers,
+        },
+        separators=(",", ":"),
+    ).encode()
+    manifest_digest = _write_blob(path, manifest)
+    index_path = os.path.join(path, "index.json")
+    try:
+        with open(index_path, "rb") as f:
+            index = json.load(f)
+    except FileNotFoundError:
+        index = {"schemaVersion": 2, "manifests": []}
+    desc: dict[str, Any] = {
+        "mediaType": OCI_MANIFEST,
+        "digest": manifest_digest,
+        "size": len(manifest),
+    }
+    if tag:
+        desc["annotations"] = {REF_NAME: tag}
+        index["manifests"] = [
+            m
+            for m in index.get("manifests", [])
+            if (m.get("annotations") or {}).get(REF_NAME) != tag
+        ]
+    index.setdefault("manifests", []).append(desc)
+    tmp_index = index_path + ".tmp"
+    with open(tmp_index, "w") as f:
+        json.dump(index, f, separators=(",", ":"))
+    os.replace(tmp_index, index_path)
+    return manifest_digest
+
+
+def _write_blob(root: str, data: bytes) -> str:
+    hexpart = _sha256_hex(data)
+    with open(os.path.join(root, "blobs", "sha256", hexpart), "wb") as f:
+        f.write(data)
+    return "sha256:" + hexpart
+
+
+def _layer_chain(store: Any, top: str) -> list[Any]:
+    chain = []
+    layer_id = top
+    while layer_id:
+        layer = store.layer(layer_id)
+        chain.append(layer)
+        layer_id = layer.parent
+    return list(reversed(chain))
+
+
+def unpack_image(store: Any, image_ref: str, target_dir: str) -> None:
+    """Flatten the image's layers into ``target_dir`` (created if missing): what
+    ``umoci raw unpack`` and ``crane export`` give. Each layer's tar is streamed from the
+    store into the extractor, whiteouts applied as deletions."""
+    image = store.image(image_ref)
+    os.makedirs(target_dir, exist_ok=True)
+    for layer in _layer_chain(store, image.layer):
+        read_fd, write_fd = os.pipe()
+        failure: list[BaseException] = []
+
+        def produce(
+            layer_id: str = layer.id, fd: int = write_fd, failure: list[BaseException] = failure
+        ) -> None:
+            try:
+                with os.fdopen(fd, "wb") as w:
+                    store.diff_to(None, layer_id, w, compression="none")
+            except BaseException as e:  # re-raised below
+                failure.append(e)
+
+        t = threading.Thread(target=produce, daemon=True, name="cs-unpack")
+        t.start()
+        try:
+            apply_layer(read_fd, target_dir, whiteouts="vfs")
+        finally:
+            os.close(read_fd)
+            t.join()
+        if failure:
+            raise failure[0]
