@@ -271,6 +271,11 @@ class RecordStore(Generic[R]):
         self._encoded = fresh
         return b"[" + b",".join(parts) + b"]"
 
+    def touch(self) -> None:
+        """Write a fresh last-writer token (write lock held) without changing the file."""
+        token = self.lock.touch()
+        self._seen = (bytes(token), _stamp(self.path))
+
     # -- lookups ----------------------------------------------------------------------------
 
     def lookup(self, ref: str) -> R | None:

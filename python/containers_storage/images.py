@@ -112,7 +112,6 @@ class ImageStore(RecordStore[Image]):
             id=image_id,
             digest=digest,
             names=tuple(names),
-            names_history=tuple(reversed(names)),
             layer=layer,
             metadata=metadata,
             created=created or now(),

@@ -527,13 +527,18 @@ class LayerStore(RecordStore[Layer]):
             with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise FileNotFoundError(f"open {path}: no such file or directory") from None
+            raise FileNotFoundError(
+                f"locating item named {key!r} for layer with ID {rec.id!r}: file does not exist"
+            ) from None
 
     # -- contents ---------------------------------------------------------------------------
 
-    def parent_and_layer(self, from_ref: str | None, to_ref: str) -> tuple[Layer | None, Layer]:
+    def parent_and_layer(
+        self, from_ref: str | None, to_ref: str
+    ) -> tuple[str, Layer | None, Layer]:
         """Go's ``findParentAndLayer``: ``from`` defaults to the parent; an unknown ``from``
-        falls back to the parent."""
+        falls back to the parent; a parent this store does not hold (one in an additional
+        store) is kept by ID, without its record."""
         to = self.get(to_ref)
         frm = from_ref or to.parent
         parent: Layer | None = None
@@ -541,13 +546,15 @@ class LayerStore(RecordStore[Layer]):
             parent = self.lookup(frm)
             if parent is None and to.parent:
                 parent = self.lookup(to.parent)
-        return parent, to
+            if parent is not None:
+                frm = parent.id
+        return frm or "", parent, to
 
     def changes(self, from_ref: str | None, to_ref: str) -> tuple[list[Change], int]:
-        parent, to = self.parent_and_layer(from_ref, to_ref)
+        parent_id, parent, to = self.parent_and_layer(from_ref, to_ref)
         return self.driver.changes(
             to.id,
-            parent.id if parent else None,
+            parent_id or None,
             to.uidmap,
             to.gidmap,
             parent.uidmap if parent else (),
@@ -559,12 +566,12 @@ class LayerStore(RecordStore[Layer]):
         a tar-split exists, else the driver's diff."""
         from . import archive
 
-        parent, to = self.parent_and_layer(from_ref, to_ref)
+        parent_id, parent, to = self.parent_and_layer(from_ref, to_ref)
         comp = compression if compression is not None else compression_name(to.compression)
         if comp in ("bzip2", "xz"):
             raise errors.ArchiveError(f"unsupported compression format {_EXT[comp]}")
         ts = self.tar_split_path(to.id)
-        if (parent.id if parent else "") == to.parent and os.path.exists(ts):
+        if parent_id == to.parent and os.path.exists(ts):
             archive.reassemble_layer(
                 ts,
                 self.driver.layer_dir(to.id),
@@ -574,7 +581,7 @@ class LayerStore(RecordStore[Layer]):
             return
         self.driver.diff(
             to.id,
-            parent.id if parent else None,
+            parent_id or None,
             out,
             comp,
             to.uidmap,

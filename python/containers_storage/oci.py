@@ -436,14 +436,16 @@ def _create_image(
         if names:
             store.add_names(image_id, names)
     except errors.ImageUnknownError:
+        # skopeo creates the image, then names it (which also records the names' history).
         store.create_image(
             top,
             id=image_id,
-            names=names,
             metadata=metadata,
             digest=src.manifest_digest,
             created=_normalise_time(created) if created else None,
         )
+        if names:
+            store.add_names(image_id, names)
     store.set_image_big_data(image_id, src.config_digest, src.config)
     store.set_image_big_data(
         image_id, f"manifest-{src.manifest_digest}", src.manifest, lambda _b: src.manifest_digest

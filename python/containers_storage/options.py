@@ -168,11 +168,14 @@ class StoreOptions:
             opts.graph_root = DEFAULT_GRAPH_ROOT
             opts.run_root = DEFAULT_RUN_ROOT
         path = config or config_file(rootless)
+        env_driver = os.environ.get("STORAGE_DRIVER", "")
         if os.path.exists(path):
-            opts.load_config(path, rootless)
-        if driver := os.environ.get("STORAGE_DRIVER"):
-            opts.graph_driver_name = driver
-        if (env_opts := os.environ.get("STORAGE_OPTS")) is not None and env_opts != "":
+            opts.load_config(path, rootless, driver_override=env_driver)
+        if env_driver:
+            opts.graph_driver_name = env_driver
+        if "STORAGE_OPTS" in os.environ:
+            # Go replaces the options whenever the variable is set, even to nothing.
+            env_opts = os.environ["STORAGE_OPTS"]
             opts.graph_driver_options = [o for o in env_opts.split(",") if o]
         if opts.graph_driver_name == "overlay2":
             warnings.warn(
@@ -182,8 +185,10 @@ class StoreOptions:
             opts.graph_driver_name = "overlay"
         return opts
 
-    def load_config(self, path: str, rootless: bool = False) -> None:
-        """Merge a storage.conf into these options (Go ``ReloadConfigurationFile``)."""
+    def load_config(self, path: str, rootless: bool = False, driver_override: str = "") -> None:
+        """Merge a storage.conf into these options (Go ``ReloadConfigurationFile``);
+        ``driver_override`` (``$STORAGE_DRIVER``) replaces the file's driver before the
+        driver-prefixed options are built, as Go does."""
         with open(path, "rb") as f:
             doc = tomllib.load(f)
         bad: list[str] = []
@@ -195,7 +200,7 @@ class StoreOptions:
         if bad:
             warnings.warn(f"Failed to decode the keys {bad!r} from {path!r}", stacklevel=3)
         storage = doc.get("storage", {})
-        if driver := storage.get("driver"):
+        if driver := driver_override or storage.get("driver"):
             self.graph_driver_name = str(driver)
         if not rootless:
             if runroot := storage.get("runroot"):

@@ -1335,7 +1335,7 @@ class Store:
         until the iterator is exhausted or closed)."""
         with ExitStack() as stack:
             home = self._layer_home(to_layer, stack)
-            home.parent_and_layer(from_layer, to_layer)
+            home.get(to_layer)
             read_fd, write_fd = os.pipe()
             failure: list[BaseException] = []
 
@@ -1397,6 +1397,8 @@ class Store:
             if err is None:
                 self.graph_driver().cleanup()
                 self._graph_lock.touch()
+                # Go touches layers.lock too, so that other processes reload the layers.
+                rl.touch()
                 self._reset_driver()
         if err is not None:
             raise err
