@@ -1,3 +1,5 @@
+# ruff: noqa: F811
+# (pytest fixtures imported from storefix are redefined as test parameters)
 """Interop with the Go tools: skopeo, Debian's containers-storage CLI and podman share stores
 with our Store, in both directions.
 
@@ -24,11 +26,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
-from storefix import driver, go, go_json, roots, store  # noqa: F401
-
 import containers_storage as cs
+import pytest
 from conftest import SKOPEO
+from storefix import driver, go, go_json, roots, store  # noqa: F401
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 
@@ -338,9 +339,7 @@ def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...]
             "schemaVersion": 2,
             "mediaType": MANIFEST_TYPE,
             "config": {"mediaType": CONFIG_TYPE, "digest": put(config), "size": len(config)},
-            "layers": [
-                {"mediaType": LAYER_TYPE, "digest": put(b), "size": len(b)} for b in blobs
-            ],
+            "layers": [{"mediaType": LAYER_TYPE, "digest": put(b), "size": len(b)} for b in blobs],
         }
     )
     index = {
@@ -393,7 +392,9 @@ def cs_ref(roots: Roots, driver: str, name: str) -> str:
     return f"containers-storage:[{driver}@{roots[0]}+{roots[1]}]{name}"
 
 
-def skopeo(oci: OciImage, roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+def skopeo(
+    oci: OciImage, roots: Roots, driver: str, *args: str
+) -> subprocess.CompletedProcess[bytes]:
     return run([SKOPEO, "--policy", str(oci.policy), *args], tool_env(roots, driver))
 
 
@@ -479,7 +480,7 @@ def nothing_left_mounted(tmp_path: Path) -> Iterator[None]:
 def short_dir() -> Iterator[Path]:
     """A directory with a short path: podman refuses a run root longer than 50 characters,
     and pytest's tmp_path is longer than that."""
-    path = Path(tempfile.mkdtemp(prefix="cs-", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="cs-interop-", dir="/tmp"))
     yield path
     left = mounted_under(path)
     for point in sorted(left, reverse=True):
@@ -510,6 +511,34 @@ def diff_bytes(s: cs.Store, layer: str, compression: str | None = "none") -> byt
     return b"".join(s.diff(None, layer, compression=compression))
 
 
+def tar_members(data: bytes) -> list[tuple[Any, ...]]:
+    """The members of a tar as (name, type, permission bits, uid, gid, size, content hash,
+    link target, mtime, xattr records). Not compared: user and group names (Go looks them up
+    in /etc/passwd), the file-type bits Go's tar writer puts in the mode field, and for
+    whiteouts the time (when the diff was made) and the link target (Go leaves a stale one
+    on a whiteout made from a kernel whiteout that shares its inode with another)."""
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for m in tar:
+            content = tar.extractfile(m) if m.isreg() else None
+            whiteout = os.path.basename(m.name).startswith(".wh.")
+            out.append(
+                (
+                    m.name,
+                    m.type,
+                    m.mode & 0o7777,
+                    m.uid,
+                    m.gid,
+                    m.size,
+                    hashlib.sha256(content.read()).hexdigest() if content else "",
+                    None if whiteout else m.linkname,
+                    None if whiteout else m.mtime,
+                    sorted((k, v) for k, v in m.pax_headers.items() if k.startswith("SCHILY.")),
+                )
+            )
+    return out
+
+
 def check_big_data(s: cs.Store, roots: Roots, driver: str) -> None:
     """Every big-data item of every image, container and layer reads the same both ways."""
     for img in s.images():
@@ -532,7 +561,8 @@ def check_big_data(s: cs.Store, roots: Roots, driver: str) -> None:
             assert digest == sha256(data) == ctr.big_data_digests[key]
             assert go_text(roots, driver, "get-container-data-digest", ctr.id, key) == digest + "\n"
     for layer in s.layers():
-        assert s.list_layer_big_data(layer.id) == list(layer.big_data_names)
+        listed = go_json(roots, driver, "list-layer-data", "-j", layer.id) or []
+        assert s.list_layer_big_data(layer.id) == list(layer.big_data_names) == listed
         for key in layer.big_data_names:
             data = s.layer_big_data(layer.id, key)
             assert data == go_bytes(roots, driver, "get-layer-data", layer.id, key), key
@@ -542,7 +572,7 @@ def check_records(s: cs.Store, roots: Roots, driver: str) -> None:
     """Our records are, object by object, what Go's ``-j`` listings print."""
     assert [x.to_json() for x in s.layers()] == go_json(roots, driver, "layers", "-j")
     assert [x.to_json() for x in s.images()] == go_json(roots, driver, "images", "-j")
-    ctrs = go_json(roots, driver, "containers", "-j") if s.containers() else []
+    ctrs = go_json(roots, driver, "containers", "-j") or []  # Go: null without containers
     assert [x.to_json() for x in s.containers()] == ctrs
     for kind, records in (("layer", s.layers()), ("image", s.images())):
         for rec in records:
@@ -624,7 +654,9 @@ def test_skopeo_import_read_by_us(
         assert s.diff_size(None, layer.id) == int(go_text(roots, driver, "diffsize", layer.id))
 
     # Mounts: Go and we mount each layer, counts are shared, the trees are the same.
-    for layer, want in zip(layers, (expected_tree(LAYER1), expected_tree(LAYER1, LAYER2)), strict=True):
+    for layer, want in zip(
+        layers, (expected_tree(LAYER1), expected_tree(LAYER1, LAYER2)), strict=True
+    ):
         go_path = go_text(roots, driver, "mount", layer.id).strip()
         try:
             our_path = s.mount(layer.id)
@@ -634,10 +666,10 @@ def test_skopeo_import_read_by_us(
                 assert s.layer(layer.id).mount_count == 2
                 assert mount_counts(roots, driver) == {layer.id: 2}
                 assert go_mounted(roots, driver, layer.id)
-                ours = walk(our_path, with_root=True)
-                assert ours == walk(go_path, with_root=True)
-                del ours["."]
-                assert ours == want
+                tree = walk(our_path, with_root=True)
+                assert tree == walk(go_path, with_root=True)
+                del tree["."]
+                assert tree == want
             finally:
                 assert s.unmount(layer.id) is True
         finally:
@@ -836,7 +868,18 @@ def test_our_store_read_by_go(
     g("set-metadata", "-m", layer_meta, la.id)
     g("add-names", "-n", "ours-base-alias", la.id)
     g("set-layer-data", "-f", str(tmp_path / "note"), lb.id, "layer-note")
-    g("create-image", "--id", img.id, "-n", "localhost/ours:1", "-n", "ours-alias", "-m", image_meta, lb.id)
+    g(
+        "create-image",
+        "--id",
+        img.id,
+        "-n",
+        "localhost/ours:1",
+        "-n",
+        "ours-alias",
+        "-m",
+        image_meta,
+        lb.id,
+    )
     for key, file in image_data:
         g("set-image-data", "-f", str(tmp_path / file), img.id, key)
     g("add-names", "-n", "localhost/ours:latest", img.id)
@@ -933,8 +976,8 @@ def test_our_store_read_by_go(
         )
 
         # exists, for every kind and for nothing.
-        for ref in ("ours-base", lb.id, "localhost/ours:latest", "ours-ctr", plain.id):
-            assert go_text(roots, driver, "exists", ref) == f"{ref}: true\n"
+        for name in ("ours-base", lb.id, "localhost/ours:latest", "ours-ctr", plain.id):
+            assert go_text(roots, driver, "exists", name) == f"{name}: true\n"
         p = go(roots, driver, "exists", "no-such-thing", check=False)
         assert (p.returncode, p.stdout) == (1, b"no-such-thing: false\n")
         assert not s.exists("no-such-thing")
@@ -949,6 +992,55 @@ def test_our_store_read_by_go(
         go(roots, driver, "unmount", ctr.id)
         assert s.mounted(ctr.id) == 1
         assert walk(path) == expected_tree(TAR_A, TAR_B)
+
+        # Changes made through the mount: Go and we find the same changes and generate
+        # the same diff (member for member; whiteouts carry the time they were made).
+        mp = Path(path)
+        (mp / "new-file").write_bytes(b"hello\n")
+        os.setxattr(mp / "new-file", "user.k", b"v")
+        os.link(mp / "new-file", mp / "new-hardlink")
+        (mp / "a" / "two.txt").write_bytes(b"changed\n")
+        (mp / "tool").unlink()
+        (mp / "newdir" / "sub").mkdir(parents=True)
+        (mp / "newdir" / "l").symlink_to("../a/two.txt")
+        os.chown(mp / "newdir", 5, 6)
+        shutil.rmtree(mp / "b")
+        want_changes = {
+            ("/a/two.txt", 0),
+            ("/b", 2),
+            ("/new-file", 1),
+            ("/new-hardlink", 1),
+            ("/newdir", 1),
+            ("/newdir/l", 1),
+            ("/newdir/sub", 1),
+            ("/tool", 2),
+        }
+        if driver == "vfs":
+            # The naive (tree-comparing) diff also reports the changed parent directory;
+            # overlay's upper-directory scan does not.
+            want_changes.add(("/a", 0))
+        go_changes = go_json(roots, driver, "changes", "-j", ctr.layer)
+        assert {(c["Path"], c["Kind"]) for c in go_changes} == want_changes
+        assert {(c.path, int(c.kind)) for c in s.changes(None, ctr.layer)} == want_changes
+        assert s.diff_size(None, ctr.layer) == int(go_text(roots, driver, "diffsize", ctr.layer))
+        if driver == "vfs":
+            # Go's naive DiffSize counts hard-linked content once and symlinks by their
+            # target's length (overlay sizes its upper directory instead).
+            want_size = len(b"hello\n" + b"changed\n" + b"../a/two.txt")
+            assert s.diff_size(None, ctr.layer) == want_size
+        go_members = tar_members(go_bytes(roots, driver, "diff", "-u", ctr.layer))
+        assert tar_members(diff_bytes(s, ctr.layer)) == go_members
+        assert [m[0] for m in go_members] == [
+            "a",
+            "a/two.txt",
+            ".wh.b",
+            "new-file",
+            "new-hardlink",
+            "newdir",
+            "newdir/l",
+            "newdir/sub",
+            ".wh.tool",
+        ]
 
         # Go rebuilds our tars byte for byte, and agrees on changes and sizes.
         for layer, tar in ((la, tar_a), (lb, tar_b)):
@@ -1039,7 +1131,10 @@ def test_go_and_open_store_see_each_other(
     go(roots, driver, "add-names", "-n", "go-name", img.id)
     s.set_metadata(img.id, "ours after go")
     (listed,) = go_json(roots, driver, "images", "-j")
-    assert (listed["names"], listed["metadata"]) == (["localhost/ours:1", "go-name"], "ours after go")
+    assert (listed["names"], listed["metadata"]) == (
+        ["localhost/ours:1", "go-name"],
+        "ours after go",
+    )
     s.delete_layer(extra.id)
     go(roots, driver, "delete-layer", go_layer)
     assert [x.id for x in s.layers()] == [base.id, top.id]
@@ -1104,31 +1199,38 @@ def test_podman_and_skopeo_use_our_copy(
     assert listed["Digest"] == oci.manifest_digest
     assert listed["CreatedAt"] == CREATED
 
-    # Copy the image with our API: same layer IDs, tars from the skopeo store.
+    # Copy the image with our API: same layer IDs, the tars from the skopeo store (the base
+    # layer as the gzip blob skopeo applied, so that its record must match skopeo's).
     src = open_store(src_roots, driver)
     dst = open_store(dst_roots, driver)
     src_img = src.image(NAME)
     parent = ""
-    for layer in src.layers():
-        copied, _ = dst.put_layer(
-            parent or None, io.BytesIO(diff_bytes(src, layer.id)), id=layer.id
-        )
+    for i, layer in enumerate(src.layers()):
+        source = oci.blobs[0] if i == 0 else diff_bytes(src, layer.id)
+        copied, _ = dst.put_layer(parent or None, io.BytesIO(source), id=layer.id)
         assert (copied.diff_digest, copied.diff_size) == (layer.diff_digest, layer.diff_size)
         assert (copied.uidset, copied.gidset) == (layer.uidset, layer.gidset)
+        if i == 0:
+            assert dataclasses.replace(copied, created="") == dataclasses.replace(layer, created="")
+        else:
+            assert (copied.compressed_diff_digest, copied.compression) == (layer.diff_digest, 0)
         parent = copied.id
     assert parent == src_img.layer
+    # As c/image does: create the image without names, then add the name (Go's CreateImage
+    # records no names-history; adding names does).
     img = dst.create_image(
         parent,
         id=src_img.id,
-        names=src_img.names,
         metadata=src_img.metadata,
         digest=src_img.digest,
         created=src_img.created,
     )
+    dst.add_names(img.id, list(src_img.names))
     for key in src.list_image_big_data(src_img.id):
         dst.set_image_big_data(img.id, key, src.image_big_data(src_img.id, key))
     copy = dst.image(img.id)
-    for attr in ("id", "digest", "names", "layer", "metadata", "big_data_names", "created"):
+    attrs = ("id", "digest", "names", "names_history", "layer", "metadata", "big_data_names")
+    for attr in (*attrs, "created"):
         assert getattr(copy, attr) == getattr(src_img, attr), attr
     assert copy.big_data_digests == src_img.big_data_digests
     assert copy.big_data_sizes == src_img.big_data_sizes
@@ -1146,7 +1248,9 @@ def test_podman_and_skopeo_use_our_copy(
     assert inspected["Layers"] == oci.blob_digests
     assert inspected["Created"] == CREATED
     out = tmp_path / "out"
-    skopeo(oci, dst_roots, driver, "copy", "--quiet", cs_ref(dst_roots, driver, NAME), f"oci:{out}:x")
+    skopeo(
+        oci, dst_roots, driver, "copy", "--quiet", cs_ref(dst_roots, driver, NAME), f"oci:{out}:x"
+    )
     index = json.loads((out / "index.json").read_bytes())
     (desc,) = index["manifests"]
     assert desc["annotations"]["org.opencontainers.image.ref.name"] == "x"
@@ -1166,7 +1270,15 @@ def test_podman_and_skopeo_use_our_copy(
     # skopeo pulls the image again under another name into our open store: it reuses our
     # layers (found by their diff digests) and our image (by its ID), adding the name.
     layer_ids = [x.id for x in dst.layers()]
-    skopeo(oci, dst_roots, driver, "copy", "--quiet", oci.ref, cs_ref(dst_roots, driver, "localhost/test:2"))
+    skopeo(
+        oci,
+        dst_roots,
+        driver,
+        "copy",
+        "--quiet",
+        oci.ref,
+        cs_ref(dst_roots, driver, "localhost/test:2"),
+    )
     assert [x.id for x in dst.layers()] == layer_ids
     (again,) = dst.images()
     assert again.id == img.id
