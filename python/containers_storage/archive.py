@@ -211,8 +211,9 @@ def apply_layer(
         target_dir: An existing directory: empty for a base layer, or a copy of the parent
             layer (vfs), or an overlay ``diff`` directory.
         whiteouts: ``"vfs"`` deletes what whiteouts name; ``"overlay"`` writes overlayfs
-            whiteouts (0:0 character devices, ``trusted.overlay.opaque``); ``"aufs"`` keeps
-            ``.wh.`` files.
+            whiteouts (0:0 character devices, ``trusted.overlay.opaque``) and, as Go's
+            overlay driver, leaves the target's own metadata alone when the tar has a
+            ``./`` entry; ``"aufs"`` keeps ``.wh.`` files.
         uid_map: Container-to-host UID ranges; IDs in the tar are mapped to the host.
         gid_map: Container-to-host GID ranges.
         ignore_chown_errors: Do not fail when an owner cannot be set or mapped.

@@ -225,7 +225,7 @@ class LayerStore(RecordStore[Layer]):
                 self.mounts[rec.id] = (path, count + 1)
                 self._save_mounts()
                 return path
-            if options.uid_map or options.gid_map:
+            if (options.uid_map or options.gid_map) and not self.driver.supports_shifting():
                 if tuple(options.uid_map) != rec.uidmap or tuple(options.gid_map) != rec.gidmap:
                     raise errors.StorageError(f"cannot mount layer {rec.id}: shifting not enabled")
             if not options.mount_label and rec.mountlabel:

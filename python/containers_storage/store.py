@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import threading
 import time
@@ -353,6 +354,9 @@ class Store:
                     umap = self._uid_map
                 if not host_gid_mapping and not gmap:
                     gmap = self._gid_map
+            if self._can_use_shifting(umap, gmap):
+                # The driver shows the layer with the container's owners at mount time.
+                umap, gmap = (), ()
             layer, size = rl.put(
                 id,
                 parent_rec,
@@ -765,6 +769,8 @@ class Store:
                 ctr_flags["MountOpts"] = list(mount_opts)
             if volatile:
                 ctr_flags["Volatile"] = True
+            if self._can_use_shifting(layer_umap, layer_gmap):
+                layer_umap, layer_gmap = (), ()
             clayer, _ = rl.put(
                 layer,
                 top,
@@ -803,6 +809,8 @@ class Store:
         host_gid: bool,
     ) -> Layer:
         def matches(layer: Layer) -> bool:
+            if self._can_use_shifting(umap, gmap) and not layer.uidmap and not layer.gidmap:
+                return True
             if host_uid and layer.uidmap:
                 return False
             if host_gid and layer.gidmap:
@@ -1248,8 +1256,18 @@ class Store:
                 gid_map=ctr.gidmap,
                 options=ctr.mount_opts,
                 volatile=ctr.volatile and not self._disable_volatile,
+                disable_shifting=not self._can_use_shifting(ctr.uidmap, ctr.gidmap),
             )
         return self._mount(ref, options)
+
+    def _can_use_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
+        """Go's ``canUseShifting``: the driver maps owners at mount time and both maps are
+        contiguous."""
+        return (
+            self.graph_driver().supports_shifting()
+            and _contiguous(uid_map)
+            and _contiguous(gid_map)
+        )
 
     def mount_image(
         self, ref: str, mount_options: Sequence[str] = (), mount_label: str = ""
@@ -1451,6 +1469,16 @@ class Store:
     def lookup_additional_layer(self, digest: str, image_ref: str = "") -> None:
         """No additional layer stores are configured: always ``layer not known``."""
         raise errors.LayerUnknownError()
+
+
+def _contiguous(maps: Sequence[IDMap]) -> bool:
+    """Go's ``idtools.IsContiguous``: sorted by host ID, each range follows the last in
+    both the container and the host."""
+    ranges = sorted(maps, key=lambda m: m.host_id)
+    return all(
+        b.container_id == a.container_id + a.size and b.host_id == a.host_id + a.size
+        for a, b in itertools.pairwise(ranges)
+    )
 
 
 def _validate(digest: str) -> None:

@@ -214,3 +214,64 @@ pub fn bind(source: &Path, target: &Path, read_only: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// Makes an ID-mapped copy of the mount at `source` on `target` (an existing empty
+/// directory): files owned by host ID `h` appear owned as the user namespace `userns_fd`
+/// maps them (`open_tree` + `mount_setattr(MOUNT_ATTR_IDMAP)` + `move_mount`).
+pub fn idmapped_mount(source: &Path, target: &Path, userns_fd: std::os::fd::RawFd) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let tree = rmount::open_tree(
+        CWD,
+        source,
+        rmount::OpenTreeFlags::OPEN_TREE_CLONE
+            | rmount::OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | rmount::OpenTreeFlags::AT_RECURSIVE,
+    )
+    .map_err(|e| err("cloning the mount of", source, e))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: u64::try_from(userns_fd).map_err(|_| invalid(target, "bad namespace fd"))?,
+    };
+    let empty = c"";
+    // SAFETY: mount_setattr(2) reads `size` bytes of `attr`, a live repr(C) struct laid out
+    // as the kernel's `struct mount_attr`; `empty` is a NUL-terminated string; the fd is open.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(
+            "ID-mapping the mount of",
+            source,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    rmount::move_mount(
+        &tree,
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| err("attaching the ID-mapped mount on", target, e))
+}

@@ -22,6 +22,7 @@ class MountOptions:
     gid_map: tuple[IDMap, ...] = ()
     options: tuple[str, ...] = ()
     volatile: bool = False
+    disable_shifting: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -163,6 +164,12 @@ class Driver(abc.ABC):
     def adopt_staged(self, layer_id: str, diff_dir: str) -> None:
         """Make a staged ``diff_dir`` the contents of the (new, empty) layer."""
         raise NotImplementedError(f"the {self.name} driver cannot stage layers")
+
+    def supports_shifting(self) -> bool:
+        """Whether the driver can show a layer with other owners at mount time (overlay:
+        ID-mapped lower layers) instead of needing an ID-mapped copy (Go
+        ``SupportsShifting``)."""
+        return False
 
     def status(self) -> list[tuple[str, str]]:
         """Driver-specific status pairs (vfs: none)."""

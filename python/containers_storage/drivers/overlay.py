@@ -166,6 +166,7 @@ class OverlayDriver(Driver):
             lambda: "metacopy=on" in self.mount_options.split(","),
         )
         self._supports_volatile: bool | None = None
+        self._supports_shifting: bool | None = None
         if not self.skip_mount_home:
             _native.make_private(self.home, self.home in mountpoints())
         self.clean_staging()
@@ -337,10 +338,10 @@ class OverlayDriver(Driver):
             self.remove(layer_id)
         parent_dir = self._dir(below)[0] if below else None
         if parent_dir is not None:
+            # As Go: the new directories get the parent layer directory's owner.
             st = os.stat(parent_dir)
             root_uid, root_gid = st.st_uid, st.st_gid
-            if uid_map != from_uid_map or gid_map != from_gid_map:
-                root_uid, root_gid = _root_pair(uid_map, gid_map)
+        remap = list(uid_map) != list(from_uid_map) or list(gid_map) != list(from_gid_map)
         os.mkdir(d, 0o700)
         os.chown(d, *_root_pair(uid_map, gid_map))
         try:
@@ -362,8 +363,12 @@ class OverlayDriver(Driver):
                 with open(os.path.join(d, _LOWER_FILE), "w") as f:
                     f.write(lower)
                 os.chmod(os.path.join(d, _LOWER_FILE), 0o644)
-                if list(uid_map) != list(from_uid_map) or list(gid_map) != list(from_gid_map):
+                if remap:
                     self._remapped_copy(layer_id, from_uid_map, from_gid_map, uid_map, gid_map)
+                    # Go re-creates diff/ and work/ owned by the new maps' root after the copy.
+                    new_uid, new_gid = _root_pair(uid_map, gid_map)
+                    for sub in ("diff", "work"):
+                        os.chown(os.path.join(d, sub), new_uid, new_gid)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.remove(layer_id)
@@ -521,10 +526,82 @@ class OverlayDriver(Driver):
             opts.append(f'context="{options.mount_label}"')
         work = os.path.join(d, "work")
         _native.remove_tree(os.path.join(work, "work", "incompat", "volatile"))
-        if read_write:
-            _native.overlay_mount(target, lowers, upper=diff, work=work, options=opts)
-        else:
-            _native.overlay_mount(target, [diff, *lowers], options=opts)
+        with contextlib.ExitStack() as stack:
+            if (
+                options.uid_map
+                and options.gid_map
+                and not options.disable_shifting
+                and self.supports_shifting()
+            ):
+                lowers = self._idmapped_lowers(layer_id, lowers, options, stack)
+            if read_write:
+                _native.overlay_mount(target, lowers, upper=diff, work=work, options=opts)
+            else:
+                _native.overlay_mount(target, [diff, *lowers], options=opts)
+
+    def _idmapped_lowers(
+        self,
+        layer_id: str,
+        lowers: list[str],
+        options: MountOptions,
+        stack: contextlib.ExitStack,
+    ) -> list[str]:
+        """Go's shifting: each lower is reached through an ID-mapped clone of the directory
+        above it (the home, for ``l/`` links), mounted under ``<id>/mapped/<n>`` and
+        detached as soon as the overlay holds it."""
+        from ._userns import user_namespace
+
+        mapped_root = os.path.join(self._dir(layer_id)[0], "mapped")
+        os.makedirs(mapped_root, mode=0o700, exist_ok=True)
+        userns = stack.enter_context(user_namespace(options.uid_map, options.gid_map))
+        roots: dict[str, str] = {}
+        out = []
+        for lower in lowers:
+            parent = os.path.dirname(lower)
+            src = os.path.dirname(parent) if os.path.basename(parent) == _LINK_DIR else parent
+            root = roots.get(src)
+            if root is None:
+                root = os.path.join(mapped_root, str(len(roots)))
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(root, 0o700)
+                _native.idmapped_mount(src, root, userns)
+                stack.callback(_native.unmount, root, 0)
+                roots[src] = root
+            out.append(os.path.join(root, os.path.relpath(lower, src)))
+        return out
+
+    def supports_shifting(self) -> bool:
+        if self._supports_shifting is None:
+            self._supports_shifting = self._feature(
+                "idmapped-lower-dir", self._probe_idmapped_lowers
+            )
+        return self._supports_shifting
+
+    def _probe_idmapped_lowers(self) -> bool:
+        """Go's ``supportsIdmappedLowerLayers``: an overlay over an ID-mapped lower."""
+        from ..records import IDMap
+        from ._userns import user_namespace
+
+        with self._scratch() as d:
+            for sub in ("lower", "upper", "work", "merged", "mapped"):
+                os.mkdir(os.path.join(d, sub), 0o700)
+            mapped = os.path.join(d, "mapped")
+            try:
+                with user_namespace((IDMap(0, 0, 1),), (IDMap(0, 0, 1),)) as userns:
+                    _native.idmapped_mount(os.path.join(d, "lower"), mapped, userns)
+                try:
+                    _native.overlay_mount(
+                        os.path.join(d, "merged"),
+                        [mapped],
+                        upper=os.path.join(d, "upper"),
+                        work=os.path.join(d, "work"),
+                    )
+                    _native.unmount(os.path.join(d, "merged"))
+                finally:
+                    _native.unmount(mapped, 0)
+            except OSError:
+                return False
+            return True
 
     @contextlib.contextmanager
     def _view(self, layer_id: str | None) -> Iterator[str | None]:

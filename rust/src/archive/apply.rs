@@ -498,8 +498,10 @@ impl Extractor<'_> {
         self.summary.uids.insert(entry.uid);
         self.summary.gids.insert(entry.gid);
         if path.is_empty() {
-            // The root itself ("./"): only a directory can be it; its metadata applies.
-            if entry.kind == Kind::Dir {
+            // The root itself ("./"): only a directory can be it. Go's naive apply (vfs,
+            // UnpackLayer) gives the root its metadata; its overlay apply (Unpack) skips a
+            // "." entry whose directory exists, leaving the layer's diff/ as created.
+            if entry.kind == Kind::Dir && self.opts.whiteouts != WhiteoutFormat::Overlay {
                 self.set_owner_xattrs_dir(&entry, &path)?;
                 self.defer_dir(&entry, path);
             }

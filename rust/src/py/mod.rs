@@ -26,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(overlay::unmount, m)?)?;
     m.add_function(wrap_pyfunction!(overlay::make_private, m)?)?;
     m.add_function(wrap_pyfunction!(overlay::bind_mount, m)?)?;
+    m.add_function(wrap_pyfunction!(overlay::idmapped_mount, m)?)?;
     m.add_function(wrap_pyfunction!(tree::copy_tree, m)?)?;
     m.add_function(wrap_pyfunction!(tree::chown_tree, m)?)?;
     m.add_function(wrap_pyfunction!(tree::remove_tree, m)?)?;

@@ -54,3 +54,16 @@ pub fn bind_mount(
     py.detach(|| overlay::bind(&source, &target, read_only))
         .map_err(to_pyerr)
 }
+
+/// An ID-mapped clone of the mount at `source` on `target`, mapped by the user namespace
+/// open at `userns_fd`.
+#[pyfunction]
+pub fn idmapped_mount(
+    py: Python<'_>,
+    source: PathBuf,
+    target: PathBuf,
+    userns_fd: i32,
+) -> PyResult<()> {
+    py.detach(|| overlay::idmapped_mount(&source, &target, userns_fd))
+        .map_err(to_pyerr)
+}
