@@ -27,7 +27,6 @@ __all__ = ["RecordStore", "big_data_file_name", "dedupe_names", "random_id"]
 
 R = TypeVar("R", bound=_Record)
 
-_TOKEN_SIZE = 64
 
 
 def random_id() -> str:
@@ -104,14 +103,9 @@ class RecordStore(Generic[R]):
     # -- locking and reloading --------------------------------------------------------------
 
     def _token(self) -> bytes:
-        try:
-            fd = os.open(self.lock.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return b""
-        try:
-            return os.pread(fd, _TOKEN_SIZE, 0)
-        finally:
-            os.close(fd)
+        # Through the lock's own descriptor: opening and closing the lock file here would
+        # drop the fcntl lock this process holds on it.
+        return self.lock.token()
 
     def _changed(self) -> bool:
         return self._seen != (self._token(), _stamp(self.path))

@@ -146,18 +146,12 @@ class LayerStore(RecordStore[Layer]):
     def _mounts_token(self) -> bytes:
         assert self.mounts_lock is not None
         try:
-            fd = os.open(self.mounts_lock.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return b""
-        try:
             st = os.stat(self.mounts_path) if self.mounts_path else None
         except FileNotFoundError:
             st = None
-        try:
-            tail = b"" if st is None else f"{st.st_mtime_ns}:{st.st_ino}".encode()
-            return os.pread(fd, 64, 0) + tail
-        finally:
-            os.close(fd)
+        tail = b"" if st is None else f"{st.st_mtime_ns}:{st.st_ino}".encode()
+        # Through the lock's descriptor (held by the caller): see RecordStore._token.
+        return self.mounts_lock.token() + tail
 
     def _reload_mounts_if_changed(self) -> None:
         if self._mounts_seen != self._mounts_token():

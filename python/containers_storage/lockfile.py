@@ -170,6 +170,18 @@ class Lockfile:
         """
         return self._native.modified()
 
+    def token(self) -> bytes:
+        """The last-writer token now in the file (empty when never touched), read through
+        the descriptor holding the lock.
+
+        Never open and close the lock file yourself while holding the lock: closing any
+        descriptor of a file drops every fcntl lock this process has on it.
+
+        Raises:
+            LockNotHeldError: This thread holds neither the read nor the write lock.
+        """
+        return self._native.token()
+
     def touched_since(self, when: datetime | float) -> bool:
         """Whether the file's mtime is after ``when`` (a datetime or epoch seconds)."""
         seconds = when.timestamp() if isinstance(when, datetime) else float(when)

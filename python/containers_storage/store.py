@@ -155,8 +155,8 @@ class Store:
         ]
         self._digest_lock_root = os.path.join(run, prefix + "locks")
         os.makedirs(self._digest_lock_root, mode=0o700, exist_ok=True)
-        # Go opens the layer store (write-locked, cleaning incomplete layers) at start.
-        self._layer_store()
+        # The layer store is opened (write-locked, cleaning incomplete layers) on first use,
+        # as Go's LayerStore(): listing images never reads layers.json.
 
     # -- context manager --------------------------------------------------------------------
 

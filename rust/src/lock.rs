@@ -408,6 +408,26 @@ impl LockFile {
         Ok(modified)
     }
 
+    /// The last-writer token as it is in the file now (empty or short for a file never
+    /// touched), read through the descriptor that holds the lock: opening and closing
+    /// another descriptor of the file would drop this process's fcntl locks on it. Needs
+    /// the lock, read or write.
+    pub fn token(&self) -> Result<Vec<u8>> {
+        let me = thread::current().id();
+        let st = self.state();
+        let holds =
+            matches!(st.writer, Some((owner, _)) if owner == me) || st.readers.contains_key(&me);
+        match (&st.file, holds) {
+            (Some(file), true) => read_token(file)
+                .map_err(|e| Error::io("reading last-writer token from", &self.path, e)),
+            _ => Err(Error::NotLocked {
+                path: self.path.clone(),
+                op: "reading the last writer",
+                mode: "read or write",
+            }),
+        }
+    }
+
     /// True when the lock file's mtime is after `when` (Go: `TouchedSince`); true as well
     /// when the file cannot be examined.
     pub fn touched_since(&self, when: SystemTime) -> bool {

@@ -90,6 +90,12 @@ impl PyLockFile {
         py.detach(|| self.inner.modified()).map_err(to_pyerr)
     }
 
+    /// The token now in the file, read through the locked descriptor.
+    fn token<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let token = py.detach(|| self.inner.token()).map_err(to_pyerr)?;
+        Ok(PyBytes::new(py, &token))
+    }
+
     /// True when the file's mtime is after `when` (seconds since the epoch).
     fn touched_since(&self, py: Python<'_>, when: f64) -> bool {
         let when = if when.is_finite() && when > 0.0 {
