@@ -43,7 +43,7 @@ class ImageStore(RecordStore[Image]):
     def _prepare(self, records: list[Image]) -> list[Image]:
         out = [r.with_digests() for r in records]
         if self.read_only:
-            out = [dataclasses.replace(r, read_only=True) for r in out]
+            out = [r.evolve(read_only=True) for r in out]
         return out
 
     def _index_extra(self) -> None:

@@ -63,7 +63,7 @@ class LayerStore(RecordStore[Layer]):
 
     def _prepare(self, records: list[Layer]) -> list[Layer]:
         if self.read_only:
-            return [dataclasses.replace(r, read_only=True) for r in records]
+            return [r.evolve(read_only=True) for r in records]
         return records
 
     def _index_extra(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from ._jsonstore import ZERO_TIME, parse_time
@@ -101,6 +102,7 @@ class _Record:
 
     __slots__ = ()
     _fields: ClassVar[tuple[_Codec, ...]]
+    _defaults: ClassVar[dict[str, Any]]
     _by_key: ClassVar[dict[str, tuple[str, Callable[[Any], Any]]]]
     id: str
     created: str
@@ -108,19 +110,49 @@ class _Record:
 
     @classmethod
     def from_json(cls: type[R], obj: Mapping[str, Any]) -> R:
-        """Build a record from one decoded JSON object; unknown keys go to ``extra``."""
-        kwargs: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
+        """Build a record from one decoded JSON object; unknown keys go to ``extra``.
+
+        Stores load thousands of records, so this fills the instance's ``__dict__`` from
+        the class defaults in one step instead of running the dataclass ``__init__``.
+        """
+        values = dict(cls._defaults)
+        extra: dict[str, Any] | None = None
         by_key = cls._by_key
         for key, value in obj.items():
             spec = by_key.get(key)
             if spec is None:
+                if extra is None:
+                    extra = {}
                 extra[key] = value
+            elif type(value) is str and spec[1] is _str:
+                values[spec[0]] = value
             else:
-                kwargs[spec[0]] = spec[1](value)
+                values[spec[0]] = spec[1](value)
         if extra:
-            kwargs["extra"] = extra
-        return cls(**kwargs)
+            values["extra"] = extra
+        new = object.__new__(cls)
+        new.__dict__.update(values)
+        return new
+
+    def evolve(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` (like ``dataclasses.replace``, without re-validating the
+        other fields: fast enough to run over a whole store)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    @classmethod
+    def _set_defaults(cls) -> None:
+        defaults: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                # Shared read-only empties: records never change their mappings in place.
+                value = f.default_factory()
+                defaults[f.name] = MappingProxyType(value) if isinstance(value, dict) else value
+        cls._defaults = defaults
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object Go would write for this record (empty fields omitted)."""
@@ -152,7 +184,7 @@ def _created_out(v: Any) -> str:
     return v or ZERO_TIME
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Layer(_Record):
     """A layer record (``layers.json``).
 
@@ -209,7 +241,7 @@ class Layer(_Record):
         return self.flags.get("incomplete") is True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Image(_Record):
     """An image record (``images.json``).
 
@@ -269,10 +301,10 @@ class Image(_Record):
             if name.startswith("manifest") and d and d not in seen:
                 seen.append(d)
         digest = self.digest or (seen[0] if seen else "")
-        return dataclasses.replace(self, digest=digest, digests=tuple(seen))
+        return self.evolve(digest=digest, digests=tuple(seen))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Container(_Record):
     """A container record (``containers.json``); ``image`` and ``layer`` are always
     written, even when empty."""
@@ -325,3 +357,7 @@ class Container(_Record):
     def mount_opts(self) -> tuple[str, ...]:
         """Mount options recorded at creation (Go: ``flags.MountOpts``)."""
         return _strs(self.flags.get("MountOpts"))
+
+
+for _cls in (Layer, Image, Container):
+    _cls._set_defaults()
