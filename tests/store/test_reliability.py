@@ -253,6 +253,9 @@ class PutRun:
         if before.exists() and b'"incomplete":true' in before.read_bytes():
             self.interrupted += 1
         store = cs.Store(self.graph, self.run, self.driver)  # a writable open: must not fail
+        # The layer store is opened (and incomplete layers removed) on its first use, as
+        # Go's LayerStore(); listing the layers is such a use.
+        store.layers()
         files = load_json_files(self.graph, self.run, self.driver)
         layers_json = files["layers"]
         incomplete = [r["id"] for r in layers_json if (r.get("flags") or {}).get("incomplete")]
