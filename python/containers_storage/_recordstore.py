@@ -28,7 +28,6 @@ __all__ = ["RecordStore", "big_data_file_name", "dedupe_names", "random_id"]
 R = TypeVar("R", bound=_Record)
 
 
-
 def random_id() -> str:
     """A random 64-hex ID that does not look like a number in its short form (Go's
     ``stringid.GenerateRandomID``)."""

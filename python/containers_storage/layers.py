@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -97,6 +99,8 @@ class LayerStore(RecordStore[Layer]):
     def _after_load(self, write_locked: bool) -> None:
         if self.read_only:
             return
+        if write_locked:
+            self._clean_staging_records()
         with self._mounts_reading():
             self._load_mounts()
         incomplete = [r.id for r in self.records if r.incomplete]
@@ -107,6 +111,19 @@ class LayerStore(RecordStore[Layer]):
         for layer_id in incomplete:
             self._delete_files(layer_id)
             self.remove(layer_id)
+
+    def _clean_staging_records(self) -> None:
+        """Remove ``.staging-<pid>-*`` tar-split records of processes that are gone."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if name.startswith(".staging-"):
+                pid = name.split("-")[1]
+                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(self.directory, name))
 
     # -- mount bookkeeping ------------------------------------------------------------------
 
@@ -431,10 +448,16 @@ class LayerStore(RecordStore[Layer]):
         """Move a staged diff into the new layer and record what its apply measured."""
         _check_digests(staged.result, expect_compressed, expect_uncompressed)
         self.driver.adopt_staged(layer_id, staged.diff_dir)
-        # The staging directory sits in the driver's home, which may be a separate (bind)
-        # mount: copy the small record rather than rename it across mounts.
-        with open(staged.tar_split_path, "rb") as f:
-            atomic_write(self.tar_split_path(layer_id), f.read())
+        target = self.tar_split_path(layer_id)
+        os.chmod(staged.tar_split_path, 0o600)
+        try:
+            os.rename(staged.tar_split_path, target)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            # Staged elsewhere (another mount): copy, then replace atomically.
+            shutil.copyfile(staged.tar_split_path, target + ".tmp")
+            os.rename(target + ".tmp", target)
         self._record_result(self.by_id[layer_id], staged.result)
         return staged.result.size
 
@@ -605,8 +628,10 @@ class StagedLayer:
     result: ApplyResult
 
     def discard(self) -> None:
-        """Remove what is left of the staging directory."""
+        """Remove what is left of the staging directory and record."""
         _native.remove_tree(self.directory)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tar_split_path)
 
 
 def _check_digests(result: ApplyResult, compressed: str, uncompressed: str) -> None:

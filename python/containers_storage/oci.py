@@ -120,6 +120,9 @@ class _Source:
     layers: list[tuple[str, str, int]]  # (blob digest, path, size)
     tags: list[str]
     cleanup: Callable[[], None] = lambda: None
+    #: The image index the manifest was chosen from, when the reference named one.
+    index: bytes | None = None
+    index_digest: str = ""
 
 
 def _resolve_oci(root: str, tag: str) -> _Source:
@@ -144,7 +147,10 @@ def _resolve_oci(root: str, tag: str) -> _Source:
     data = layout.read_blob(desc["digest"])
     manifest = json.loads(data)
     digest = desc["digest"]
+    index_bytes: bytes | None = None
+    index_digest = ""
     if manifest.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or "manifests" in manifest:
+        index_bytes, index_digest = data, digest
         arch = _platform_arch()
         choices = [
             m
@@ -166,7 +172,16 @@ def _resolve_oci(root: str, tag: str) -> _Source:
             raise errors.StorageError(f"blob {entry['digest']} is missing from {root}")
         layers.append((entry["digest"], path, int(entry.get("size", 0))))
     tags = [tag] if tag else []
-    return _Source(data, digest, config, config_digest, layers, tags)
+    return _Source(
+        data,
+        digest,
+        config,
+        config_digest,
+        layers,
+        tags,
+        index=index_bytes,
+        index_digest=index_digest,
+    )
 
 
 def _safe_extract(archive_path: str, target: str) -> None:
@@ -200,7 +215,7 @@ def _resolve_docker_archive(path: str, tmp_root: str) -> _Source:
             layers.append((d, lp, size))
             descs.append(
                 {
-                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     "size": size,
                     "digest": d,
                 }
@@ -355,19 +370,23 @@ def _import(
                 blob, path, _size = src.layers[i]
                 reader = _Counter(path, blob, state, report)
                 try:
-                    store.put_layer(
-                        ids[i - 1] if i else None,
+                    if _put_or_reuse(
+                        store,
+                        ids,
+                        diff_ids,
+                        i,
                         reader,
-                        id=ids[i],
+                        None,
                         compressed_digest=blob,
-                        uncompressed_digest=diff_ids[i],
-                    )
+                    ):
+                        created.append(ids[i])
                 finally:
                     reader.close()
-                created.append(ids[i])
                 state.finished.add(blob)
                 report()
-        return _create_image(store, src, config, ids[-1] if ids else "", names)
+        image = _create_image(store, src, config, ids[-1] if ids else "", names)
+        report()
+        return image
     except BaseException:
         for layer_id in reversed(created):
             with contextlib.suppress(errors.StorageError):
@@ -403,15 +422,8 @@ def _import_staged(
             for i in todo:
                 staged = futures[i].result()
                 blob = src.layers[i][0]
-                store.put_layer(
-                    ids[i - 1] if i else None,
-                    None,
-                    id=ids[i],
-                    staged=staged,
-                    compressed_digest=blob,
-                    uncompressed_digest=diff_ids[i],
-                )
-                created.append(ids[i])
+                if _put_or_reuse(store, ids, diff_ids, i, None, staged, compressed_digest=blob):
+                    created.append(ids[i])
                 state.finished.add(blob)
                 report()
         except BaseException:
@@ -424,29 +436,79 @@ def _import_staged(
             raise
 
 
+def _put_or_reuse(
+    store: Any,
+    ids: list[str],
+    diff_ids: list[str],
+    i: int,
+    diff: Any,
+    staged: Any,
+    *,
+    compressed_digest: str,
+) -> bool:
+    """Put layer ``i``; when another process put it meanwhile, check and reuse theirs (as
+    c/image does). Returns whether this call created it."""
+    try:
+        store.put_layer(
+            ids[i - 1] if i else None,
+            diff,
+            id=ids[i],
+            staged=staged,
+            compressed_digest=compressed_digest,
+            uncompressed_digest=diff_ids[i],
+        )
+        return True
+    except errors.DuplicateIDError:
+        if staged is not None:
+            staged.discard()
+        existing = store.layer(ids[i])
+        if existing.diff_digest and existing.diff_digest != diff_ids[i]:
+            raise errors.DigestMismatchError(
+                f"layer {ids[i]} in the store has DiffID {existing.diff_digest}, "
+                f"expected {diff_ids[i]}"
+            ) from None
+        return False
+
+
 def _create_image(
     store: Any, src: _Source, config: dict[str, Any], top: str, names: list[str]
 ) -> Image:
     image_id = _check_digest(src.config_digest)
     md_hex = _check_digest(src.manifest_digest)
+    digest = src.index_digest or src.manifest_digest
     metadata = json.dumps({"signatures-sizes": {src.manifest_digest: []}}, separators=(",", ":"))
     created = config.get("created") or None
     try:
-        store.image(image_id)
-        if names:
-            store.add_names(image_id, names)
+        existing = store.image(image_id)
     except errors.ImageUnknownError:
-        # skopeo creates the image, then names it (which also records the names' history).
-        store.create_image(
-            top,
-            id=image_id,
-            metadata=metadata,
-            digest=src.manifest_digest,
-            created=_normalise_time(created) if created else None,
-        )
-        if names:
-            store.add_names(image_id, names)
+        existing = None
+    if existing is None:
+        try:
+            # skopeo creates the image, then names it (recording the names' history).
+            store.create_image(
+                top,
+                id=image_id,
+                metadata=metadata,
+                digest=digest,
+                created=_go_time(created) if created else None,
+            )
+            existing = store.image(image_id)
+            if names:
+                store.set_names(image_id, names)
+        except errors.DuplicateIDError:
+            # Another process imported it meanwhile: as c/image, take theirs.
+            existing = store.image(image_id)
+            if names:
+                store.set_names(image_id, [*names, *(n for n in existing.names if n not in names)])
+    elif names:
+        # c/image: SetNames(new names first, then the names the image had).
+        store.set_names(image_id, [*names, *(n for n in existing.names if n not in names)])
     store.set_image_big_data(image_id, src.config_digest, src.config)
+    if src.index is not None:
+        index = src.index
+        store.set_image_big_data(
+            image_id, f"manifest-{src.index_digest}", index, lambda _b: src.index_digest
+        )
     store.set_image_big_data(
         image_id, f"manifest-{src.manifest_digest}", src.manifest, lambda _b: src.manifest_digest
     )
@@ -455,10 +517,21 @@ def _create_image(
     return store.image(image_id)  # type: ignore[no-any-return]
 
 
-def _normalise_time(text: str) -> str:
+def _go_time(text: str) -> str:
+    """An RFC 3339 time as Go re-marshals it: same instant and offset, nanoseconds with
+    trailing zeros trimmed, ``Z`` for UTC."""
     from ._jsonstore import format_time, parse_time
 
-    return format_time(parse_time(text))
+    body, tz = text, "Z"
+    if text.endswith(("Z", "z")):
+        body = text[:-1]
+    elif len(text) > 6 and text[-6] in "+-" and text[-3] == ":":
+        body, tz = text[:-6], text[-6:]
+    if tz in ("+00:00", "-00:00"):
+        tz = "Z"
+    # Format the wall-clock time as written (with its own offset), then restore the offset.
+    ns = parse_time(body + "Z")
+    return format_time(ns)[:-1] + tz
 
 
 # -- export and unpack ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from typing import Any
 
 from . import _native, errors
 from ._jsonstore import atomic_write
+from ._recordstore import random_id
 from .archive import Change, ProgressCallback, Source
 from .containers import ContainerStore
 from .drivers import Driver, MountOptions, new_driver
@@ -393,8 +394,16 @@ class Store:
             raise errors.NotSupportedError(
                 f"the {driver.name} driver applies layers on a copy of their parent"
             )
+        rl = self._layer_store()
+        # The record is written next to the layers (the same mount as its final place, so
+        # adopting it is a rename); leftovers of dead processes are removed at open.
+        ts_path = os.path.join(rl.directory, f".staging-{os.getpid()}-{random_id()[:12]}.tar-split")
         directory, diff_dir, ts, result = driver.stage(
-            diff, uid_map=idmaps_from(uid_map), gid_map=idmaps_from(gid_map), progress=progress
+            diff,
+            uid_map=idmaps_from(uid_map),
+            gid_map=idmaps_from(gid_map),
+            progress=progress,
+            tar_split_path=ts_path,
         )
         return StagedLayer(directory, diff_dir, ts, result)
 

@@ -156,9 +156,10 @@ class Driver(abc.ABC):
         uid_map: Sequence[IDMap] = (),
         gid_map: Sequence[IDMap] = (),
         progress: ProgressCallback | None = None,
+        tar_split_path: str | None = None,
     ) -> tuple[str, str, str, ApplyResult]:
         """Apply a layer into a new staging directory; returns ``(directory, diff_dir,
-        tar_split_path, result)``."""
+        tar_split_path, result)`` (the record goes to ``tar_split_path`` when given)."""
         raise NotImplementedError(f"the {self.name} driver cannot stage layers")
 
     def adopt_staged(self, layer_id: str, diff_dir: str) -> None:

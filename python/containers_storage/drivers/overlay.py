@@ -672,12 +672,13 @@ class OverlayDriver(Driver):
         uid_map: Sequence[IDMap] = (),
         gid_map: Sequence[IDMap] = (),
         progress: ProgressCallback | None = None,
+        tar_split_path: str | None = None,
     ) -> tuple[str, str, str, ApplyResult]:
         import tempfile
 
         directory = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self._staging_root())
         diff = os.path.join(directory, "diff")
-        ts = os.path.join(directory, "tar-split.gz")
+        ts = tar_split_path or os.path.join(directory, "tar-split.gz")
         try:
             os.mkdir(diff, _DEFAULT_PERMS)
             os.chmod(diff, _DEFAULT_PERMS)
@@ -695,6 +696,8 @@ class OverlayDriver(Driver):
             _native.sync_fs(diff)
         except BaseException:
             _native.remove_tree(directory)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ts)
             raise
         import dataclasses
 

@@ -183,7 +183,11 @@ fn format_lines(
         sink,
         gzip: gzip.then(|| {
             (
-                libdeflater::Compressor::new(libdeflater::CompressionLvl::fastest()),
+                // Level 1, as Go's pgzip.BestSpeed (libdeflate's `fastest()` is level 0,
+                // which stores without compressing).
+                libdeflater::Compressor::new(
+                    libdeflater::CompressionLvl::new(1).unwrap_or_default(),
+                ),
                 Vec::with_capacity(GZIP_BLOCK + 64 * 1024),
                 Vec::new(),
             )
