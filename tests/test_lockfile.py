@@ -205,6 +205,28 @@ def test_token_layout_is_go_143(lock_path: Path) -> None:
     assert first[20:] != second[20:]
 
 
+def test_token_reads_the_file_without_dropping_the_lock(
+    lock_path: Path, children: list[Child]
+) -> None:
+    """token() reads through the locked descriptor: opening and closing another descriptor
+    of the file would release this process's fcntl lock (POSIX semantics)."""
+    lock = cs.Lockfile(lock_path)
+    with pytest.raises(LockNotHeldError):
+        lock.token()
+    other = lockf_child(children, lock_path) if lock_path.exists() else None
+    with lock.writing():
+        assert lock.token() == b""
+        written = lock.touch()
+        assert lock.token() == written
+        assert proc_locks_holders(lock_path) == {os.getpid()}
+        if other is None:
+            other = lockf_child(children, lock_path)
+        other.send("X")
+        other.expect("busy")
+    other.send("X")
+    other.expect("locked")
+
+
 def test_touch_changes_token_every_time(lock_path: Path) -> None:
     lock = cs.Lockfile(lock_path)
     seen = set()
