@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import containers_storage as cs
+import pytest
 from conftest import GO_CONTAINERS_STORAGE
 
 #: Drivers every Store test runs with (overlay joins when its driver lands).
@@ -41,11 +40,24 @@ def store(roots: tuple[Path, Path], driver: str) -> Iterator[cs.Store]:
         pass
 
 
-def go(roots: tuple[Path, Path], driver: str, *args: str, check: bool = True,
-       input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def go(
+    roots: tuple[Path, Path],
+    driver: str,
+    *args: str,
+    check: bool = True,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run Debian's Go containers-storage on the store."""
-    cmd = [GO_CONTAINERS_STORAGE, "--graph", str(roots[0]), "--run", str(roots[1]),
-           "--storage-driver", driver, *args]
+    cmd = [
+        GO_CONTAINERS_STORAGE,
+        "--graph",
+        str(roots[0]),
+        "--run",
+        str(roots[1]),
+        "--storage-driver",
+        driver,
+        *args,
+    ]
     p = subprocess.run(cmd, capture_output=True, input=input, check=False)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")

@@ -1,15 +1,16 @@
 """The smallest end-to-end check: a layer we put is listed by the Go tool."""
 
+# ruff: noqa: F811  (pytest fixtures imported from storefix are redefined as parameters)
+
 from __future__ import annotations
 
 import io
 import tarfile
 from pathlib import Path
 
+import containers_storage as cs
 import pytest
 from storefix import driver, go_json, roots, store  # noqa: F401
-
-import containers_storage as cs
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 
