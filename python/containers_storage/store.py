@@ -827,10 +827,13 @@ class Store:
             return layer.uidmap == umap and layer.gidmap == gmap
 
         stores = self._all_layer_stores()
-        first: tuple[LayerStore, Layer, Layer | None] | None = None
+        # Every store is read-locked (and loaded) first: a top layer's parent may live in a
+        # later additional store than the layer itself.
         for s in stores:
             if s is not rl:
                 stack.enter_context(s.reading())
+        first: tuple[LayerStore, Layer, Layer | None] | None = None
+        for s in stores:
             for candidate in (image.layer, *image.mapped_layers):
                 rec = s.lookup(candidate)
                 if rec is None:
@@ -1402,7 +1405,15 @@ class Store:
             LayerUsedByContainerError: Layers were mounted (``a layer is mounted``), even
                 when ``force`` unmounted them, as in Go.
         """
-        rl = self._layer_store()
+        try:
+            rl = self._layer_store()
+        except errors.LoadError:
+            # The layers cannot be read (a corrupt layers.json): nothing can be counted as
+            # mounted, but the driver's own state (overlay's home mount) is still released.
+            with self._graph_lock.writing():
+                self.graph_driver().cleanup()
+                self._reset_driver()
+            raise
         mounted: list[str] = []
         err: BaseException | None = None
         with self._graph_lock.writing(), rl.writing():

@@ -16,7 +16,7 @@ import pytest
 from conftest import GO_CONTAINERS_STORAGE
 
 #: Drivers every Store test runs with (overlay joins when its driver lands).
-STORE_DRIVERS = ["vfs"]
+STORE_DRIVERS = ["vfs", "overlay"]
 
 
 @pytest.fixture(params=STORE_DRIVERS)
@@ -38,6 +38,28 @@ def store(roots: tuple[Path, Path], driver: str) -> Iterator[cs.Store]:
         s.shutdown(True)
     except cs.StorageError:
         pass
+    release_mounts(roots[0].parent)
+
+
+@pytest.fixture
+def no_leaked_mounts(tmp_path: Path) -> Iterator[None]:
+    """Detach mounts a test left under its directory (a store opened without the ``store``
+    fixture, or a Go CLI run on an overlay store)."""
+    yield
+    release_mounts(tmp_path)
+
+
+def release_mounts(under: Path) -> list[str]:
+    """Detach whatever is still mounted under ``under`` (a Go CLI run leaves the overlay
+    home bind-mounted, as Go does); returns what was found, deepest first."""
+    from containers_storage import _native
+    from containers_storage.drivers.overlay import mountpoints
+
+    prefix = str(under).rstrip("/") + "/"
+    found = sorted((p for p in mountpoints() if p.startswith(prefix)), reverse=True)
+    for path in found:
+        _native.unmount(path, 0)
+    return found
 
 
 def go(

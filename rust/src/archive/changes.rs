@@ -327,15 +327,18 @@ pub fn overlay_changes(lowers: &[&Path], upper: &Path) -> Result<Vec<Change>> {
     Ok(out)
 }
 
-/// The nearest lower layer's entry at `rel`, `None` when no lower has it or the nearest one
-/// that mentions it whited it out (a 0:0 character device).
+/// Go's scan of the lower layers (nearest first) for `rel`: the first lower that has the
+/// entry decides (its stat, or `None` when it is a whiteout, a 0:0 character device); a lower
+/// that whites out one of `rel`'s parent directories hides every older layer (`None`), as
+/// containers/storage's `overlayLowerContainsWhiteout` scan of the parents does.
 pub(super) fn lower_entry(lowers: &[OwnedFd], rel: &[u8]) -> Option<rfs::Stat> {
+    let is_whiteout = |st: &rfs::Stat| {
+        FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
+    };
     for l in lowers {
         match rfs::statat(l, rel, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => {
-                if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice
-                    && st.st_rdev == 0
-                {
+                if is_whiteout(&st) {
                     return None;
                 }
                 if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
@@ -344,7 +347,20 @@ pub(super) fn lower_entry(lowers: &[OwnedFd], rel: &[u8]) -> Option<rfs::Stat> {
                 }
                 return Some(st);
             }
-            Err(_) => continue,
+            Err(_) => {
+                let mut dir = rel;
+                while let Some(pos) = dir.iter().rposition(|&b| b == b'/') {
+                    dir = &dir[..pos];
+                    if dir.is_empty() {
+                        break;
+                    }
+                    if let Ok(st) = rfs::statat(l, dir, AtFlags::SYMLINK_NOFOLLOW) {
+                        if is_whiteout(&st) {
+                            return None;
+                        }
+                    }
+                }
+            }
         }
     }
     None

@@ -2,62 +2,57 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from .progress import ProgressBar
+from ..progress import ProgressBar
 
+if TYPE_CHECKING:
+    from ..context import Context
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the command."""
-    p = sub.add_parser(
-        "apply-layer",
-        help="apply a layer tarball onto a directory (any compression; whiteouts applied)",
-        description=(
-            "Apply a layer tarball (plain, gzip, bzip2, xz or zstd) onto DIR, confined to it, "
-            "and print its digests. Without -f, applies the built-in sample layer."
-        ),
-    )
-    p.add_argument("dir", metavar="DIR", help="target directory (created if missing)")
-    p.add_argument("-f", "--file", help="layer tarball ('-' for standard input)")
-    p.add_argument(
-        "--whiteouts",
-        choices=["vfs", "overlay", "aufs"],
-        default="vfs",
-        help="how whiteouts are written (default: vfs, i.e. deletions)",
-    )
-    p.add_argument("--ignore-chown-errors", action="store_true", help="do not fail on chown")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=run)
+__all__ = ["run"]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(ctx: Context) -> int:
     """Apply the layer; print its digests (or JSON)."""
-    from ..archive import apply_layer
-    from ..errors import ArchiveError
+    from ...archive import WhiteoutFormat, apply_layer
+    from ...errors import ArchiveError
 
-    os.makedirs(args.dir, exist_ok=True)
-    bar = ProgressBar("applying", enabled=not args.json)
+    target = ctx.args[0]
+    formats: dict[str, WhiteoutFormat] = {"vfs": "vfs", "overlay": "overlay", "aufs": "aufs"}
+    whiteouts = formats.get(ctx.text("whiteouts") or "vfs")
+    if whiteouts is None:
+        print(
+            "containers-storage: --whiteouts must be vfs, overlay or aufs, "
+            f"not {ctx.text('whiteouts')!r}",
+            file=sys.stderr,
+        )
+        return 1
+    path = ctx.text("file")
+    bar = ProgressBar("applying", enabled=not ctx.json)
     try:
-        if args.file is None:
-            from ..sample import sample_layer, sample_upper_layer
+        os.makedirs(target, exist_ok=True)
+        if not path:
+            from ...sample import sample_layer, sample_upper_layer
 
-            result = apply_layer(io.BytesIO(sample_layer()), args.dir, progress=bar)
+            result = apply_layer(io.BytesIO(sample_layer()), target, progress=bar)
             upper = apply_layer(
-                io.BytesIO(sample_upper_layer()), args.dir, whiteouts=args.whiteouts
+                io.BytesIO(sample_upper_layer()),
+                target,
+                whiteouts=whiteouts,
             )
             results = [result, upper]
         else:
-            source = sys.stdin.buffer if args.file == "-" else args.file
+            source = sys.stdin.buffer if path == "-" else path
             results = [
                 apply_layer(
                     source,
-                    args.dir,
-                    whiteouts=args.whiteouts,
-                    ignore_chown_errors=args.ignore_chown_errors,
+                    target,
+                    whiteouts=whiteouts,
+                    ignore_chown_errors=ctx.flag("ignore_chown_errors"),
                     progress=bar,
                     keep_tar_split=False,  # not printed; would grow with the layer
                 )
@@ -67,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"containers-storage: {e}", file=sys.stderr)
         return 1
     bar.close()
-    if args.json:
+    if ctx.json:
         docs = [{k: v for k, v in vars(r).items() if k != "tar_split"} for r in results]
         print(json.dumps(docs if len(docs) > 1 else docs[0]))
         return 0

@@ -1,0 +1,143 @@
+"""Image commands: create-image, images, images-by-digest, image."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from ..output import emit_json, error_text, nil_if_empty, record, stderr, stdout
+
+if TYPE_CHECKING:
+    from ...records import Image
+    from ..context import Context
+
+__all__ = ["create_image", "image", "images", "images_by_digest", "read_metadata"]
+
+
+def read_metadata(ctx: Context) -> str | None:
+    """``--metadata``, or the contents of ``--metadata-file`` (None after reporting an
+    unreadable file)."""
+    path = ctx.text("metadata_file")
+    if not path:
+        return ctx.text("metadata")
+    from ..output import os_error_text
+
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "surrogateescape")
+    except OSError as e:
+        stderr(os_error_text(e, "read" if isinstance(e, IsADirectoryError) else "open"))
+        return None
+
+
+def create_image(ctx: Context) -> int:
+    """Record an image on the top layer given (or none); print its ID and names."""
+    metadata = read_metadata(ctx)
+    if metadata is None:
+        return 1
+    image = ctx.store.create_image(
+        ctx.args[0] if ctx.args else None,
+        id=ctx.text("id"),
+        names=ctx.items("name"),
+        metadata=metadata,
+        digest=ctx.text("digest"),
+    )
+    if ctx.json:
+        emit_json(record(image))
+    else:
+        stdout(image.id)
+        for name in image.names:
+            stdout(f"\t{name}")
+    return 0
+
+
+def _print_list(ctx: Context, found: list[Image], nil_when_empty: bool = False) -> None:
+    if ctx.json:
+        docs = [record(x) for x in found]
+        emit_json(nil_if_empty(docs) if nil_when_empty else docs)
+        return
+    quiet = ctx.flag("quiet")
+    for x in found:
+        stdout(x.id)
+        if quiet:
+            continue
+        for name in x.names:
+            stdout(f"\tname: {name}")
+        for digest in x.digests:
+            stdout(f"\tdigest: {digest}")
+        for name in x.big_data_names:
+            stdout(f"\tdata: {name}")
+
+
+def images(ctx: Context) -> int:
+    """List images (IDs only with --quiet)."""
+    _print_list(ctx, ctx.store.images(), nil_when_empty=True)
+    return 0
+
+
+# go-digest's algorithms and their hex lengths; the encoded part is lowercase hex.
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+
+
+def validate_digest(text: str) -> str | None:
+    """Go's ``digest.Digest.Validate``: None when valid, else Go's message."""
+    i = text.find(":")
+    if i <= 0 or i + 1 == len(text):
+        return "invalid checksum digest format"
+    algorithm, encoded = text[:i], text[i + 1 :]
+    size = _HEX_LENGTHS.get(algorithm)
+    if size is None:
+        if not _DIGEST.fullmatch(text):
+            return "invalid checksum digest format"
+        return "unsupported digest algorithm"
+    if len(encoded) != size:
+        return "invalid checksum digest length"
+    if not re.fullmatch(r"[a-f0-9]+", encoded):
+        return "invalid checksum digest format"
+    return None
+
+
+def images_by_digest(ctx: Context) -> int:
+    """List the images whose digest, or a manifest's, is the one given."""
+    found: list[Image] = []
+    for arg in ctx.args:
+        problem = validate_digest(arg)
+        if problem is not None:
+            stderr(f"{arg}: {problem}")
+            return 1
+        found.extend(ctx.store.images_by_digest(arg))
+    _print_list(ctx, found)
+    return 0
+
+
+def image(ctx: Context) -> int:
+    """Describe images, with their sizes; exit 1 if any argument is not an image."""
+    store = ctx.store
+    matched: list[Image] = []
+    for arg in ctx.args:
+        try:
+            matched.append(store.image(arg))
+        except LookupError:
+            pass
+    if ctx.json:
+        emit_json([record(x) for x in matched])
+    else:
+        for x in matched:
+            stdout(f"ID: {x.id}")
+            for name in x.names:
+                stdout(f"Name: {name}")
+            stdout(f"Top Layer: {x.layer}")
+            for layer_id in x.mapped_layers:
+                stdout(f"Top Layer: {layer_id}")
+            for digest in x.digests:
+                stdout(f"Digest: {digest}")
+            for name in x.big_data_names:
+                stdout(f"Data: {name}")
+            try:
+                stdout(f"Size: {store.image_size(x.id)}")
+            except Exception as e:
+                stdout(f"Size unknown: {error_text(e)}")
+            if x.read_only:
+                stdout("Read Only: true")
+    return 0 if len(matched) == len(ctx.args) else 1
