@@ -336,7 +336,7 @@ class Store:
             gmap = () if host_gid_mapping else idmaps_from(gid_map)
             parent_rec: Layer | None = None
             if parent:
-                for s in self._all_layer_stores():
+                for s in [rl, *self._ro_layer_stores()]:
                     if s is not rl:
                         stack.enter_context(s.reading())
                     parent_rec = s.lookup(parent)
@@ -826,7 +826,10 @@ class Store:
                 return False
             return layer.uidmap == umap and layer.gidmap == gmap
 
-        stores = self._all_layer_stores()
+        # Never self._all_layer_stores() here: that takes storage.lock, and a process holding
+        # layers.lock must not wait for storage.lock (Go's order is storage.lock, then the
+        # layers; the reverse deadlocks against a mount in another process).
+        stores = [rl, *self._ro_layer_stores()]
         # Every store is read-locked (and loaded) first: a top layer's parent may live in a
         # later additional store than the layer itself.
         for s in stores:
@@ -1275,8 +1278,10 @@ class Store:
     def _can_use_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
         """Go's ``canUseShifting``: the driver maps owners at mount time and both maps are
         contiguous."""
+        # The driver object, not graph_driver(): callers may hold layers.lock, and taking
+        # storage.lock then would invert Go's lock order.
         return (
-            self.graph_driver().supports_shifting()
+            self._get_driver().supports_shifting()
             and _contiguous(uid_map)
             and _contiguous(gid_map)
         )
@@ -1411,7 +1416,7 @@ class Store:
             # The layers cannot be read (a corrupt layers.json): nothing can be counted as
             # mounted, but the driver's own state (overlay's home mount) is still released.
             with self._graph_lock.writing():
-                self.graph_driver().cleanup()
+                self._get_driver().cleanup()
                 self._reset_driver()
             raise
         mounted: list[str] = []
@@ -1433,7 +1438,7 @@ class Store:
                     f"a layer is mounted: {errors.LayerUsedByContainerError.go_message}"
                 )
             if err is None:
-                self.graph_driver().cleanup()
+                self._get_driver().cleanup()
                 self._graph_lock.touch()
                 # Go touches layers.lock too, so that other processes reload the layers.
                 rl.touch()

@@ -38,7 +38,7 @@ import containers_storage as cs
 import pytest
 from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD, Child, proc_locks_holders
 from containers_storage import errors
-from storefix import driver, roots  # noqa: F401
+from storefix import driver, release_mounts, roots  # noqa: F401
 
 pytestmark = [pytest.mark.root]
 
@@ -61,6 +61,8 @@ def shut_down(request: pytest.FixtureRequest) -> Iterator[list[tuple[Path, Path,
         if graph.exists():
             with contextlib.suppress(cs.StorageError):
                 cs.Store(graph, run, drv).shutdown(True)
+    # A run that failed half-way (a killed child, a hang) may leave an overlay home mounted.
+    release_mounts(request.getfixturevalue("tmp_path_factory").getbasetemp())
 
 
 def json_paths(graph: Path, run: Path, driver: str) -> dict[str, Path]:
