@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 
@@ -17,6 +16,8 @@ __all__ = ["ImageStore", "sha256_digest"]
 
 def sha256_digest(data: bytes) -> str:
     """``sha256:<hex>`` of ``data``."""
+    import hashlib  # imported on first use: listing a store never needs it
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

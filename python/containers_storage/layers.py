@@ -14,17 +14,18 @@ import dataclasses
 import errno
 import json
 import os
-import shutil
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _native, errors
 from ._jsonstore import atomic_write, dumps, now
 from ._recordstore import NeedsWriteLockError, RecordStore, big_data_file_name, dedupe_names
-from .archive import ApplyResult, Change, ProgressCallback, Sink, Source
 from .drivers import Driver, MountOptions
 from .lockfile import Lockfile
 from .records import IDMap, Layer
+
+if TYPE_CHECKING:
+    from .archive import ApplyResult, Change, ProgressCallback, Sink, Source
 
 __all__ = ["LayerStore"]
 
@@ -456,6 +457,8 @@ class LayerStore(RecordStore[Layer]):
             if e.errno != errno.EXDEV:
                 raise
             # Staged elsewhere (another mount): copy, then replace atomically.
+            import shutil
+
             shutil.copyfile(staged.tar_split_path, target + ".tmp")
             os.rename(target + ".tmp", target)
         self._record_result(self.by_id[layer_id], staged.result)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +188,8 @@ class StoreOptions:
         """Merge a storage.conf into these options (Go ``ReloadConfigurationFile``);
         ``driver_override`` (``$STORAGE_DRIVER``) replaces the file's driver before the
         driver-prefixed options are built, as Go does."""
+        import tomllib  # only when a configuration file is read
+
         with open(path, "rb") as f:
             doc = tomllib.load(f)
         bad: list[str] = []

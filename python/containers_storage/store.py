@@ -22,12 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _native, errors
 from ._jsonstore import atomic_write
 from ._recordstore import random_id
-from .archive import Change, ProgressCallback, Source
 from .containers import ContainerStore
 from .drivers import Driver, MountOptions, new_driver
 from .images import ImageStore, sha256_digest
@@ -35,6 +34,9 @@ from .layers import LayerStore, StagedLayer
 from .lockfile import Lockfile
 from .options import StoreOptions
 from .records import Container, IDMap, Image, Layer, idmaps_from
+
+if TYPE_CHECKING:  # the archive module is imported when a layer's contents are touched
+    from .archive import Change, ProgressCallback, Source
 
 __all__ = ["Store", "get_store"]
 
@@ -1281,9 +1283,7 @@ class Store:
         # The driver object, not graph_driver(): callers may hold layers.lock, and taking
         # storage.lock then would invert Go's lock order.
         return (
-            self._get_driver().supports_shifting()
-            and _contiguous(uid_map)
-            and _contiguous(gid_map)
+            self._get_driver().supports_shifting() and _contiguous(uid_map) and _contiguous(gid_map)
         )
 
     def mount_image(

@@ -6,9 +6,12 @@ import abc
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
 from ..records import IDMap
+
+if TYPE_CHECKING:
+    from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
 
 __all__ = ["Driver", "MountOptions"]
 

@@ -18,12 +18,15 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from .. import _native, archive
-from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
+from .. import _native
 from ..errors import LayerUnknownError, NotSupportedError
 from ..records import IDMap, idmaps_to_tuples
 from .base import Driver, MountOptions
+
+if TYPE_CHECKING:
+    from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
 
 __all__ = ["OverlayDriver", "mountpoints"]
 
@@ -676,6 +679,8 @@ class OverlayDriver(Driver):
     ) -> tuple[str, str, str, ApplyResult]:
         import tempfile
 
+        from .. import archive  # on first use of layer contents
+
         directory = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self._staging_root())
         diff = os.path.join(directory, "diff")
         ts = tar_split_path or os.path.join(directory, "tar-split.gz")
@@ -728,6 +733,8 @@ class OverlayDriver(Driver):
         tar_split_path: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> ApplyResult:
+        from .. import archive  # on first use of layer contents
+
         target = self.layer_dir(layer_id)
         result = archive.apply_layer(
             source,
@@ -755,6 +762,8 @@ class OverlayDriver(Driver):
         parent_uid_map: Sequence[IDMap],
         parent_gid_map: Sequence[IDMap],
     ) -> tuple[list[Change], int]:
+        from .. import archive  # on first use of layer contents
+
         maps = (
             idmaps_to_tuples(uid_map) or None,
             idmaps_to_tuples(gid_map) or None,
@@ -770,6 +779,8 @@ class OverlayDriver(Driver):
     def _naive_changes(
         self, layer_id: str, parent: str | None, maps: tuple[object, ...]
     ) -> tuple[list[Change], int]:
+        from .. import archive  # on first use of layer contents
+
         with self._view(layer_id) as top, self._view(parent) as below:
             assert top is not None
             return archive._changes_and_size(top, below, None, *maps)  # type: ignore[arg-type]
@@ -785,6 +796,8 @@ class OverlayDriver(Driver):
         parent_uid_map: Sequence[IDMap],
         parent_gid_map: Sequence[IDMap],
     ) -> None:
+        from .. import archive  # on first use of layer contents
+
         maps = {
             "uid_map": idmaps_to_tuples(uid_map) or None,
             "gid_map": idmaps_to_tuples(gid_map) or None,

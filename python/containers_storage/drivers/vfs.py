@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .. import _native, archive
-from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
+from .. import _native
 from ..errors import LayerUnknownError
 from ..records import IDMap, idmaps_to_tuples
 from .base import Driver, MountOptions
+
+if TYPE_CHECKING:
+    from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
 
 __all__ = ["VfsDriver"]
 
@@ -141,6 +144,8 @@ class VfsDriver(Driver):
         tar_split_path: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> ApplyResult:
+        from .. import archive  # on first use of layer contents
+
         target = self._own_dir(layer_id)
         result = archive.apply_layer(
             source,
@@ -165,6 +170,8 @@ class VfsDriver(Driver):
         parent_uid_map: Sequence[IDMap],
         parent_gid_map: Sequence[IDMap],
     ) -> tuple[list[Change], int]:
+        from .. import archive  # on first use of layer contents
+
         return archive._changes_and_size(
             self.layer_dir(layer_id),
             None if not parent else self.layer_dir(parent),
@@ -186,6 +193,8 @@ class VfsDriver(Driver):
         parent_uid_map: Sequence[IDMap],
         parent_gid_map: Sequence[IDMap],
     ) -> None:
+        from .. import archive  # on first use of layer contents
+
         archive.diff(
             self.layer_dir(layer_id),
             out,
