@@ -42,9 +42,11 @@ class ImageStore(RecordStore[Image]):
         self.by_digest: dict[str, list[str]] = {}
 
     def _prepare(self, records: list[Image]) -> list[Image]:
-        out = [r.with_digests() for r in records]
+        # Freshly decoded records, not yet shared: completed in place.
+        out = [r._fill_digests() for r in records]
         if self.read_only:
-            out = [r.evolve(read_only=True) for r in out]
+            for r in out:
+                r.__dict__["read_only"] = True
         return out
 
     def _index_extra(self) -> None:

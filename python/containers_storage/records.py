@@ -303,6 +303,13 @@ class Image(_Record):
         digest = self.digest or (seen[0] if seen else "")
         return self.evolve(digest=digest, digests=tuple(seen))
 
+    def _fill_digests(self) -> Image:
+        """:meth:`with_digests` in place, for a record just decoded and not yet shared."""
+        done = self.with_digests()
+        self.__dict__["digest"] = done.digest
+        self.__dict__["digests"] = done.digests
+        return self
+
 
 @dataclass(frozen=True)
 class Container(_Record):
