@@ -578,6 +578,47 @@ COMMANDS: tuple[Command, ...] = (
     ),
     # Ours.
     Command(
+        ("import-image",),
+        "Import an OCI image (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE)",
+        "oci:import_image",
+        "[options [...]] SOURCE",
+        min_args=1,
+        max_args=1,
+        flags=(_f(("-name", "n"), "name", "list", "Image name"), JSON),
+        details=(
+            "Writes what skopeo copy writes for the same image: layer IDs chained from the "
+            "DiffIDs, the config digest as image ID, manifest and config big data. Every blob "
+            "is checked against its digest and nothing is kept when one does not match; "
+            "layers already in the store are reused. With overlay, layers are applied in "
+            "parallel."
+        ),
+        completes="file",
+    ),
+    Command(
+        ("export-image",),
+        "Write an image as an OCI layout (oci:DIR[:TAG])",
+        "oci:export_image",
+        "[options [...]] imageNameOrID oci:DIR[:TAG]",
+        min_args=2,
+        max_args=2,
+        flags=(JSON,),
+        details=(
+            "Layers are written uncompressed, reproduced byte for byte from their tar-split "
+            "record (so each blob's digest is the layer's DiffID); prints the manifest digest."
+        ),
+        completes="image",
+    ),
+    Command(
+        ("unpack-image",),
+        "Flatten an image into a plain directory",
+        "oci:unpack_image",
+        "[options [...]] imageNameOrID DIR",
+        min_args=2,
+        max_args=2,
+        details="The image's layers applied in order, whiteouts as deletions.",
+        completes="image",
+    ),
+    Command(
         ("apply-layer",),
         "Apply a layer tarball onto a directory (no store)",
         "apply_layer:run",

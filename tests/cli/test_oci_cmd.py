@@ -1,0 +1,128 @@
+"""import-image, export-image and unpack-image from the command line."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import GO_CONTAINERS_STORAGE, SKOPEO
+
+pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
+
+
+def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _layout(root: Path) -> list[str]:
+    """A two-layer gzip OCI layout tagged ``t:1``; returns the DiffIDs."""
+    (root / "blobs" / "sha256").mkdir(parents=True)
+
+    def blob(data: bytes) -> tuple[str, int]:
+        h = hashlib.sha256(data).hexdigest()
+        (root / "blobs" / "sha256" / h).write_bytes(data)
+        return "sha256:" + h, len(data)
+
+    tars = [
+        _tar([("etc/", None), ("etc/a", b"a\n"), ("etc/b", b"b\n")]),
+        _tar([("etc/", None), ("etc/.wh.a", b""), ("etc/c", b"c\n")]),
+    ]
+    layers, diffs = [], []
+    for t in tars:
+        d, n = blob(gzip.compress(t, mtime=0))
+        layers.append(
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}
+        )
+        diffs.append("sha256:" + hashlib.sha256(t).hexdigest())
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2023-01-02T00:00:00Z",
+        "rootfs": {"type": "layers", "diff_ids": diffs},
+        "config": {},
+    }
+    cd, cn = blob(json.dumps(config).encode())
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": cd,
+            "size": cn,
+        },
+        "layers": layers,
+    }
+    md, mn = blob(json.dumps(manifest).encode())
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": md,
+                "size": mn,
+                "annotations": {"org.opencontainers.image.ref.name": "t:1"},
+            }
+        ],
+    }
+    (root / "index.json").write_text(json.dumps(index))
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    return diffs
+
+
+def test_import_export_unpack(tmp_path: Path) -> None:
+    diffs = _layout(tmp_path / "layout")
+    g, r = tmp_path / "g", tmp_path / "r"
+    ours = [sys.executable, "-m", "containers_storage", "-g", str(g), "-R", str(r), "-s", "vfs"]
+    go = [GO_CONTAINERS_STORAGE, "-g", str(g), "-R", str(r), "-s", "vfs"]
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+    p = run([*ours, "import-image", "-n", "localhost/t:1", f"oci:{tmp_path / 'layout'}:t:1"])
+    assert p.returncode == 0, p.stderr
+    image_id = p.stdout.splitlines()[0]
+    assert p.stdout.splitlines()[1] == "\tlocalhost/t:1"
+    assert p.stderr == ""  # no bar when not on a terminal
+    (listed,) = json.loads(run([*go, "images", "-j"]).stdout)
+    assert listed["id"] == image_id and listed["names"] == ["localhost/t:1"]
+    layers = json.loads(run([*go, "layers", "-j"]).stdout)
+    assert [x["diff-digest"] for x in layers] == diffs
+
+    out = tmp_path / "out"
+    p = run([*ours, "export-image", "localhost/t:1", f"oci:{out}:x"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip().startswith("sha256:")
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"default":[{"type":"insecureAcceptAnything"}]}')
+    inspect = run([SKOPEO, "--policy", str(policy), "inspect", f"oci:{out}:x"])
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout)["Layers"] == diffs  # uncompressed: blob digest = DiffID
+
+    p = run([*ours, "unpack-image", "localhost/t:1", str(tmp_path / "rootfs")])
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(tmp_path / "rootfs" / "etc")) == ["b", "c"]
+
+    bad = run([*ours, "import-image", f"oci:{tmp_path / 'nowhere'}"])
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1 and "not an OCI layout" in bad.stderr
+    assert "Traceback" not in bad.stderr
