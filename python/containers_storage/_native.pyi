@@ -9,9 +9,20 @@ __all__ = [
     "LockFile",
     "__version__",
     "apply_layer",
+    "bind_mount",
+    "chown_tree",
+    "copy_tree",
+    "dir_size",
+    "fs_magic",
+    "idmapped_mount",
     "layer_changes",
     "layer_diff",
+    "make_private",
+    "overlay_mount",
     "reassemble_layer",
+    "remove_tree",
+    "sync_fs",
+    "unmount",
 ]
 
 __version__: str
