@@ -17,7 +17,15 @@ from typing import Any
 
 from .errors import LoadError
 
-__all__ = ["atomic_write", "dumps", "format_time", "load_array", "now", "parse_time"]
+__all__ = [
+    "atomic_write",
+    "dumps",
+    "dumps_text",
+    "format_time",
+    "load_array",
+    "now",
+    "parse_time",
+]
 
 _ESCAPES = (
     ("<", "\\u003c"),
@@ -30,13 +38,20 @@ _ESCAPES = (
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` as Go's ``json.Marshal`` does (compact, HTML-escaped)."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+def dumps_text(obj: Any, *, sort_keys: bool = False) -> str:
+    """``obj`` as Go's ``encoding/json`` writes it (compact, HTML-escaped, no newline)."""
+    text = json.dumps(
+        obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
+    )
     for raw, escaped in _ESCAPES:
         if raw in text:
             text = text.replace(raw, escaped)
-    return text.encode("utf-8", "surrogateescape")
+    return text
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as Go's ``json.Marshal`` does (compact, HTML-escaped), as bytes."""
+    return dumps_text(obj).encode("utf-8", "surrogateescape")
 
 
 def load_array(path: str) -> tuple[list[dict[str, Any]], os.stat_result | None]:

@@ -994,24 +994,29 @@ class Store:
 
     # -- across kinds -----------------------------------------------------------------------
 
-    def metadata(self, ref: str) -> str:
-        """The metadata of a layer, image or container (searched in that order)."""
+    def _find_any(self, ref: str) -> Layer | Image | Container | None:
+        """The layer, else image, else container that ``ref`` names (Go's search order),
+        each store read under its lock."""
         with ExitStack() as stack:
             for s in self._all_layer_stores():
                 stack.enter_context(s.reading())
                 rec = s.lookup(ref)
                 if rec is not None:
-                    return rec.metadata
+                    return rec
             for s2 in self._all_image_stores():
                 stack.enter_context(s2.reading())
                 img = s2.lookup(ref)
                 if img is not None:
-                    return img.metadata
+                    return img
             stack.enter_context(self._containers.reading())
-            ctr = self._containers.lookup(ref)
-            if ctr is not None:
-                return ctr.metadata
-        raise errors.NotAnIDError()
+            return self._containers.lookup(ref)
+
+    def metadata(self, ref: str) -> str:
+        """The metadata of a layer, image or container (searched in that order)."""
+        rec = self._find_any(ref)
+        if rec is None:
+            raise errors.NotAnIDError()
+        return rec.metadata
 
     def set_metadata(self, ref: str, metadata: str) -> None:
         """Set the metadata of a layer, image or container."""
@@ -1034,55 +1039,24 @@ class Store:
 
     def exists(self, ref: str) -> bool:
         """Whether a layer, image or container is known by that ID, name or prefix."""
-        with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                if s.exists(ref):
-                    return True
-            for s2 in self._all_image_stores():
-                stack.enter_context(s2.reading())
-                if s2.exists(ref):
-                    return True
-            stack.enter_context(self._containers.reading())
-            return self._containers.exists(ref)
+        try:
+            return self._find_any(ref) is not None
+        except errors.AmbiguousPrefixError:
+            return False
 
     def lookup(self, name: str) -> str:
         """The ID of the layer, image or container (in that order) named ``name``."""
-        with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                rec = s.lookup(name)
-                if rec is not None:
-                    return rec.id
-            for s2 in self._all_image_stores():
-                stack.enter_context(s2.reading())
-                img = s2.lookup(name)
-                if img is not None:
-                    return img.id
-            stack.enter_context(self._containers.reading())
-            ctr = self._containers.lookup(name)
-            if ctr is not None:
-                return ctr.id
-        raise errors.LayerUnknownError()
+        rec = self._find_any(name)
+        if rec is None:
+            raise errors.LayerUnknownError()
+        return rec.id
 
     def names(self, ref: str) -> list[str]:
         """The names of a layer, image or container."""
-        with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                rec = s.lookup(ref)
-                if rec is not None:
-                    return list(rec.names)
-            for s2 in self._all_image_stores():
-                stack.enter_context(s2.reading())
-                img = s2.lookup(ref)
-                if img is not None:
-                    return list(img.names)
-            stack.enter_context(self._containers.reading())
-            ctr = self._containers.lookup(ref)
-            if ctr is not None:
-                return list(ctr.names)
-        raise errors.LayerUnknownError()
+        rec = self._find_any(ref)
+        if rec is None:
+            raise errors.LayerUnknownError()
+        return list(rec.names)
 
     def _update_names(self, ref: str, names: Sequence[str], op: str) -> None:
         rl = self._layer_store()

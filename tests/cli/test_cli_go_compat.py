@@ -98,9 +98,10 @@ class Side:
         text = re.sub(r"'([^'\s]*)'", r'"\1"', text)
         # Flag tables are aligned to their longest cell, which holds a root.
         text = re.sub(r"(?m)^(  -[^\n]*?\S) {3,}", r"\1   ", text)
-        # Our additions to the usage: two commands and --version (Go lists --help only
+        # Our additions to the usage: our commands and --version (Go lists --help only
         # once it has registered it).
-        return re.sub(r"(?m)^  (apply-layer|completion|--help|--version) .*\n", "", text)
+        ours = "apply-layer|completion|import-image|export-image|unpack-image|--help|--version"
+        return re.sub(rf"(?m)^  ({ours}) .*\n", "", text)
 
 
 def _unordered(text: str) -> str:

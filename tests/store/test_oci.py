@@ -40,6 +40,7 @@ from conftest import SKOPEO
 from containers_storage import errors
 from containers_storage.oci import ImageProgress
 from storefix import go, go_json
+from tarfix import MTIME, d, f, gz, hard, make_tar, sha256, sym
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 
@@ -50,7 +51,6 @@ UMOCI = os.environ.get("UMOCI", "/usr/bin/umoci")
 Roots = tuple[Path, Path]
 
 #: mtime of every tar entry: 2023-01-01T00:00:00Z.
-MTIME = 1_672_531_200
 #: The image config's ``created``, which skopeo copies into the image record.
 CREATED = "2023-01-02T00:00:00Z"
 TAG = "test:1"
@@ -71,36 +71,6 @@ REF_NAME = "org.opencontainers.image.ref.name"
 
 
 # -- building images ----------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One tar entry: ``kind`` is dir, file, symlink or hardlink."""
-
-    kind: str
-    name: str
-    data: bytes = b""
-    mode: int = 0o644
-    uid: int = 0
-    gid: int = 0
-    target: str = ""
-    xattrs: tuple[tuple[str, str], ...] = ()
-
-
-def d(name: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> Entry:
-    return Entry("dir", name, mode=mode, uid=uid, gid=gid)
-
-
-def f(name: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0, **kw: Any) -> Entry:
-    return Entry("file", name, data=data, mode=mode, uid=uid, gid=gid, **kw)
-
-
-def sym(name: str, target: str) -> Entry:
-    return Entry("symlink", name, mode=0o777, target=target)
-
-
-def hard(name: str, target: str) -> Entry:
-    return Entry("hardlink", name, target=target)
 
 
 BASE = (
@@ -145,39 +115,6 @@ OTHER_UPPER = (
     d("usr/share/"),
     f("usr/share/other.txt", b"the other image\n" * 100, uid=7, gid=8),
 )
-
-
-def make_tar(entries: Sequence[Entry]) -> bytes:
-    """A PAX tar of ``entries`` in the order given (deterministic: fixed mtimes, no names)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for e in entries:
-            info = tarfile.TarInfo(e.name)
-            info.mtime = MTIME
-            info.uid, info.gid = e.uid, e.gid
-            info.uname = info.gname = ""
-            info.mode = e.mode
-            info.type = {
-                "dir": tarfile.DIRTYPE,
-                "file": tarfile.REGTYPE,
-                "symlink": tarfile.SYMTYPE,
-                "hardlink": tarfile.LNKTYPE,
-            }[e.kind]
-            info.linkname = e.target
-            if e.kind == "file":
-                info.size = len(e.data)
-            if e.xattrs:
-                info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in e.xattrs}
-            tar.addfile(info, io.BytesIO(e.data) if e.kind == "file" else None)
-    return buf.getvalue()
-
-
-def gz(data: bytes) -> bytes:
-    return gzip.compress(data, compresslevel=9, mtime=0)
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def hexof(digest: str) -> str:

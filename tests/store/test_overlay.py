@@ -32,14 +32,13 @@ import pytest
 from conftest import SKOPEO
 from containers_storage.drivers.overlay import mountpoints
 from storefix import go, go_json, roots  # noqa: F401
+from tarfix import d, f, hard, make_tar, sha256, sym
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 
 DRV = "overlay"
 Roots = tuple[Path, Path]
 
-#: mtime of every tar entry (2023-01-01T00:00:00Z).
-MTIME = 1_672_531_200
 LINK_RE = re.compile(r"^[A-Z2-7]{26}$")
 #: What Go's overlay driver caches in RUNROOT/overlay after creating a layer (section 8 of
 #: the on-disk notes; checked against the Go CLI in test_run_root_feature_files).
@@ -47,72 +46,6 @@ GO_FEATURES = {"overlay-true", "native-diff()-true", "metacopy()-false", "idmapp
 
 
 # -- tar building ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class E:
-    """One tar entry: kind is dir, file, symlink or hardlink (whiteouts are empty files)."""
-
-    kind: str
-    name: str
-    data: bytes = b""
-    mode: int = 0o644
-    uid: int = 0
-    gid: int = 0
-    target: str = ""
-    xattrs: tuple[tuple[str, str], ...] = ()
-
-
-def d(name: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> E:
-    return E("dir", name, mode=mode, uid=uid, gid=gid)
-
-
-def f(
-    name: str,
-    data: bytes = b"",
-    mode: int = 0o644,
-    uid: int = 0,
-    gid: int = 0,
-    xattrs: tuple[tuple[str, str], ...] = (),
-) -> E:
-    return E("file", name, data=data, mode=mode, uid=uid, gid=gid, xattrs=xattrs)
-
-
-def sym(name: str, target: str) -> E:
-    return E("symlink", name, mode=0o777, target=target)
-
-
-def hard(name: str, target: str) -> E:
-    return E("hardlink", name, target=target)
-
-
-def make_tar(entries: Sequence[E]) -> bytes:
-    """A deterministic PAX tar of ``entries`` in the order given."""
-    buf = io.BytesIO()
-    kinds = {
-        "dir": tarfile.DIRTYPE,
-        "file": tarfile.REGTYPE,
-        "symlink": tarfile.SYMTYPE,
-        "hardlink": tarfile.LNKTYPE,
-    }
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for e in entries:
-            info = tarfile.TarInfo(e.name)
-            info.mtime = MTIME
-            info.uid, info.gid = e.uid, e.gid
-            info.uname = info.gname = ""
-            info.mode = e.mode
-            info.type = kinds[e.kind]
-            info.linkname = e.target
-            info.size = len(e.data) if e.kind == "file" else 0
-            if e.xattrs:
-                info.pax_headers = {f"SCHILY.xattr.{k}": v for k, v in e.xattrs}
-            tar.addfile(info, io.BytesIO(e.data) if e.kind == "file" else None)
-    return buf.getvalue()
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 #: A base layer: owners 0 and 1000, xattrs, setuid, links, things later layers remove.

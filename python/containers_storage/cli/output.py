@@ -7,7 +7,6 @@ maps have their keys sorted.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -26,22 +25,12 @@ __all__ = [
     "stdout",
 ]
 
-_ESCAPES = (
-    ("<", "\\u003c"),
-    (">", "\\u003e"),
-    ("&", "\\u0026"),
-    ("\u2028", "\\u2028"),
-    ("\u2029", "\\u2029"),
-)
-
 
 def go_json(obj: Any, *, sort_keys: bool = False) -> str:
     """``obj`` as Go's ``encoding/json`` writes it (compact, HTML-escaped, no newline)."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
-    for raw, escaped in _ESCAPES:
-        if raw in text:
-            text = text.replace(raw, escaped)
-    return text
+    from .._jsonstore import dumps_text
+
+    return dumps_text(obj, sort_keys=sort_keys)
 
 
 def emit_json(obj: Any, *, sort_keys: bool = False) -> None:

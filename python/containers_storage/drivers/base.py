@@ -127,6 +127,35 @@ class Driver(abc.ABC):
     ) -> None:
         """Write the layer's changes against ``parent`` as a tar."""
 
+    def _apply_into(
+        self,
+        target: str,
+        whiteouts: str,
+        source: Source,
+        uid_map: Sequence[IDMap],
+        gid_map: Sequence[IDMap],
+        tar_split_path: str | None,
+        progress: ProgressCallback | None,
+    ) -> ApplyResult:
+        """Apply a layer tarball onto ``target`` with the driver's options, then flush the
+        file system once (``syncfs``) before the layer is recorded complete."""
+        from .. import _native, archive
+        from ..records import idmaps_to_tuples
+
+        result = archive.apply_layer(
+            source,
+            target,
+            whiteouts=whiteouts,  # type: ignore[arg-type]
+            uid_map=idmaps_to_tuples(uid_map) or None,
+            gid_map=idmaps_to_tuples(gid_map) or None,
+            ignore_chown_errors=self.ignore_chown_errors,
+            tar_split_path=tar_split_path,
+            keep_tar_split=False,
+            progress=progress,
+        )
+        _native.sync_fs(target)
+        return result
+
     def update_id_map(
         self,
         layer_id: str,

@@ -679,26 +679,13 @@ class OverlayDriver(Driver):
     ) -> tuple[str, str, str, ApplyResult]:
         import tempfile
 
-        from .. import archive  # on first use of layer contents
-
         directory = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self._staging_root())
         diff = os.path.join(directory, "diff")
         ts = tar_split_path or os.path.join(directory, "tar-split.gz")
         try:
             os.mkdir(diff, _DEFAULT_PERMS)
             os.chmod(diff, _DEFAULT_PERMS)
-            result = archive.apply_layer(
-                source,
-                diff,
-                whiteouts="overlay",
-                uid_map=idmaps_to_tuples(uid_map) or None,
-                gid_map=idmaps_to_tuples(gid_map) or None,
-                ignore_chown_errors=self.ignore_chown_errors,
-                tar_split_path=ts,
-                keep_tar_split=False,
-                progress=progress,
-            )
-            _native.sync_fs(diff)
+            result = self._apply_into(diff, "overlay", source, uid_map, gid_map, ts, progress)
         except BaseException:
             _native.remove_tree(directory)
             with contextlib.suppress(FileNotFoundError):
@@ -733,21 +720,10 @@ class OverlayDriver(Driver):
         tar_split_path: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> ApplyResult:
-        from .. import archive  # on first use of layer contents
-
         target = self.layer_dir(layer_id)
-        result = archive.apply_layer(
-            source,
-            target,
-            whiteouts="overlay",
-            uid_map=idmaps_to_tuples(uid_map) or None,
-            gid_map=idmaps_to_tuples(gid_map) or None,
-            ignore_chown_errors=self.ignore_chown_errors,
-            tar_split_path=tar_split_path,
-            keep_tar_split=False,
-            progress=progress,
+        result = self._apply_into(
+            target, "overlay", source, uid_map, gid_map, tar_split_path, progress
         )
-        _native.sync_fs(target)
         # Go's overlay ApplyDiff reports the size of the diff directory.
         import dataclasses
 

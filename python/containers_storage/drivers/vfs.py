@@ -144,22 +144,9 @@ class VfsDriver(Driver):
         tar_split_path: str | None = None,
         progress: ProgressCallback | None = None,
     ) -> ApplyResult:
-        from .. import archive  # on first use of layer contents
-
-        target = self._own_dir(layer_id)
-        result = archive.apply_layer(
-            source,
-            target,
-            whiteouts="vfs",
-            uid_map=idmaps_to_tuples(uid_map) or None,
-            gid_map=idmaps_to_tuples(gid_map) or None,
-            ignore_chown_errors=self.ignore_chown_errors,
-            tar_split_path=tar_split_path,
-            keep_tar_split=False,
-            progress=progress,
+        return self._apply_into(
+            self._own_dir(layer_id), "vfs", source, uid_map, gid_map, tar_split_path, progress
         )
-        _native.sync_fs(target)
-        return result
 
     def changes(
         self,
