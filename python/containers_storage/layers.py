@@ -594,7 +594,7 @@ class LayerStore(RecordStore[Layer]):
         if parent_id == to.parent and os.path.exists(ts):
             archive.reassemble_layer(
                 ts,
-                self.driver.layer_dir(to.id),
+                self.driver.content_dir(to.id),
                 out,
                 compression=comp,  # type: ignore[arg-type]
             )

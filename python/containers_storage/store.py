@@ -331,6 +331,10 @@ class Store:
         applying ``diff`` under the lock.
         """
         rl = self._layer_store()
+        # Go asks the driver whether it can shift owners whenever a layer is made (and the
+        # overlay driver caches the answer in the run root): do the same, so the run root
+        # looks as Go leaves it, although layers made here never rely on it.
+        self._get_driver().supports_shifting()
         with ExitStack() as stack:
             stack.enter_context(rl.writing())
             stack.enter_context(self._containers.writing())
@@ -357,8 +361,7 @@ class Store:
                     umap = self._uid_map
                 if not host_gid_mapping and not gmap:
                     gmap = self._gid_map
-            if self._can_use_shifting(umap, gmap):
-                # The driver shows the layer with the container's owners at mount time.
+            if self._forced_shifting(umap, gmap):
                 umap, gmap = (), ()
             layer, size = rl.put(
                 id,
@@ -780,7 +783,7 @@ class Store:
                 ctr_flags["MountOpts"] = list(mount_opts)
             if volatile:
                 ctr_flags["Volatile"] = True
-            if self._can_use_shifting(layer_umap, layer_gmap):
+            if self._forced_shifting(layer_umap, layer_gmap):
                 layer_umap, layer_gmap = (), ()
             clayer, _ = rl.put(
                 layer,
@@ -820,7 +823,7 @@ class Store:
         host_gid: bool,
     ) -> Layer:
         def matches(layer: Layer) -> bool:
-            if self._can_use_shifting(umap, gmap) and not layer.uidmap and not layer.gidmap:
+            if self._forced_shifting(umap, gmap) and not layer.uidmap and not layer.gidmap:
                 return True
             if host_uid and layer.uidmap:
                 return False
@@ -1241,19 +1244,44 @@ class Store:
             ctr = self._containers.lookup(ref)
         if ctr is not None:
             ref = ctr.layer
+            # Shift owners at mount time only for a container whose layer does not already
+            # carry its maps: one made by Go 1.43 on a kernel with idmapped mounts (its layer
+            # is unmapped). Ours are created with the layer's owners already mapped.
+            try:
+                layer_maps = self.layer(ctr.layer)
+                unmapped = (layer_maps.uidmap, layer_maps.gidmap) != (ctr.uidmap, ctr.gidmap)
+            except errors.LayerUnknownError:
+                unmapped = False
+            shift = unmapped and self._can_use_shifting(ctr.uidmap, ctr.gidmap)
             options = MountOptions(
                 mount_label=mount_label,
                 uid_map=ctr.uidmap,
                 gid_map=ctr.gidmap,
                 options=ctr.mount_opts,
                 volatile=ctr.volatile and not self._disable_volatile,
-                disable_shifting=not self._can_use_shifting(ctr.uidmap, ctr.gidmap),
+                # Under Go's test hook the shifting is left to a mount program (none here).
+                disable_shifting=not shift or _FORCE_SHIFTING in os.environ.get(_FORCE_ENV, ""),
             )
         return self._mount(ref, options)
 
+    def _forced_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
+        """Go's test hook ``_TEST_FORCE_SUPPORT_SHIFTING=yes-please``: create layers and
+        containers unmapped, as if a mount program shifted owners at mount time."""
+        return (
+            os.environ.get(_FORCE_ENV) == _FORCE_SHIFTING
+            and _contiguous(uid_map)
+            and _contiguous(gid_map)
+        )
+
     def _can_use_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
         """Go's ``canUseShifting``: the driver maps owners at mount time and both maps are
-        contiguous."""
+        contiguous.
+
+        Used only when mounting containers Go created that way. Unlike Go 1.43 on a kernel
+        with idmapped mounts, layers and containers created here always get their owners
+        mapped on disk (Go's ID-mapped copies): a layer created with maps shows mapped
+        owners when mounted on its own, which containers/storage's own idmaps tests expect
+        and Go 1.43 fails on such kernels."""
         # The driver object, not graph_driver(): callers may hold layers.lock, and taking
         # storage.lock then would invert Go's lock order.
         return (
@@ -1468,6 +1496,10 @@ class Store:
     def lookup_additional_layer(self, digest: str, image_ref: str = "") -> None:
         """No additional layer stores are configured: always ``layer not known``."""
         raise errors.LayerUnknownError()
+
+
+_FORCE_ENV = "_TEST_FORCE_SUPPORT_SHIFTING"
+_FORCE_SHIFTING = "yes-please"
 
 
 def _contiguous(maps: Sequence[IDMap]) -> bool:

@@ -841,9 +841,9 @@ def _bats_suite() -> Path | None:
     return None
 
 
-#: Tests Debian's Go binary fails too on this kind of machine (a kernel with ID-mapped mounts:
+#: Tests Debian's Go binary fails on this kind of machine (a kernel with ID-mapped mounts:
 #: the overlay driver of 1.43 does not give mapped layers the owners these tests expect).
-#: They may fail here; if they pass, fine.
+#: Ours must pass them (issue 6); the list documents Go's failures.
 GO_FAILS_TOO = {
     "overlay": {
         "idmaps-create-apply-layer",
@@ -911,7 +911,7 @@ def test_upstream_bats_suite(driver: str, tmp_path: Path) -> None:
             results[m[2]] = m[1] == "ok"
     assert results, proc.stdout[-5000:] + proc.stderr[-5000:]
     failed = {name for name, ok in results.items() if not ok}
-    unexpected = failed - GO_FAILS_TOO.get(driver, set()) - STORE_ISSUES.get(driver, set())
+    unexpected = failed - STORE_ISSUES.get(driver, set())
     fixed = STORE_ISSUES.get(driver, set()) - failed
     report = "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("# time="))
     assert not unexpected, f"failed: {sorted(unexpected)}\n{report[-30000:]}"

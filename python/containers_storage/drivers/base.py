@@ -86,6 +86,10 @@ class Driver(abc.ABC):
     def layer_dir(self, layer_id: str) -> str:
         """Where the layer's own files are (vfs: its tree; overlay: its ``diff``)."""
 
+    def content_dir(self, layer_id: str) -> str:
+        """Where the files a layer's tar-split names are (for exact reproduction)."""
+        return self.layer_dir(layer_id)
+
     @abc.abstractmethod
     def apply_diff(
         self,

@@ -287,6 +287,15 @@ class OverlayDriver(Driver):
     def layer_dir(self, layer_id: str) -> str:
         return os.path.join(self._dir(layer_id)[0], "diff")
 
+    def content_dir(self, layer_id: str) -> str:
+        # An ID-mapped copy keeps its (re-owned) files in diff1 and an empty diff: Go's
+        # DiffGetter looks through diff, diff1, ... for each file.
+        diff = self.layer_dir(layer_id)
+        rotated = diff + "1"
+        if os.path.isdir(rotated) and not os.listdir(diff):
+            return rotated
+        return diff
+
     def exists(self, layer_id: str) -> bool:
         return os.path.exists(self._dir(layer_id)[0])
 
