@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from . import errors
@@ -339,20 +339,6 @@ class RecordStore(Generic[R]):
         self.records = [r for r in self.records if r is not old]
         self._index_drop(old)
         self._dirty = True
-
-    def check_new(self, rec_id: str, names: Sequence[str], duplicate: Callable[[str], str]) -> None:
-        """Refuse an ID or a name already taken (Go ``ErrDuplicateID``/``ErrDuplicateName``)."""
-        if rec_id in self.by_id:
-            raise errors.DuplicateIDError(
-                f"an {self.kind} with ID {rec_id!r} already exists: "
-                f"{errors.DuplicateIDError.go_message}"
-            )
-        for name in names:
-            other = self.by_name.get(name)
-            if other is not None:
-                raise errors.DuplicateNameError(
-                    duplicate(name) + f" {other.id!r}: " + errors.DuplicateNameError.go_message
-                )
 
     def new_id(self) -> str:
         while True:

@@ -29,7 +29,7 @@ from ._jsonstore import atomic_write
 from ._recordstore import random_id
 from .containers import ContainerStore
 from .drivers import Driver, MountOptions, new_driver
-from .images import ImageStore, sha256_digest
+from .images import ImageStore
 from .layers import LayerStore, StagedLayer
 from .lockfile import Lockfile
 from .options import StoreOptions
@@ -279,20 +279,6 @@ class Store:
     def _read(stack: ExitStack, stores: Iterable[Any]) -> None:
         for s in stores:
             stack.enter_context(s.reading())
-
-    def _find_layer(self, ref: str) -> tuple[LayerStore, Layer] | None:
-        for s in self._all_layer_stores():
-            rec = s.lookup(ref)
-            if rec is not None:
-                return s, rec
-        return None
-
-    def _find_image(self, ref: str) -> tuple[ImageStore, Image] | None:
-        for s in self._all_image_stores():
-            rec = s.lookup(ref)
-            if rec is not None:
-                return s, rec
-        return None
 
     # -- layers -----------------------------------------------------------------------------
 
@@ -1516,8 +1502,3 @@ def _validate(digest: str) -> None:
     algo, sep, hexpart = digest.partition(":")
     if not sep or algo != "sha256" or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
         raise ValueError(f"invalid digest {digest!r}")
-
-
-def digest_of(data: bytes) -> str:
-    """``sha256:<hex>`` of ``data`` (the default manifest digester)."""
-    return sha256_digest(data)

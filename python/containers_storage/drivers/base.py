@@ -29,6 +29,31 @@ class MountOptions:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def root_pair(uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> tuple[int, int]:
+    """The host IDs of container root under the maps (0, 0 without maps; Go's
+    ``GetRootUIDGID``)."""
+
+    def host(maps: Sequence[IDMap]) -> int:
+        for m in maps:
+            if m.container_id <= 0 < m.container_id + m.size:
+                return m.host_id - m.container_id
+        if maps:
+            raise ValueError("container ID 0 is not mapped")
+        return 0
+
+    return host(uid_map), host(gid_map)
+
+
+def parse_bool(value: str) -> bool:
+    """A driver option's boolean, as Go's ``strconv.ParseBool`` reads the usual spellings."""
+    low = value.lower()
+    if low in ("1", "t", "true"):
+        return True
+    if low in ("0", "f", "false", ""):
+        return False
+    raise ValueError(f"invalid boolean {value!r}")
+
+
 class Driver(abc.ABC):
     """A graph driver. Paths are absolute; IDs are full layer IDs."""
 

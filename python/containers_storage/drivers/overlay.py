@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .. import _native
 from ..errors import LayerUnknownError, NotSupportedError
 from ..records import IDMap, idmaps_to_tuples
-from .base import Driver, MountOptions
+from .base import Driver, MountOptions, parse_bool, root_pair
 
 if TYPE_CHECKING:
     from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
@@ -80,30 +80,9 @@ def mountpoints() -> set[str]:
     return points
 
 
-def _parse_bool(value: str) -> bool:
-    low = value.lower()
-    if low in ("1", "t", "true"):
-        return True
-    if low in ("0", "f", "false", ""):
-        return False
-    raise ValueError(f"invalid boolean {value!r}")
-
-
 def _link_id() -> str:
     # 26 characters of base32 (A-Z, 2-7): Go's generateID(idLength).
     return base64.b32encode(secrets.token_bytes(16)).decode("ascii")[:26]
-
-
-def _root_pair(uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> tuple[int, int]:
-    def host(maps: Sequence[IDMap]) -> int:
-        for m in maps:
-            if m.container_id <= 0 < m.container_id + m.size:
-                return m.host_id - m.container_id
-        if maps:
-            raise ValueError("container ID 0 is not mapped")
-        return 0
-
-    return host(uid_map), host(gid_map)
 
 
 class OverlayDriver(Driver):
@@ -132,9 +111,9 @@ class OverlayDriver(Driver):
             elif key in ("imagestore", "additionalimagestore"):
                 stores.extend(p for p in value.split(",") if p)
             elif key == "skip_mount_home":
-                self.skip_mount_home = _parse_bool(value)
+                self.skip_mount_home = parse_bool(value)
             elif key == "ignore_chown_errors":
-                self.ignore_chown_errors = _parse_bool(value)
+                self.ignore_chown_errors = parse_bool(value)
             elif key in ("size", "inodes"):
                 raise NotSupportedError(
                     "storage option overlay.size and overlay.inodes only supported for "
@@ -345,7 +324,7 @@ class OverlayDriver(Driver):
         below = template or parent
         d = os.path.join(self.home, layer_id)
         os.makedirs(os.path.join(self.home, _LINK_DIR), mode=0o755, exist_ok=True)
-        root_uid, root_gid = _root_pair(uid_map, gid_map)
+        root_uid, root_gid = root_pair(uid_map, gid_map)
         if os.path.lexists(d):
             self.remove(layer_id)
         parent_dir = self._dir(below)[0] if below else None
@@ -355,7 +334,7 @@ class OverlayDriver(Driver):
             root_uid, root_gid = st.st_uid, st.st_gid
         remap = list(uid_map) != list(from_uid_map) or list(gid_map) != list(from_gid_map)
         os.mkdir(d, 0o700)
-        os.chown(d, *_root_pair(uid_map, gid_map))
+        os.chown(d, *root_pair(uid_map, gid_map))
         try:
             perms = _DEFAULT_PERMS
             if parent_dir is not None:
@@ -378,7 +357,7 @@ class OverlayDriver(Driver):
                 if remap:
                     self._remapped_copy(layer_id, from_uid_map, from_gid_map, uid_map, gid_map)
                     # Go re-creates diff/ and work/ owned by the new maps' root after the copy.
-                    new_uid, new_gid = _root_pair(uid_map, gid_map)
+                    new_uid, new_gid = root_pair(uid_map, gid_map)
                     for sub in ("diff", "work"):
                         os.chown(os.path.join(d, sub), new_uid, new_gid)
         except BaseException:

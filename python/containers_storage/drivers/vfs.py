@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from .. import _native
 from ..errors import LayerUnknownError
 from ..records import IDMap, idmaps_to_tuples
-from .base import Driver, MountOptions
+from .base import Driver, MountOptions, parse_bool, root_pair
 
 if TYPE_CHECKING:
     from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
@@ -23,27 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["VfsDriver"]
 
 _DEFAULT_PERMS = 0o555
-
-
-def _root_pair(uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> tuple[int, int]:
-    def host(maps: Sequence[IDMap]) -> int:
-        if not maps:
-            return 0
-        for m in maps:
-            if m.container_id <= 0 < m.container_id + m.size:
-                return m.host_id - m.container_id
-        raise ValueError("container ID 0 is not mapped")
-
-    return host(uid_map), host(gid_map)
-
-
-def _parse_bool(value: str) -> bool:
-    low = value.lower()
-    if low in ("1", "t", "true"):
-        return True
-    if low in ("0", "f", "false", ""):
-        return False
-    raise ValueError(f"invalid boolean {value!r}")
 
 
 class VfsDriver(Driver):
@@ -64,7 +43,7 @@ class VfsDriver(Driver):
             elif key in (".mountopt", "vfs.mountopt"):
                 raise ValueError("vfs driver does not support mount options")
             elif key in (".ignore_chown_errors", "vfs.ignore_chown_errors"):
-                self.ignore_chown_errors = _parse_bool(value)
+                self.ignore_chown_errors = parse_bool(value)
             else:
                 raise ValueError(f"vfs driver does not support {key} options")
         self.image_stores = tuple(stores)
@@ -101,7 +80,7 @@ class VfsDriver(Driver):
     ) -> None:
         target = self._own_dir(layer_id)
         source = template or parent
-        uid, gid = _root_pair(uid_map, gid_map)
+        uid, gid = root_pair(uid_map, gid_map)
         os.mkdir(target, 0o700)
         try:
             if source:

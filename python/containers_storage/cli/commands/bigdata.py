@@ -100,9 +100,9 @@ def _set(ctx: Context, kind: str) -> int:
         return 1
     if kind == "image":
         # Go's CLI digests manifests as plain bytes ("with sometimes wrong digest").
-        from ...store import digest_of
+        from ...images import sha256_digest
 
-        ctx.store.set_image_big_data(item, ctx.args[1], data, digest_of)
+        ctx.store.set_image_big_data(item, ctx.args[1], data, sha256_digest)
     else:
         getattr(ctx.store, f"set_{kind}_big_data")(item, ctx.args[1], data)
     return 0

@@ -34,10 +34,6 @@ def create_container(ctx: Context) -> int:
     except (MappingError, OSError) as e:
         stderr(error_text(e))
         return 1
-    if any(".imagestore=" in o for o in ctx.store.graph_options()):
-        # Store issue: create_container looks for the top layer's parent in read-only
-        # layer stores before loading them; listing the layers loads them first.
-        ctx.store.layers()
     ctr = ctx.store.create_container(
         ctx.args[0] or None,
         id=ctx.text("id"),
