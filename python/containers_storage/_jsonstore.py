@@ -88,12 +88,24 @@ def load_array(path: str) -> tuple[list[dict[str, Any]], os.stat_result | None]:
     return value, st
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically and durably (Go: ``AtomicWriteFile``)."""
+def atomic_write(path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (Go: ``AtomicWriteFile``).
+
+    The data reaches the disk before the rename (``fdatasync``), so a crash leaves the old
+    file or the new one, never a short one. With ``sync_dir`` the directory is synced
+    after the rename too, so the new file survives a crash once this returns (Go stops at
+    the rename); a caller that saves the same file again before it returns may skip that.
+    The directory is created if missing.
+    """
     directory, name = os.path.split(path)
-    os.makedirs(directory or ".", mode=0o700, exist_ok=True)
+    directory = directory or "."
     tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, flags, mode)
     try:
         try:
             view = memoryview(data)
@@ -110,11 +122,12 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
-    dfd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    if sync_dir:
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def format_time(ns: int) -> str:

@@ -240,12 +240,16 @@ class RecordStore(Generic[R]):
     def _extra_drop(self, rec: R) -> None:
         """Hook: drop one record from the extra indexes."""
 
-    def save(self) -> None:
-        """Write the file atomically and put a fresh token in the lock (write lock held)."""
+    def save(self, *, sync_dir: bool = True) -> None:
+        """Write the file atomically and put a fresh token in the lock (write lock held).
+
+        ``sync_dir=False`` leaves the directory unsynced: only for a save that the same
+        operation follows with another one of this file before it returns.
+        """
         self.require_writable(f"modify the {self.kind} store")
         if self.lock.held() != "write":
             raise errors.LockNotHeldError(f"{self.kind} store is not locked for writing")
-        atomic_write(self.path, self._encode())
+        atomic_write(self.path, self._encode(), sync_dir=sync_dir)
         token = self.lock.touch()
         self._dirty = False
         self._seen = (bytes(token), _stamp(self.path))

@@ -104,8 +104,7 @@ class ContainerStore(RecordStore[Container]):
         )
         self.add(rec)
         self.save()
-        os.makedirs(self.userdata_dir(ctr_id), mode=0o700, exist_ok=True)
-        os.makedirs(self.run_userdata_dir(ctr_id), mode=0o700, exist_ok=True)
+        # As Go: the userdata directories appear on first use (container_directory).
         return rec
 
     def set_metadata(self, ref: str, metadata: str) -> None:

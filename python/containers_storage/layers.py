@@ -364,7 +364,12 @@ class LayerStore(RecordStore[Layer]):
             **base,
         )
         self.add(rec)
-        self.save()
+        # The flagged record's bytes are on disk before the driver writes anything, so a
+        # crash leaves a record that the next writable open removes with its directories.
+        # The rename needs no directory sync of its own: the final save below syncs the
+        # directory before returning, and a journalling file system commits this rename no
+        # later than the driver's directories made after it (Go never syncs directories).
+        self.save(sync_dir=False)
         size = -1
         try:
             if template is not None:

@@ -893,11 +893,13 @@ def test_container_directories(store: cs.Store, roots: Roots, driver: str) -> No
     ctr = store.create_container()
     graph_ud = containers_dir(roots, driver) / ctr.id / "userdata"
     run_ud = roots[1] / f"{driver}-containers" / ctr.id / "userdata"
+    # As Go: creating a container makes no directories; asking for them does.
+    assert not graph_ud.parent.exists() and not run_ud.parent.exists()
+    assert store.container_directory(ctr.id) == str(graph_ud)
+    assert store.container_run_directory(ctr.id) == str(run_ud)
     assert graph_ud.is_dir() and run_ud.is_dir()
     assert graph_ud.stat().st_mode & 0o777 == 0o700
     assert run_ud.stat().st_mode & 0o777 == 0o700
-    assert store.container_directory(ctr.id) == str(graph_ud)
-    assert store.container_run_directory(ctr.id) == str(run_ud)
     assert go(roots, driver, "get-container-dir", ctr.id).stdout.decode().strip() == str(graph_ud)
     run_dir = go(roots, driver, "get-container-run-dir", ctr.id).stdout.decode().strip()
     assert run_dir == str(run_ud)

@@ -280,10 +280,29 @@ class OverlayDriver(Driver):
 
     def _read(self, path: str) -> str | None:
         try:
-            with open(path, encoding="utf-8") as f:
-                return f.read()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode("utf-8")
+
+    @staticmethod
+    def _write_small(path: str, text: str, mode: int = 0o644) -> None:
+        """Create or truncate ``path`` with ``text`` and exactly ``mode`` (Go's
+        ``os.WriteFile``, without the umask)."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            data = memoryview(text.encode("utf-8"))
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
     def _lower_entry(self, rel: str) -> str:
         """An ``l/<link>`` entry of a lower file as a path (here or in an extra store)."""
@@ -323,37 +342,38 @@ class OverlayDriver(Driver):
     ) -> None:
         below = template or parent
         d = os.path.join(self.home, layer_id)
-        os.makedirs(os.path.join(self.home, _LINK_DIR), mode=0o755, exist_ok=True)
-        root_uid, root_gid = root_pair(uid_map, gid_map)
         if os.path.lexists(d):
             self.remove(layer_id)
-        parent_dir = self._dir(below)[0] if below else None
-        if parent_dir is not None:
-            # As Go: the new directories get the parent layer directory's owner.
-            st = os.stat(parent_dir)
+        root_uid, root_gid = root_pair(uid_map, gid_map)
+        perms = _DEFAULT_PERMS
+        parent_dir = None
+        if below is not None:
+            parent_dir = os.path.join(self.home, below)
+            try:
+                st = os.stat(parent_dir)
+            except FileNotFoundError:
+                parent_dir = self._dir(below)[0]
+                st = os.stat(parent_dir)
+            # As Go: the new directories get the parent layer directory's owner, and diff/
+            # the parent's diff/ permissions.
             root_uid, root_gid = st.st_uid, st.st_gid
+            perms = os.stat(os.path.join(parent_dir, "diff")).st_mode & 0o7777
         remap = list(uid_map) != list(from_uid_map) or list(gid_map) != list(from_gid_map)
         os.mkdir(d, 0o700)
         os.chown(d, *root_pair(uid_map, gid_map))
         try:
-            perms = _DEFAULT_PERMS
-            if parent_dir is not None:
-                perms = os.stat(os.path.join(parent_dir, "diff")).st_mode & 0o7777
             self._mkdir_as(os.path.join(d, "diff"), perms, root_uid, root_gid)
             link = _link_id()
-            os.symlink(os.path.join("..", layer_id, "diff"), os.path.join(self.home, "l", link))
-            with open(os.path.join(d, "link"), "w") as f:
-                f.write(link)
-            os.chmod(os.path.join(d, "link"), 0o644)
+            self._symlink_link(link, layer_id)
+            self._write_small(os.path.join(d, "link"), link)
             self._mkdir_as(os.path.join(d, "work"), 0o700, root_uid, root_gid)
             self._mkdir_as(os.path.join(d, "merged"), 0o700, root_uid, root_gid)
             if below is None:
                 self._mkdir_as(os.path.join(d, "empty"), 0o700, root_uid, root_gid)
             else:
-                lower = self._lower_of_child(below)
-                with open(os.path.join(d, _LOWER_FILE), "w") as f:
-                    f.write(lower)
-                os.chmod(os.path.join(d, _LOWER_FILE), 0o644)
+                self._write_small(
+                    os.path.join(d, _LOWER_FILE), self._lower_of_child(below, parent_dir)
+                )
                 if remap:
                     self._remapped_copy(layer_id, from_uid_map, from_gid_map, uid_map, gid_map)
                     # Go re-creates diff/ and work/ owned by the new maps' root after the copy.
@@ -365,14 +385,25 @@ class OverlayDriver(Driver):
                 self.remove(layer_id)
             raise
 
+    def _symlink_link(self, link: str, layer_id: str) -> None:
+        """``l/<link>`` -> ``../<id>/diff`` (``l/`` made again if someone removed it)."""
+        target = os.path.join("..", layer_id, "diff")
+        path = os.path.join(self.home, _LINK_DIR, link)
+        try:
+            os.symlink(target, path)
+        except FileNotFoundError:
+            os.makedirs(os.path.join(self.home, _LINK_DIR), mode=0o755, exist_ok=True)
+            os.symlink(target, path)
+
     @staticmethod
     def _mkdir_as(path: str, mode: int, uid: int, gid: int) -> None:
         os.mkdir(path, mode)
         os.chown(path, uid, gid)
         os.chmod(path, mode)
 
-    def _lower_of_child(self, parent: str) -> str:
-        parent_dir = self._dir(parent)[0]
+    def _lower_of_child(self, parent: str, parent_dir: str | None = None) -> str:
+        if parent_dir is None:
+            parent_dir = self._dir(parent)[0]
         link = self._read(os.path.join(parent_dir, "link"))
         if link is None:
             self.recreate_symlinks()
