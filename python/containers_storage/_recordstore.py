@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import bisect
 import contextlib
-import dataclasses
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from . import errors
 from ._jsonstore import atomic_write, dumps, load_array
+from ._struct import replace
 from .lockfile import Lockfile
 from .records import _Record
 
@@ -375,8 +375,8 @@ class RecordStore(Generic[R]):
 
     def _renamed(self, rec: R, names: list[str]) -> R:
         """Hook: ``rec`` with its new ``names`` (images also update their history)."""
-        return dataclasses.replace(rec, names=tuple(names))  # type: ignore[type-var]
+        return replace(rec, names=tuple(names))
 
 
 def _without_name(rec: Any, name: str) -> Any:
-    return dataclasses.replace(rec, names=tuple(n for n in rec.names if n != name))
+    return replace(rec, names=tuple(n for n in rec.names if n != name))

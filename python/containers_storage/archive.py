@@ -15,16 +15,15 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import io
 import os
 import threading
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
 from typing import BinaryIO, Literal, Protocol
 
 from . import _native
+from ._struct import asdict, struct
 
 __all__ = [
     "ApplyResult",
@@ -63,7 +62,7 @@ Source = str | os.PathLike[str] | int | BinaryIO | _Readable
 _PUMP_CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Limits:
     """Bounds on what a layer may make the extractor do; any ``None`` keeps the default.
 
@@ -86,7 +85,7 @@ class Limits:
     zstd_window_log_max: int | None = None
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ApplyResult:
     """What one pass over a layer measured.
 
@@ -239,7 +238,7 @@ def apply_layer(
         OSError: The source or the target cannot be read or written.
     """
     fd, pump = _source_fd(source)
-    limit_args = None if limits is None else dataclasses.asdict(limits)
+    limit_args = None if limits is None else asdict(limits)
     try:
         raw = _native.apply_layer(
             fd,
@@ -373,7 +372,7 @@ class ChangeKind(enum.IntEnum):
         return {0: "C", 1: "A", 2: "D"}[self.value]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Change:
     """One change in a layer: a ``/``-rooted path and its kind (Go ``archive.Change``)."""
 

@@ -3,7 +3,6 @@ its ``userdata`` directories in the graph and run roots."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from typing import Any
 from . import _native, errors
 from ._jsonstore import atomic_write, now
 from ._recordstore import RecordStore, big_data_file_name, dedupe_names
+from ._struct import replace
 from .images import sha256_digest
 from .records import Container, IDMap
 
@@ -109,7 +109,7 @@ class ContainerStore(RecordStore[Container]):
 
     def set_metadata(self, ref: str, metadata: str) -> None:
         rec = self.get(ref)
-        self.replace(dataclasses.replace(rec, metadata=metadata))
+        self.replace(replace(rec, metadata=metadata))
         self.save()
 
     def delete(self, ref: str) -> None:
@@ -137,9 +137,7 @@ class ContainerStore(RecordStore[Container]):
         sizes[key] = len(data)
         digests[key] = sha256_digest(data)
         names = rec.big_data_names if key in rec.big_data_names else (*rec.big_data_names, key)
-        updated = dataclasses.replace(
-            rec, big_data_sizes=sizes, big_data_digests=digests, big_data_names=names
-        )
+        updated = replace(rec, big_data_sizes=sizes, big_data_digests=digests, big_data_names=names)
         if updated != rec:
             self.replace(updated)
             self.save()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Sequence
 
 from . import _native, errors
 from ._jsonstore import atomic_write, now
 from ._recordstore import RecordStore, big_data_file_name, dedupe_names
+from ._struct import replace
 from .records import Image
 
 __all__ = ["ImageStore", "sha256_digest"]
@@ -128,24 +128,24 @@ class ImageStore(RecordStore[Image]):
         history = list(rec.names_history)
         for name in names:
             history = dedupe_names([name, *history])
-        return dataclasses.replace(rec, names=tuple(names), names_history=tuple(history))
+        return replace(rec, names=tuple(names), names_history=tuple(history))
 
     def set_metadata(self, ref: str, metadata: str) -> None:
         self.require_writable("modify image metadata")
         rec = self._locate(ref)
-        self.replace(dataclasses.replace(rec, metadata=metadata))
+        self.replace(replace(rec, metadata=metadata))
         self.save()
 
     def add_mapped_layer(self, ref: str, layer_id: str) -> None:
         rec = self._locate(ref)
-        self.replace(dataclasses.replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))
+        self.replace(replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))
         self.save()
 
     def remove_mapped_layer(self, ref: str, layer_id: str) -> None:
         rec = self._locate(ref)
         if layer_id in rec.mapped_layers:
             kept = tuple(x for x in rec.mapped_layers if x != layer_id)
-            self.replace(dataclasses.replace(rec, mapped_layers=kept))
+            self.replace(replace(rec, mapped_layers=kept))
             self.save()
 
     def delete(self, ref: str) -> None:
@@ -189,7 +189,7 @@ class ImageStore(RecordStore[Image]):
         sizes[key] = len(data)
         digests[key] = new_digest
         names = rec.big_data_names if key in rec.big_data_names else (*rec.big_data_names, key)
-        updated = dataclasses.replace(
+        updated = replace(
             rec, big_data_sizes=sizes, big_data_digests=digests, big_data_names=names
         ).with_digests()
         if updated != rec or updated.digests != rec.digests:

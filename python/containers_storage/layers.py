@@ -10,7 +10,6 @@ flagged (a crash mid-way leaves nothing half-made behind).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
 import os
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import _native, errors
 from ._jsonstore import atomic_write, dumps, now
 from ._recordstore import NeedsWriteLockError, RecordStore, big_data_file_name, dedupe_names
+from ._struct import replace, struct
 from .drivers import Driver, MountOptions
 from .lockfile import Lockfile
 from .records import IDMap, Layer
@@ -202,7 +202,7 @@ class LayerStore(RecordStore[Layer]):
         m = self.mounts.get(rec.id)
         if m is None or m[1] <= 0:
             return rec
-        return dataclasses.replace(rec, mount_point=m[0], mount_count=m[1])
+        return replace(rec, mount_point=m[0], mount_count=m[1])
 
     def mounted(self, layer_id: str) -> int:
         """The layer's mount count."""
@@ -241,7 +241,7 @@ class LayerStore(RecordStore[Layer]):
                 if tuple(options.uid_map) != rec.uidmap or tuple(options.gid_map) != rec.gidmap:
                     raise errors.StorageError(f"cannot mount layer {rec.id}: shifting not enabled")
             if not options.mount_label and rec.mountlabel:
-                options = dataclasses.replace(options, mount_label=rec.mountlabel)
+                options = replace(options, mount_label=rec.mountlabel)
             mountpoint = self.driver.get(rec.id, options)
             self.mounts[rec.id] = (os.path.normpath(mountpoint), count + 1 if count > 0 else 1)
             self._save_mounts()
@@ -404,7 +404,7 @@ class LayerStore(RecordStore[Layer]):
                 )
             rec = self.by_id[layer_id]
             done_flags = {k: v for k, v in rec.flags.items() if k != "incomplete"}
-            rec = self.replace(dataclasses.replace(rec, flags=done_flags))
+            rec = self.replace(replace(rec, flags=done_flags))
             self.save()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -471,7 +471,7 @@ class LayerStore(RecordStore[Layer]):
 
     def _record_result(self, rec: Layer, result: ApplyResult) -> None:
         self.replace(
-            dataclasses.replace(
+            replace(
                 rec,
                 compressed_diff_digest=result.compressed_digest,
                 compressed_size=result.compressed_size,
@@ -500,7 +500,7 @@ class LayerStore(RecordStore[Layer]):
         if not rec.incomplete:
             flags = dict(rec.flags)
             flags["incomplete"] = True
-            rec = self.replace(dataclasses.replace(rec, flags=flags))
+            rec = self.replace(replace(rec, flags=flags))
             self.save()
         self._delete_files(rec.id)
         self.remove(rec.id)
@@ -533,7 +533,7 @@ class LayerStore(RecordStore[Layer]):
         os.makedirs(self.data_dir(rec.id), mode=0o700, exist_ok=True)
         atomic_write(self.data_path(rec.id, key), data)
         if key not in rec.big_data_names:
-            self.replace(dataclasses.replace(rec, big_data_names=(*rec.big_data_names, key)))
+            self.replace(replace(rec, big_data_names=(*rec.big_data_names, key)))
             self.save()
 
     def big_data(self, ref: str, key: str) -> bytes:
@@ -619,7 +619,7 @@ class LayerStore(RecordStore[Layer]):
 _EXT = {"bzip2": "tar.bz2", "xz": "tar.xz"}
 
 
-@dataclasses.dataclass(frozen=True)
+@struct(frozen=True)
 class StagedLayer:
     """A layer applied outside the store, waiting to be adopted by :meth:`LayerStore.put`.
 

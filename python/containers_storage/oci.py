@@ -23,10 +23,10 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import _native, errors
+from ._struct import field, struct
 from .archive import apply_layer
 from .records import Image
 
@@ -42,7 +42,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 ImageProgressCallback = Callable[["ImageProgress"], object]
 
 
-@dataclass
+@struct
 class ImageProgress:
     """Where an import stands: bytes read per layer (by blob digest) and in total."""
 
@@ -109,7 +109,7 @@ def _platform_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
 
 
-@dataclass
+@struct
 class _Source:
     """A resolved image: manifest bytes and digest, config bytes, layer blob files."""
 

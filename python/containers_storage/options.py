@@ -13,9 +13,9 @@ import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from ._struct import field, struct
 from .errors import InvalidMappingsError
 from .records import IDMap
 
@@ -134,7 +134,7 @@ def _warn_unknown(table: Mapping[str, Any], prefix: str, path: str, bad: list[st
             _warn_unknown(value, name, path, bad)
 
 
-@dataclass
+@struct
 class StoreOptions:
     """Where a store lives and how its driver is set up (Go ``types.StoreOptions``)."""
 

@@ -1,4 +1,4 @@
-"""Layer, Image and Container records: frozen dataclasses mirroring the JSON files.
+"""Layer, Image and Container records: frozen record classes mirroring the JSON files.
 
 Attributes are the JSON keys of containers/storage 1.43 with ``-`` turned into ``_``
 (``compressed-diff-digest`` is ``compressed_diff_digest``). Keys written by other versions
@@ -9,21 +9,22 @@ digest list) are filled in when a record is handed out and never written.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from ._jsonstore import ZERO_TIME, parse_time
+from ._struct import MISSING, field, fields, struct
 
 __all__ = ["Container", "IDMap", "Image", "Layer", "idmaps_from", "idmaps_to_tuples"]
 
 
-@dataclass(frozen=True, slots=True)
+@struct(frozen=True)
 class IDMap:
     """One ID range (Go ``idtools.IDMap``): container IDs ``container_id..+size`` are host
     IDs ``host_id..+size``."""
+
+    __slots__ = ("container_id", "host_id", "size")
 
     container_id: int
     host_id: int
@@ -113,7 +114,7 @@ class _Record:
         """Build a record from one decoded JSON object; unknown keys go to ``extra``.
 
         Stores load thousands of records, so this fills the instance's ``__dict__`` from
-        the class defaults in one step instead of running the dataclass ``__init__``.
+        the class defaults in one step instead of running ``__init__``.
         """
         values = dict(cls._defaults)
         extra: dict[str, Any] | None = None
@@ -135,7 +136,7 @@ class _Record:
         return new
 
     def evolve(self: R, **changes: Any) -> R:
-        """A copy with ``changes`` (like ``dataclasses.replace``, without re-validating the
+        """A copy with ``changes`` (like ``_struct.replace``, without re-validating the
         other fields: fast enough to run over a whole store)."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
@@ -145,10 +146,10 @@ class _Record:
     @classmethod
     def _set_defaults(cls) -> None:
         defaults: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.default is not dataclasses.MISSING:
+        for f in fields(cls):
+            if f.default is not MISSING:
                 defaults[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
+            elif f.default_factory is not None:
                 # Shared read-only empties: records never change their mappings in place.
                 value = f.default_factory()
                 defaults[f.name] = MappingProxyType(value) if isinstance(value, dict) else value
@@ -184,7 +185,7 @@ def _created_out(v: Any) -> str:
     return v or ZERO_TIME
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Layer(_Record):
     """A layer record (``layers.json``).
 
@@ -241,7 +242,7 @@ class Layer(_Record):
         return self.flags.get("incomplete") is True
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Image(_Record):
     """An image record (``images.json``).
 
@@ -311,7 +312,7 @@ class Image(_Record):
         return self
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Container(_Record):
     """A container record (``containers.json``); ``image`` and ``layer`` are always
     written, even when empty."""

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import os
 import threading
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from . import _native, errors
 from ._jsonstore import atomic_write
 from ._recordstore import random_id
+from ._struct import replace
 from .containers import ContainerStore
 from .drivers import Driver, MountOptions, new_driver
 from .images import ImageStore
@@ -1013,7 +1013,7 @@ class Store:
         with rl.writing():
             rec = rl.lookup(ref)
             if rec is not None:
-                rl.replace(dataclasses.replace(rec, metadata=metadata))
+                rl.replace(replace(rec, metadata=metadata))
                 rl.save()
                 return
         with self._images.writing():

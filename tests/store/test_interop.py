@@ -1136,7 +1136,7 @@ def test_podman_and_skopeo_use_our_copy(
         assert (copied.diff_digest, copied.diff_size) == (layer.diff_digest, layer.diff_size)
         assert (copied.uidset, copied.gidset) == (layer.uidset, layer.gidset)
         if i == 0:
-            assert dataclasses.replace(copied, created="") == dataclasses.replace(layer, created="")
+            assert copied.evolve(created="") == layer.evolve(created="")
         else:
             assert (copied.compressed_diff_digest, copied.compression) == (layer.diff_digest, 0)
         parent = copied.id

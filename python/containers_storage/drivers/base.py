@@ -5,9 +5,9 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .._struct import field, struct
 from ..records import IDMap
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Driver", "MountOptions"]
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class MountOptions:
     """How to mount a layer (Go ``drivers.MountOpts``)."""
 

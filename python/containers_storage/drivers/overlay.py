@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .. import _native
+from .._struct import replace
 from ..errors import LayerUnknownError, NotSupportedError
 from ..records import IDMap, idmaps_to_tuples
 from .base import Driver, MountOptions, parse_bool, root_pair
@@ -710,9 +711,7 @@ class OverlayDriver(Driver):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(ts)
             raise
-        import dataclasses
-
-        return directory, diff, ts, dataclasses.replace(result, size=_native.dir_size(diff))
+        return directory, diff, ts, replace(result, size=_native.dir_size(diff))
 
     def adopt_staged(self, layer_id: str, diff_dir: str) -> None:
         target = os.path.join(self._dir(layer_id)[0], "diff")
@@ -744,9 +743,7 @@ class OverlayDriver(Driver):
             target, "overlay", source, uid_map, gid_map, tar_split_path, progress
         )
         # Go's overlay ApplyDiff reports the size of the diff directory.
-        import dataclasses
-
-        return dataclasses.replace(result, size=_native.dir_size(target))
+        return replace(result, size=_native.dir_size(target))
 
     def changes(
         self,

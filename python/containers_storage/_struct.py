@@ -1,0 +1,195 @@
+"""Plain record classes: what this package used from :mod:`dataclasses`, without its cost.
+
+Importing :mod:`dataclasses` pulls in :mod:`inspect` (about 11 ms here) and each decorated
+class compiles half a dozen generated methods (about 1 ms a class), on every start of the
+``containers-storage`` command. :func:`struct` gives a class the same ``__init__`` (fields in
+order, defaults, ``default_factory``), ``__repr__``, ``__eq__``, ``__hash__`` and frozen
+assignment from one shared implementation, and type checkers see it as a dataclass
+(``typing.dataclass_transform``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, dataclass_transform, overload
+
+__all__ = ["Field", "FrozenInstanceError", "asdict", "field", "fields", "replace", "struct"]
+
+T = TypeVar("T")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a frozen record (as ``dataclasses.FrozenInstanceError``)."""
+
+
+class Field:
+    """One field: its name, default or default factory, and whether it is compared and
+    shown in ``repr``."""
+
+    __slots__ = ("compare", "default", "default_factory", "name", "repr")
+
+    def __init__(
+        self,
+        default: Any = MISSING,
+        default_factory: Callable[[], Any] | None = None,
+        compare: bool = True,
+        repr: bool = True,
+    ) -> None:
+        self.name = ""
+        self.default = default
+        self.default_factory = default_factory
+        self.compare = compare
+        self.repr = repr
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Callable[[], Any] | None = None,
+    compare: bool = True,
+    repr: bool = True,
+) -> Any:
+    """A field with options, as ``dataclasses.field``."""
+    return Field(default, default_factory, compare, repr)
+
+
+def fields(obj: Any) -> tuple[Field, ...]:
+    """The fields of a record class or instance, in order."""
+    spec: tuple[Field, ...] = obj.__struct_fields__
+    return spec
+
+
+def _init(self: Any, *args: Any, **kwargs: Any) -> None:
+    spec: tuple[Field, ...] = self.__struct_fields__
+    if len(args) > len(spec):
+        raise TypeError(
+            f"{type(self).__name__}() takes {len(spec)} positional arguments "
+            f"but {len(args)} were given"
+        )
+    setter = object.__setattr__
+    for i, f in enumerate(spec):
+        if i < len(args):
+            if f.name in kwargs:
+                raise TypeError(f"{type(self).__name__}() got multiple values for {f.name!r}")
+            value = args[i]
+        elif f.name in kwargs:
+            value = kwargs.pop(f.name)
+        elif f.default is not MISSING:
+            value = f.default
+        elif f.default_factory is not None:
+            value = f.default_factory()
+        else:
+            raise TypeError(f"{type(self).__name__}() missing required argument {f.name!r}")
+        setter(self, f.name, value)
+    if kwargs:
+        raise TypeError(f"{type(self).__name__}() got unexpected arguments {sorted(kwargs)}")
+    post = getattr(self, "__post_init__", None)
+    if post is not None:
+        post()
+
+
+def _repr(self: Any) -> str:
+    spec: tuple[Field, ...] = self.__struct_fields__
+    shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in spec if f.repr)
+    return f"{type(self).__qualname__}({shown})"
+
+
+def _key(self: Any) -> tuple[Any, ...]:
+    return tuple(getattr(self, f.name) for f in self.__struct_fields__ if f.compare)
+
+
+def _eq(self: object, other: object) -> Any:  # bool, or NotImplemented
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    return bool(_key(self) == _key(other))
+
+
+def _hash(self: Any) -> int:
+    return hash(_key(self))
+
+
+def _frozen_setattr(self: Any, name: str, value: Any) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _frozen_delattr(self: Any, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+def _process(cls: type[T], frozen: bool) -> type[T]:
+    spec: list[Field] = []
+    seen: set[str] = set()
+    for base in reversed(cls.__mro__[1:]):
+        for f in getattr(base, "__struct_fields__", ()):
+            if f.name not in seen:
+                spec.append(f)
+                seen.add(f.name)
+    # Not inspect.get_annotations: importing inspect is the cost this module avoids.
+    annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
+    for name, annotation in annotations.items():
+        if name.startswith("__") or name in seen or "ClassVar" in str(annotation):
+            continue
+        value = cls.__dict__.get(name, MISSING)
+        if isinstance(value, Field):
+            f = value
+            if f.default is MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, f.default)
+        else:
+            f = Field(value)
+        f.name = name
+        spec.append(f)
+        seen.add(name)
+    methods: dict[str, Any] = {"__struct_fields__": tuple(spec), "__init__": _init, "__eq__": _eq}
+    if "__repr__" not in cls.__dict__:
+        methods["__repr__"] = _repr
+    if frozen:
+        methods.update(__hash__=_hash, __setattr__=_frozen_setattr, __delattr__=_frozen_delattr)
+    else:
+        methods["__hash__"] = None
+    for name, value in methods.items():
+        setattr(cls, name, value)
+    return cls
+
+
+@overload
+def struct(cls: type[T], /) -> type[T]: ...
+
+
+@overload
+def struct(*, frozen: bool = False) -> Callable[[type[T]], type[T]]: ...
+
+
+@dataclass_transform(field_specifiers=(field, Field))
+def struct(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
+    """Make ``cls`` a record class from its annotated fields (``@dataclass`` without
+    ``slots``, ``order`` or ``kw_only``)."""
+    if cls is None:
+        return lambda c: _process(c, frozen)
+    return _process(cls, frozen)
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of ``obj`` with ``changes`` (``dataclasses.replace``; ``__init__`` runs)."""
+    values = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    for name in changes:
+        if name not in values:
+            raise TypeError(f"{type(obj).__name__} has no field {name!r}")
+    values.update(changes)
+    return type(obj)(**values)
+
+
+def asdict(obj: Any) -> dict[str, Any]:
+    """The fields of ``obj`` as a dictionary (shallow, unlike ``dataclasses.asdict``)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
