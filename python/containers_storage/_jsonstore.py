@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from .errors import LoadError
@@ -160,13 +159,14 @@ def parse_time(text: str) -> int:
         else:
             main, tz = main[:19], main[19:]
         tz = "+00:00" if tz in ("Z", "z") else tz
+        from datetime import UTC, datetime  # on first use: most commands never parse times
+
         dt = datetime.fromisoformat(main[:19] + tz)
         ns = int((frac + "000000000")[:9]) if frac else 0
-        delta = dt - _EPOCH
+        delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
         return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + ns
     except ValueError:
         return _ZERO_NS
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO_NS = -62135596800 * 1_000_000_000

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime
 from types import TracebackType
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from . import _native
 from .errors import LockReadOnlyError, StorageError
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = ["Lockfile"]
 
@@ -184,7 +186,7 @@ class Lockfile:
 
     def touched_since(self, when: datetime | float) -> bool:
         """Whether the file's mtime is after ``when`` (a datetime or epoch seconds)."""
-        seconds = when.timestamp() if isinstance(when, datetime) else float(when)
+        seconds = float(when) if isinstance(when, (int, float)) else when.timestamp()
         return self._native.touched_since(seconds)
 
     def locked(self) -> bool:

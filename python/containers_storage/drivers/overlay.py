@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -83,7 +82,7 @@ def mountpoints() -> set[str]:
 
 def _link_id() -> str:
     # 26 characters of base32 (A-Z, 2-7): Go's generateID(idLength).
-    return base64.b32encode(secrets.token_bytes(16)).decode("ascii")[:26]
+    return base64.b32encode(os.urandom(16)).decode("ascii")[:26]
 
 
 class OverlayDriver(Driver):
