@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from ..idmaps import MappingError, id_mapping
 from ..output import emit_json, error_text, nil_if_empty, record, stderr, stdout
-from .images import read_metadata
 
 if TYPE_CHECKING:
     from ...records import Container
@@ -26,6 +25,8 @@ __all__ = [
 
 def create_container(ctx: Context) -> int:
     """Create a container from an image (``""`` for none); print its ID and names."""
+    from .images import read_metadata
+
     metadata = read_metadata(ctx)
     if metadata is None:
         return 1
