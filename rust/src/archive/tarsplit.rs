@@ -12,36 +12,39 @@ use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
-/// A record for the formatting thread.
-enum Record {
-    Segment(Vec<u8>),
-    File {
-        name: Vec<u8>,
-        size: u64,
-        crc: Option<u64>,
-    },
-}
-
-/// Largest segment record: long runs of raw bytes are split (bounds memory with [`DEPTH`]).
+/// Largest segment record: long runs of raw bytes are split.
 const SEGMENT_MAX: usize = 64 * 1024;
 
-/// Records in flight to the formatting thread: at most `DEPTH * SEGMENT_MAX` bytes queued.
-const DEPTH: usize = 256;
+/// Encoded records are handed to the formatting thread in batches of about this size, so
+/// that a layer of 100,000 files costs a few thousand channel hand-offs, not 200,000
+/// hand-offs and allocations.
+const BATCH: usize = 64 * 1024;
+
+/// Batches in flight to the formatting thread (each at most `BATCH + SEGMENT_MAX` plus one
+/// read's bytes).
+const DEPTH: usize = 8;
+
+/// Tags of the batch encoding: `S`, u32 length, bytes (a segment); `F`, u32 name length,
+/// name, u64 size, u8 has-CRC, u64 CRC (a file entry). Integers little-endian.
+const TAG_SEGMENT: u8 = b'S';
+const TAG_FILE: u8 = b'F';
 
 /// Records tar-split as the tar stream is read. Formatting (base64, JSON) and writing to the
 /// sink (usually gzip) run on a thread of their own: on a layer of small files they cost as
 /// much as the extraction itself.
 pub struct TarSplitWriter {
-    tx: Option<SyncSender<Record>>,
+    tx: Option<SyncSender<Vec<u8>>>,
     handle: Option<JoinHandle<io::Result<Box<dyn Write + Send>>>>,
-    pending: Vec<u8>,
+    /// Encoded records not yet sent.
+    batch: Vec<u8>,
+    /// Where the open segment's length field is in `batch`.
+    open_segment: Option<usize>,
 }
 
 impl TarSplitWriter {
-    /// Writes lines into `sink`, gzip-compressed when `gzip` (the `.tar-split.gz` form: a
-    /// series of gzip members, which Go's gzip reader reads as one stream).
+    /// Writes lines into `sink`, gzip-compressed when `gzip` (the `.tar-split.gz` form).
     pub fn new(sink: Box<dyn Write + Send>, gzip: bool) -> Self {
-        let (tx, rx) = sync_channel::<Record>(DEPTH);
+        let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
         let handle = thread::Builder::new()
             .name("cs-tarsplit".into())
             .spawn(move || format_lines(rx, sink, gzip))
@@ -49,50 +52,83 @@ impl TarSplitWriter {
         TarSplitWriter {
             tx: handle.as_ref().map(|_| tx),
             handle,
-            pending: Vec::with_capacity(4096),
+            batch: Vec::with_capacity(BATCH + SEGMENT_MAX),
+            open_segment: None,
         }
     }
 
-    fn send(&mut self, record: Record) {
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH + SEGMENT_MAX));
         if let Some(tx) = self.tx.as_ref() {
-            if tx.send(record).is_err() {
+            if tx.send(batch).is_err() {
                 // The formatter stopped on a write error; finish() reports it.
                 self.tx = None;
             }
         }
     }
 
+    /// A record ended: hand the batch over once it is big enough.
+    fn record_done(&mut self) {
+        if self.batch.len() >= BATCH {
+            self.send_batch();
+        }
+    }
+
     /// Adds raw stream bytes to the current segment.
     pub fn segment_bytes(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
+        if bytes.is_empty() {
+            return;
+        }
+        let at = match self.open_segment {
+            Some(at) => at,
+            None => {
+                self.batch.push(TAG_SEGMENT);
+                let at = self.batch.len();
+                self.batch.extend_from_slice(&0u32.to_le_bytes());
+                self.open_segment = Some(at);
+                at
+            }
+        };
+        self.batch.extend_from_slice(bytes);
         // Keep memory bounded on long runs of raw bytes (sparse data, trailing junk).
-        if self.pending.len() >= SEGMENT_MAX {
+        if self.batch.len() - at - 4 >= SEGMENT_MAX {
             self.flush_segment();
         }
     }
 
-    /// Emits the pending raw bytes as a segment line, if there are any.
+    /// Ends the open segment (a line of its own), if there is one.
     pub fn flush_segment(&mut self) {
-        if self.pending.is_empty() {
+        let Some(at) = self.open_segment.take() else {
             return;
-        }
-        let segment = std::mem::replace(&mut self.pending, Vec::with_capacity(4096));
-        self.send(Record::Segment(segment));
+        };
+        let len = self.batch.len() - at - 4;
+        // Segments end by SEGMENT_MAX plus one read (at most a few MiB): u32 holds them.
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.batch[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.record_done();
     }
 
     /// Emits a file entry (after flushing the segment that precedes it).
     pub fn file(&mut self, name: &[u8], size: u64, crc: Option<u64>) {
         self.flush_segment();
-        self.send(Record::File {
-            name: name.to_vec(),
-            size,
-            crc,
-        });
+        let name_len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+        self.batch.push(TAG_FILE);
+        self.batch.extend_from_slice(&name_len.to_le_bytes());
+        self.batch.extend_from_slice(&name[..name_len as usize]);
+        self.batch.extend_from_slice(&size.to_le_bytes());
+        self.batch.push(u8::from(crc.is_some()));
+        self.batch
+            .extend_from_slice(&crc.unwrap_or(0).to_le_bytes());
+        self.record_done();
     }
 
     /// Flushes everything and returns the sink, or the first write error.
     pub fn finish(mut self) -> io::Result<Box<dyn Write + Send>> {
         self.flush_segment();
+        self.send_batch();
         drop(self.tx.take());
         match self.handle.take() {
             Some(h) => h
@@ -177,53 +213,86 @@ impl LineSink {
     }
 }
 
+/// Reads a little-endian integer of `N` bytes at `*at` and advances past it.
+fn take<const N: usize>(batch: &[u8], at: &mut usize) -> io::Result<[u8; N]> {
+    let bytes = batch
+        .get(*at..*at + N)
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or_else(|| io::Error::other("tar-split batch cut short"))?;
+    *at += N;
+    Ok(bytes)
+}
+
+fn take_slice<'b>(batch: &'b [u8], at: &mut usize, len: usize) -> io::Result<&'b [u8]> {
+    let bytes = batch
+        .get(*at..*at + len)
+        .ok_or_else(|| io::Error::other("tar-split batch cut short"))?;
+    *at += len;
+    Ok(bytes)
+}
+
 /// The formatting thread: one NDJSON line per record.
 fn format_lines(
-    rx: Receiver<Record>,
+    rx: Receiver<Vec<u8>>,
     sink: Box<dyn Write + Send>,
     gzip: bool,
 ) -> io::Result<Box<dyn Write + Send>> {
     let mut out = LineSink::new(sink, gzip);
     let b64 = base64_simd::STANDARD;
     let mut line = Vec::with_capacity(4096);
-    for (position, record) in (0u64..).zip(rx) {
-        line.clear();
-        match record {
-            Record::Segment(bytes) => {
+    let mut position: u64 = 0;
+    let mut digits = itoa::Buffer::new();
+    for batch in rx {
+        let mut at = 0;
+        while at < batch.len() {
+            let tag = batch[at];
+            at += 1;
+            line.clear();
+            if tag == TAG_SEGMENT {
+                let len = u32::from_le_bytes(take::<4>(&batch, &mut at)?) as usize;
+                let bytes = take_slice(&batch, &mut at, len)?;
                 line.extend_from_slice(b"{\"type\":2,\"payload\":\"");
-                b64.encode_append(&bytes, &mut line);
+                b64.encode_append(bytes, &mut line);
                 line.extend_from_slice(b"\",\"position\":");
-            }
-            Record::File { name, size, crc } => {
+            } else {
+                let len = u32::from_le_bytes(take::<4>(&batch, &mut at)?) as usize;
+                let name = take_slice(&batch, &mut at, len)?;
+                let size = u64::from_le_bytes(take::<8>(&batch, &mut at)?);
+                let has_crc = take::<1>(&batch, &mut at)?[0] != 0;
+                let crc = u64::from_le_bytes(take::<8>(&batch, &mut at)?);
                 line.extend_from_slice(b"{\"type\":1,");
-                match std::str::from_utf8(&name) {
+                match std::str::from_utf8(name) {
                     Ok(s) => {
                         line.extend_from_slice(b"\"name\":");
-                        let quoted = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-                        line.extend_from_slice(quoted.as_bytes());
+                        // serde_json writes straight into the line (a Vec is io::Write).
+                        if serde_json::to_writer(&mut line, s).is_err() {
+                            line.extend_from_slice(b"\"\"");
+                        }
                     }
                     Err(_) => {
                         line.extend_from_slice(b"\"name_raw\":\"");
-                        b64.encode_append(&name, &mut line);
+                        b64.encode_append(name, &mut line);
                         line.push(b'"');
                     }
                 }
                 if size > 0 {
-                    line.extend_from_slice(format!(",\"size\":{size}").as_bytes());
+                    line.extend_from_slice(b",\"size\":");
+                    line.extend_from_slice(digits.format(size).as_bytes());
                 }
-                match crc {
-                    Some(c) => {
-                        line.extend_from_slice(b",\"payload\":\"");
-                        b64.encode_append(c.to_be_bytes(), &mut line);
-                        line.push(b'"');
-                    }
-                    None => line.extend_from_slice(b",\"payload\":null"),
+                if has_crc {
+                    line.extend_from_slice(b",\"payload\":\"");
+                    b64.encode_append(crc.to_be_bytes(), &mut line);
+                    line.push(b'"');
+                } else {
+                    line.extend_from_slice(b",\"payload\":null");
                 }
                 line.extend_from_slice(b",\"position\":");
             }
+            line.extend_from_slice(digits.format(position).as_bytes());
+            line.extend_from_slice(b"}\n");
+            position += 1;
+            out.write(&line)?;
         }
-        line.extend_from_slice(format!("{position}}}\n").as_bytes());
-        out.write(&line)?;
     }
     out.finish()
 }
