@@ -441,7 +441,7 @@ impl Extractor<'_> {
             return Ok(());
         }
         self.pending.clear();
-        match &self.pool {
+        match &mut self.pool {
             Some(pool) => pool.barrier(),
             None => Ok(()),
         }
@@ -718,7 +718,7 @@ impl Extractor<'_> {
             times: Self::times(entry),
             xattrs,
         };
-        if let Some(pool) = &self.pool {
+        if let Some(pool) = &mut self.pool {
             pool.submit(parent, job)?;
         }
         self.pending.insert(path);

@@ -9,16 +9,22 @@
 
 use std::hash::{Hash, Hasher};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use rustix::fs::{self as rfs, Mode, OFlags, Timestamps};
 
 use crate::error::{Error, Result};
 
-/// Jobs queued per worker (each at most [`MAX_JOB_BYTES`] of content).
-const QUEUE: usize = 64;
+/// Batches queued per worker.
+const QUEUE: usize = 4;
+/// A worker's batch is sent once it holds this many files...
+const BATCH_FILES: usize = 32;
+/// ...or this many bytes of content.
+const BATCH_BYTES: usize = 256 * 1024;
 /// Largest file handed to a worker; larger ones are written by the main thread.
 pub const MAX_JOB_BYTES: u64 = 64 * 1024;
 
@@ -49,51 +55,66 @@ pub struct Policy {
     pub ignore_chown_errors: bool,
 }
 
+/// What the workers and the main thread share. Counting is lock-free: on a layer of
+/// 100,000 small files a mutex and condition variable touched per file cost four futex
+/// calls a file (436,000 in all), more than the files' own system calls.
 #[derive(Default)]
-struct State {
-    outstanding: usize,
-    error: Option<Error>,
+struct Shared {
+    /// Files handed over and not finished.
+    outstanding: AtomicUsize,
+    /// A barrier is waiting for `outstanding` to reach 0.
+    waiting: AtomicBool,
+    /// The first failure.
+    error: Mutex<Option<Error>>,
+    done: Condvar,
 }
 
-type Shared = Arc<(Mutex<State>, Condvar)>;
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Option<Error>> {
+    shared.error.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The worker threads.
 pub struct Pool {
-    senders: Vec<SyncSender<Job>>,
+    senders: Vec<SyncSender<Vec<Job>>>,
     handles: Vec<JoinHandle<()>>,
-    shared: Shared,
-}
-
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, State> {
-    shared.0.lock().unwrap_or_else(PoisonError::into_inner)
+    shared: Arc<Shared>,
+    /// Files gathered for each worker, and their bytes.
+    batches: Vec<(Vec<Job>, usize)>,
 }
 
 impl Pool {
     /// Starts `n` workers; `None` when none could be started (the caller writes itself).
     pub fn start(n: usize, policy: Policy) -> Option<Pool> {
-        let shared: Shared = Arc::default();
+        let shared: Arc<Shared> = Arc::default();
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for i in 0..n {
-            let (tx, rx) = sync_channel::<Job>(QUEUE);
+            let (tx, rx) = sync_channel::<Vec<Job>>(QUEUE);
             let state = shared.clone();
             let spawned = thread::Builder::new()
                 .name(format!("cs-write-{i}"))
                 .spawn(move || {
-                    for job in rx {
-                        // A panic must not leave the barrier waiting for this job forever.
-                        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            create(&job, policy)
-                        }))
-                        .unwrap_or_else(|_| {
-                            Err(job_err(&job, "creating file", rustix::io::Errno::IO))
-                        });
-                        let mut st = lock(&state);
-                        st.outstanding -= 1;
-                        if let Err(e) = res {
-                            st.error.get_or_insert(e);
+                    for batch in rx {
+                        let count = batch.len();
+                        for job in batch {
+                            // A panic must not leave the barrier waiting for this job forever.
+                            let res =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    create(&job, policy)
+                                }))
+                                .unwrap_or_else(|_| {
+                                    Err(job_err(&job, "creating file", rustix::io::Errno::IO))
+                                });
+                            if let Err(e) = res {
+                                lock(&state).get_or_insert(e);
+                            }
                         }
-                        state.1.notify_all();
+                        if state.outstanding.fetch_sub(count, Ordering::SeqCst) == count
+                            && state.waiting.load(Ordering::SeqCst)
+                        {
+                            let _guard = lock(&state);
+                            state.done.notify_all();
+                        }
                     }
                 });
             if let Ok(h) = spawned {
@@ -104,37 +125,64 @@ impl Pool {
         if senders.is_empty() {
             return None;
         }
+        let batches = senders.iter().map(|_| (Vec::new(), 0)).collect();
         Some(Pool {
             senders,
             handles,
             shared,
+            batches,
         })
     }
 
-    /// Queues a job; files with the same `key` (their directory) go to the same worker.
-    pub fn submit(&self, key: &[u8], job: Job) -> Result<()> {
+    /// Queues a job; files with the same `key` (their directory) go to the same worker, in
+    /// order. Jobs travel in batches: [`Pool::barrier`] sends what is gathered.
+    pub fn submit(&mut self, key: &[u8], job: Job) -> Result<()> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
         let worker = (h.finish() % self.senders.len() as u64) as usize;
-        lock(&self.shared).outstanding += 1;
-        if self.senders[worker].send(job).is_err() {
-            lock(&self.shared).outstanding -= 1;
+        let (jobs, bytes) = &mut self.batches[worker];
+        *bytes += job.data.len();
+        jobs.push(job);
+        if jobs.len() >= BATCH_FILES || *bytes >= BATCH_BYTES {
+            self.send(worker)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, worker: usize) -> Result<()> {
+        let (jobs, bytes) = &mut self.batches[worker];
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(jobs);
+        *bytes = 0;
+        let count = batch.len();
+        self.shared.outstanding.fetch_add(count, Ordering::SeqCst);
+        if self.senders[worker].send(batch).is_err() {
+            self.shared.outstanding.fetch_sub(count, Ordering::SeqCst);
             return Err(Error::Cancelled);
         }
         Ok(())
     }
 
-    /// Waits until every queued job is done; the first failure, if any.
-    pub fn barrier(&self) -> Result<()> {
-        let mut st = lock(&self.shared);
-        while st.outstanding > 0 {
-            st = self
-                .shared
-                .1
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
+    /// Sends what is gathered and waits until every job is done; the first failure, if any.
+    pub fn barrier(&mut self) -> Result<()> {
+        for worker in 0..self.batches.len() {
+            self.send(worker)?;
         }
-        match st.error.take() {
+        let shared = &self.shared;
+        let mut error = lock(shared);
+        shared.waiting.store(true, Ordering::SeqCst);
+        while shared.outstanding.load(Ordering::SeqCst) > 0 {
+            // The timeout only bounds a wake-up lost to a worker that died.
+            error = shared
+                .done
+                .wait_timeout(error, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        shared.waiting.store(false, Ordering::SeqCst);
+        match error.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
