@@ -482,8 +482,11 @@ def test_waiting_thread_does_not_stop_other_python_threads(
 
 def test_ctrl_c_interrupts_a_wait(lock_path: Path, children: list[Child]) -> None:
     lock = cs.Lockfile(lock_path)
+    # The handler is set explicitly: a child started from a background job inherits SIGINT
+    # ignored, and Python then leaves it ignored.
     script = (
-        "import sys, containers_storage as cs\n"
+        "import signal, sys, containers_storage as cs\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "lock = cs.Lockfile(sys.argv[1])\n"
         "print('waiting', flush=True)\n"
         "try:\n"
