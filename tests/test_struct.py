@@ -88,7 +88,7 @@ def test_frozen_and_mutable() -> None:
     with pytest.raises(FrozenInstanceError):
         p.x = 2  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        del p.y  # type: ignore[misc]
+        del p.y
     m = Mutable("a")
     m.name = "b"
     m.items["k"] = 1
