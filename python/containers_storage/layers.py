@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _native, errors
-from ._jsonstore import atomic_write, dumps, now
+from ._jsonstore import atomic_write, dumps, loads, now
 from ._recordstore import NeedsWriteLockError, RecordStore, big_data_file_name, dedupe_names
 from ._struct import replace, struct
 from .drivers import Driver, MountOptions
@@ -147,7 +146,7 @@ class LayerStore(RecordStore[Layer]):
         mounts: dict[str, tuple[str, int]] = {}
         if data.strip():
             try:
-                entries = json.loads(data)
+                entries = loads(data)
             except ValueError as e:
                 raise errors.LoadError(
                     f"{errors.LoadError.go_message}: parsing {self.mounts_path}: {e}"
