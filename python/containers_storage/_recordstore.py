@@ -9,7 +9,7 @@ long-running Go processes (podman service, buildah) reload too.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import bisect
 import contextlib
 import os
@@ -54,7 +54,7 @@ def big_data_file_name(key: str) -> str:
         if ch == "." or "0" <= ch <= "9" or "a" <= ch <= "z":
             continue
         if i + 1 < len(key):
-            return "=" + base64.b64encode(data).decode("ascii")
+            return "=" + binascii.b2a_base64(data, newline=False).decode("ascii")
         return key
     return key
 

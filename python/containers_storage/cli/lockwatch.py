@@ -10,9 +10,9 @@ of a lock file would drop our own record locks on it).
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 from collections.abc import Iterable
 from typing import TextIO
 
@@ -116,17 +116,23 @@ class LockWatch:
         self.interval = interval
         self.prog = prog
         self.reported: set[tuple[int, int, int]] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cs-lockwatch", daemon=True)
+        # Held until stop(): the watcher's timed waits on it end early when it is released.
+        # (_thread, not threading: starting a threading.Thread waits for the thread to run,
+        # which every command would pay for.)
+        self._stop = _thread.allocate_lock()
+        self._stop.acquire()
+        self._stopped = False
 
     def start(self) -> LockWatch:
-        """Start watching; returns self."""
-        self._thread.start()
+        """Start watching (a daemon thread); returns self."""
+        _thread.start_new_thread(self._run, ())
         return self
 
     def stop(self) -> None:
-        """Stop watching (the thread ends at its next wake-up)."""
-        self._stop.set()
+        """Stop watching (the thread ends at once if it is waiting)."""
+        if not self._stopped:
+            self._stopped = True
+            self._stop.release()
 
     def check(self) -> None:
         """Look once, and report any new wait."""
@@ -149,12 +155,12 @@ class LockWatch:
             self.out.flush()
 
     def _run(self) -> None:
-        if self._stop.wait(self.delay):
+        if self._stop.acquire(timeout=self.delay):
             return
         while True:
             try:
                 self.check()
             except Exception:  # never let the watcher disturb the command
                 return
-            if self._stop.wait(self.interval):
+            if self._stop.acquire(timeout=self.interval):
                 return
