@@ -56,6 +56,8 @@ _UNSUPPORTED_BACKING = {"aufs", "zfs", "overlayfs", "ecryptfs"}
 
 
 def _unescape(field: str) -> str:
+    if "\\" not in field:
+        return field
     out = []
     i = 0
     while i < len(field):
