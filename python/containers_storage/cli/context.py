@@ -60,3 +60,18 @@ class Context:
     def json(self) -> bool:
         """Whether ``--json``/``-j`` was given."""
         return self.flag("json")
+
+    def metadata(self) -> str | None:
+        """``--metadata``, or the contents of ``--metadata-file`` (None after reporting an
+        unreadable file)."""
+        path = self.text("metadata_file")
+        if not path:
+            return self.text("metadata")
+        try:
+            with open(path, "rb") as f:
+                return f.read().decode("utf-8", "surrogateescape")
+        except OSError as e:
+            from .output import os_error_text, stderr
+
+            stderr(os_error_text(e, "read" if isinstance(e, IsADirectoryError) else "open"))
+            return None

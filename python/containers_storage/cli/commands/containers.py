@@ -25,9 +25,7 @@ __all__ = [
 
 def create_container(ctx: Context) -> int:
     """Create a container from an image (``""`` for none); print its ID and names."""
-    from .images import read_metadata
-
-    metadata = read_metadata(ctx)
+    metadata = ctx.metadata()
     if metadata is None:
         return 1
     try:

@@ -11,28 +11,12 @@ if TYPE_CHECKING:
     from ...records import Image
     from ..context import Context
 
-__all__ = ["create_image", "image", "images", "images_by_digest", "read_metadata"]
-
-
-def read_metadata(ctx: Context) -> str | None:
-    """``--metadata``, or the contents of ``--metadata-file`` (None after reporting an
-    unreadable file)."""
-    path = ctx.text("metadata_file")
-    if not path:
-        return ctx.text("metadata")
-    from ..output import os_error_text
-
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "surrogateescape")
-    except OSError as e:
-        stderr(os_error_text(e, "read" if isinstance(e, IsADirectoryError) else "open"))
-        return None
+__all__ = ["create_image", "image", "images", "images_by_digest"]
 
 
 def create_image(ctx: Context) -> int:
     """Record an image on the top layer given (or none); print its ID and names."""
-    metadata = read_metadata(ctx)
+    metadata = ctx.metadata()
     if metadata is None:
         return 1
     image = ctx.store.create_image(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..output import emit_json, nil_if_empty, stderr, stdout
-from .images import read_metadata
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -68,7 +67,7 @@ def set_metadata(ctx: Context) -> int:
     if not ctx.text("metadata") and not ctx.text("metadata_file"):
         stderr("no new metadata provided")
         return 1
-    value = read_metadata(ctx)
+    value = ctx.metadata()
     if value is None:
         return 1
     ctx.store.set_metadata(ctx.args[0], value)
