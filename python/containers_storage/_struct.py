@@ -69,33 +69,57 @@ def fields(obj: Any) -> tuple[Field, ...]:
     return spec
 
 
+class _Plan:
+    """What ``__init__`` needs of a class, worked out once."""
+
+    __slots__ = ("defaults", "factories", "has_dict", "name_set", "names", "post")
+
+    def __init__(self, cls: type, spec: tuple[Field, ...]) -> None:
+        self.names = tuple(f.name for f in spec)
+        self.name_set = frozenset(self.names)
+        self.defaults = {f.name: f.default for f in spec if f.default is not MISSING}
+        self.factories = tuple(
+            (f.name, f.default_factory)
+            for f in spec
+            if f.default is MISSING and f.default_factory is not None
+        )
+        self.has_dict = "__slots__" not in cls.__dict__
+        self.post = getattr(cls, "__post_init__", None)
+
+
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
-    spec: tuple[Field, ...] = self.__struct_fields__
-    if len(args) > len(spec):
+    plan: _Plan = self.__struct_plan__
+    names = plan.names
+    if len(args) > len(names):
         raise TypeError(
-            f"{type(self).__name__}() takes {len(spec)} positional arguments "
+            f"{type(self).__name__}() takes {len(names)} positional arguments "
             f"but {len(args)} were given"
         )
-    setter = object.__setattr__
-    for i, f in enumerate(spec):
-        if i < len(args):
-            if f.name in kwargs:
-                raise TypeError(f"{type(self).__name__}() got multiple values for {f.name!r}")
-            value = args[i]
-        elif f.name in kwargs:
-            value = kwargs.pop(f.name)
-        elif f.default is not MISSING:
-            value = f.default
-        elif f.default_factory is not None:
-            value = f.default_factory()
-        else:
-            raise TypeError(f"{type(self).__name__}() missing required argument {f.name!r}")
-        setter(self, f.name, value)
+    values = dict(plan.defaults)
+    for name, factory in plan.factories:
+        if name not in kwargs:
+            values[name] = factory()
+    if args:
+        values.update(zip(names, args, strict=False))
     if kwargs:
-        raise TypeError(f"{type(self).__name__}() got unexpected arguments {sorted(kwargs)}")
-    post = getattr(self, "__post_init__", None)
-    if post is not None:
-        post()
+        unknown = sorted(k for k in kwargs if k not in plan.name_set)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected arguments {unknown}")
+        for name in kwargs:
+            if names.index(name) < len(args):
+                raise TypeError(f"{type(self).__name__}() got multiple values for {name!r}")
+        values.update(kwargs)
+    if len(values) != len(names):
+        missing = next(n for n in names if n not in values)
+        raise TypeError(f"{type(self).__name__}() missing required argument {missing!r}")
+    if plan.has_dict:
+        object.__getattribute__(self, "__dict__").update(values)
+    else:
+        setter = object.__setattr__
+        for name, value in values.items():
+            setter(self, name, value)
+    if plan.post is not None:
+        plan.post(self)
 
 
 def _repr(self: Any) -> str:
@@ -151,7 +175,12 @@ def _process(cls: type[T], frozen: bool) -> type[T]:
         f.name = name
         spec.append(f)
         seen.add(name)
-    methods: dict[str, Any] = {"__struct_fields__": tuple(spec), "__init__": _init, "__eq__": _eq}
+    methods: dict[str, Any] = {
+        "__struct_fields__": tuple(spec),
+        "__struct_plan__": _Plan(cls, tuple(spec)),
+        "__init__": _init,
+        "__eq__": _eq,
+    }
     if "__repr__" not in cls.__dict__:
         methods["__repr__"] = _repr
     if frozen:

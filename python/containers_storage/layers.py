@@ -403,7 +403,7 @@ class LayerStore(RecordStore[Layer]):
                 )
             rec = self.by_id[layer_id]
             done_flags = {k: v for k, v in rec.flags.items() if k != "incomplete"}
-            rec = self.replace(replace(rec, flags=done_flags))
+            rec = self.replace(rec.evolve(flags=done_flags))
             self.save()
         except BaseException:
             with contextlib.suppress(Exception):
