@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -10,6 +11,8 @@ if TYPE_CHECKING:
     from .flags import FlagValues
 
 __all__ = ["Context"]
+
+T = TypeVar("T")
 
 
 class Context:
@@ -60,6 +63,17 @@ class Context:
     def json(self) -> bool:
         """Whether ``--json``/``-j`` was given."""
         return self.flag("json")
+
+    def lookup_args(self, lookup: Callable[[str], T]) -> list[T]:
+        """What ``lookup`` finds for each argument, in order; arguments it raises
+        ``LookupError`` for are left out (the caller compares the counts)."""
+        out = []
+        for arg in self.args:
+            try:
+                out.append(lookup(arg))
+            except LookupError:
+                pass
+        return out
 
     def metadata(self) -> str | None:
         """``--metadata``, or the contents of ``--metadata-file`` (None after reporting an

@@ -20,6 +20,7 @@ __all__ = [
     "go_json",
     "nil_if_empty",
     "os_error_text",
+    "print_created",
     "record",
     "stderr",
     "stdout",
@@ -51,6 +52,16 @@ def record(rec: Layer | Image | Container) -> dict[str, Any]:
     for key in rec.extra:
         doc.pop(key, None)
     return doc
+
+
+def print_created(as_json: bool, rec: Layer | Image) -> None:
+    """A record just made: its JSON document, or its ID and a tab-indented line per name."""
+    if as_json:
+        emit_json(record(rec))
+    else:
+        stdout(rec.id)
+        for name in rec.names:
+            stdout(f"\t{name}")
 
 
 def stdout(text: str) -> None:

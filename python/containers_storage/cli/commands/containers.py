@@ -10,7 +10,6 @@ from ..idmaps import MappingError, id_mapping
 from ..output import emit_json, error_text, nil_if_empty, record, stderr, stdout
 
 if TYPE_CHECKING:
-    from ...records import Container
     from ..context import Context
 
 __all__ = [
@@ -67,21 +66,11 @@ def containers(ctx: Context) -> int:
     return 0
 
 
-def _matched(ctx: Context) -> list[Container]:
-    out = []
-    for arg in ctx.args:
-        try:
-            out.append(ctx.store.container(arg))
-        except LookupError:
-            pass
-    return out
-
-
 def container(ctx: Context) -> int:
     """Describe containers, with their sizes; exit 1 if any argument is not a container."""
     store = ctx.store
     names_of = {img.id: img.names for img in store.images()}
-    matched = _matched(ctx)
+    matched = ctx.lookup_args(store.container)
     if ctx.json:
         emit_json([record(x) for x in matched])
     else:
@@ -119,7 +108,7 @@ def container_parent_owners(ctx: Context) -> int:
     their maps cannot express."""
     from ..flags import go_list
 
-    matched = _matched(ctx)
+    matched = ctx.lookup_args(ctx.store.container)
     for x in matched:
         try:
             uids, gids = ctx.store.container_parent_owners(x.id)

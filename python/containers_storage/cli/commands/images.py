@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ..output import emit_json, error_text, nil_if_empty, record, stderr, stdout
+from ..output import emit_json, error_text, nil_if_empty, print_created, record, stderr, stdout
 
 if TYPE_CHECKING:
     from ...records import Image
@@ -26,12 +26,7 @@ def create_image(ctx: Context) -> int:
         metadata=metadata,
         digest=ctx.text("digest"),
     )
-    if ctx.json:
-        emit_json(record(image))
-    else:
-        stdout(image.id)
-        for name in image.names:
-            stdout(f"\t{name}")
+    print_created(ctx.json, image)
     return 0
 
 
@@ -98,12 +93,7 @@ def images_by_digest(ctx: Context) -> int:
 def image(ctx: Context) -> int:
     """Describe images, with their sizes; exit 1 if any argument is not an image."""
     store = ctx.store
-    matched: list[Image] = []
-    for arg in ctx.args:
-        try:
-            matched.append(store.image(arg))
-        except LookupError:
-            pass
+    matched = ctx.lookup_args(store.image)
     if ctx.json:
         emit_json([record(x) for x in matched])
     else:

@@ -7,23 +7,21 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..idmaps import MappingError, id_mapping
-from ..output import emit_json, error_text, nil_if_empty, os_error_text, record, stderr, stdout
+from ..output import (
+    emit_json,
+    error_text,
+    nil_if_empty,
+    os_error_text,
+    print_created,
+    record,
+    stderr,
+    stdout,
+)
 
 if TYPE_CHECKING:
-    from ...records import Layer
     from ..context import Context
 
 __all__ = ["create_layer", "import_layer", "layer", "layer_parent_owners", "layers"]
-
-
-def _print_created(ctx: Context, layer: Layer) -> int:
-    if ctx.json:
-        emit_json(record(layer))
-    else:
-        stdout(layer.id)
-        for name in layer.names:
-            stdout(f"\t{name}")
-    return 0
 
 
 def create_layer(ctx: Context) -> int:
@@ -44,7 +42,8 @@ def create_layer(ctx: Context) -> int:
         host_uid_mapping=maps.host_uid_mapping,
         host_gid_mapping=maps.host_gid_mapping,
     )
-    return _print_created(ctx, layer)
+    print_created(ctx.json, layer)
+    return 0
 
 
 def import_layer(ctx: Context) -> int:
@@ -84,7 +83,8 @@ def import_layer(ctx: Context) -> int:
     finally:
         if path:
             os.close(fd)
-    return _print_created(ctx, layer)
+    print_created(ctx.json, layer)
+    return 0
 
 
 def layers(ctx: Context) -> int:
@@ -141,19 +141,9 @@ def layers(ctx: Context) -> int:
     return 0
 
 
-def _matched(ctx: Context) -> list[Layer]:
-    out = []
-    for arg in ctx.args:
-        try:
-            out.append(ctx.store.layer(arg))
-        except LookupError:
-            pass
-    return out
-
-
 def layer(ctx: Context) -> int:
     """Describe layers; exit 1 if any argument is not a layer."""
-    matched = _matched(ctx)
+    matched = ctx.lookup_args(ctx.store.layer)
     if ctx.json:
         emit_json([record(x) for x in matched])
     else:
@@ -181,7 +171,7 @@ def layer_parent_owners(ctx: Context) -> int:
     maps cannot express."""
     from ..flags import go_list
 
-    matched = _matched(ctx)
+    matched = ctx.lookup_args(ctx.store.layer)
     for x in matched:
         try:
             uids, gids = ctx.store.layer_parent_owners(x.id)

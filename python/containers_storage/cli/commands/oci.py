@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..output import emit_json, record, stdout
+from ..output import emit_json, print_created, stdout
 
 if TYPE_CHECKING:
     from ...oci import ImageProgress
@@ -24,12 +24,7 @@ def import_image(ctx: Context) -> int:
         bars.update(state.done, state.sizes)
 
     image = ctx.store.import_image(ctx.args[0], names=ctx.items("name"), progress=progress)
-    if ctx.json:
-        emit_json(record(image))
-    else:
-        stdout(image.id)
-        for name in image.names:
-            stdout(f"\t{name}")
+    print_created(ctx.json, image)
     return 0
 
 
