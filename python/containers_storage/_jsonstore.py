@@ -232,12 +232,12 @@ def parse_time(text: str) -> int:
         else:
             main, tz = main[:19], main[19:]
         tz = "+00:00" if tz in ("Z", "z") else tz
-        from datetime import UTC, datetime  # on first use: most commands never parse times
+        from datetime import datetime  # on first use: most commands never parse times
 
         dt = datetime.fromisoformat(main[:19] + tz)
         ns = int((frac + "000000000")[:9]) if frac else 0
-        delta = dt - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86400 + delta.seconds) * 1_000_000_000 + ns
+        # Whole seconds (the fraction is kept apart): exact in a float for any year.
+        return int(dt.timestamp()) * 1_000_000_000 + ns
     except ValueError:
         return _ZERO_NS
 

@@ -142,9 +142,7 @@ class OverlayDriver(Driver):
             )
         flag_file = os.path.join(self.home, ".has-mount-program")
         if not os.path.exists(flag_file):
-            with open(flag_file, "w") as f:
-                f.write("false")
-            os.chmod(flag_file, 0o600)
+            self._write_small(flag_file, "false", 0o600)
         self.supports_dtype = self._feature("overlay", self._probe_overlay)
         self.native_diff = self._feature(
             f"native-diff({self.mount_options})", self._probe_native_diff
@@ -490,9 +488,7 @@ class OverlayDriver(Driver):
                 if os.path.isdir(os.path.join(self.home, parts[1])) and (
                     self._read(link_file) != link
                 ):
-                    with open(link_file, "w") as f:
-                        f.write(link)
-                    os.chmod(link_file, 0o644)
+                    self._write_small(link_file, link)
                     progress = True
             if not progress:
                 return
