@@ -205,7 +205,12 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = 
 def format_time(ns: int) -> str:
     """RFC 3339 in UTC with nanoseconds, trailing zeros trimmed (Go ``time.RFC3339Nano``)."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    t = time.gmtime(seconds)
+    # Four-digit years, as Go writes them (strftime's %Y gives "1" for year 1).
+    base = (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+        f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
     if frac:
         return f"{base}.{frac:09d}".rstrip("0") + "Z"
     return base + "Z"
