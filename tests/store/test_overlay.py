@@ -416,6 +416,39 @@ def test_run_root_feature_files(
     assert set(seen[-1][2]) == GO_FEATURES | {"volatile-true"}
 
 
+def test_open_removes_what_a_killed_probe_left(
+    tmp_path: Path, roots: Roots, stores: Callable[..., cs.Store]
+) -> None:
+    """A process killed inside a feature probe leaves its scratch directory in staging/, its
+    overlay possibly still mounted: the next open unmounts and removes it, and keeps a
+    live process's stage."""
+    stores(roots).shutdown(True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    staging = home(roots) / "staging"
+    left = staging / f"{dead.pid}-compatxyz"
+    for sub in ("lower1", "lower2", "upper", "work", "merged"):
+        (left / sub).mkdir(parents=True)
+    (left / "upper" / "f").write_text("x")
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o",
+         f"lowerdir={left}/lower1:{left}/lower2,upperdir={left}/upper,workdir={left}/work",
+         str(left / "merged")],
+        check=True,
+    )  # fmt: skip
+    live = staging / f"{os.getpid()}-stage"
+    live.mkdir()
+    for name in os.listdir(roots[1] / DRV):  # drop the feature cache: the open probes again
+        (roots[1] / DRV / name).unlink()
+    s = stores(roots)
+    s.layers()
+    assert sorted(os.listdir(staging)) == [live.name]
+    assert str(left / "merged") not in mounted_under(tmp_path)
+    assert "overlay-true" in os.listdir(roots[1] / DRV)  # probed again, in staging/
+    assert s.shutdown(True) == []
+    live.rmdir()
+
+
 # -- mounting ---------------------------------------------------------------------------------
 
 

@@ -102,9 +102,17 @@ def driver_layer_dirs(graph: Path, driver: str) -> set[str]:
         return {p.name for p in base.iterdir()} if base.exists() else set()
     if driver == "overlay":
         base = graph / "overlay"
-        skip = {"l"}
+        # staging/ holds no layer; what a killed process left there is removed by the
+        # next open (checked by the callers through staging_left).
+        skip = {"l", "staging"}
         return {p.name for p in base.iterdir() if p.name not in skip and not p.name.startswith(".")}
     raise AssertionError(f"no layer-directory listing for driver {driver!r}")
+
+
+def staging_left(graph: Path, driver: str) -> list[str]:
+    """Entries in the overlay driver's staging directory (stages and feature probes)."""
+    base = graph / "overlay" / "staging"
+    return sorted(p.name for p in base.iterdir()) if driver == "overlay" and base.exists() else []
 
 
 def tar_split_files(graph: Path, driver: str) -> tuple[set[str], list[str]]:
@@ -292,6 +300,8 @@ class PutRun:
             f"driver dirs without a layer: {dirs - set(on_disk)}; "
             f"layers without a dir: {set(on_disk) - dirs}"
         )
+        # Every child is dead by now: the open above removed whatever they left staged.
+        assert not staging_left(self.graph, self.driver), "staging left by a killed child"
         split_ids, tmps = tar_split_files(self.graph, self.driver)
         assert split_ids <= set(on_disk), f"tar-split without a layer: {split_ids - set(on_disk)}"
         assert split_ids == set(on_disk), f"layers without tar-split: {set(on_disk) - split_ids}"

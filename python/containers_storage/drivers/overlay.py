@@ -143,6 +143,7 @@ class OverlayDriver(Driver):
         flag_file = os.path.join(self.home, ".has-mount-program")
         if not os.path.exists(flag_file):
             self._write_small(flag_file, "false", 0o600)
+        self.clean_staging()
         self.supports_dtype = self._feature("overlay", self._probe_overlay)
         self.native_diff = self._feature(
             f"native-diff({self.mount_options})", self._probe_native_diff
@@ -155,7 +156,6 @@ class OverlayDriver(Driver):
         self._supports_shifting: bool | None = None
         if not self.skip_mount_home:
             _native.make_private(self.home, self.home in mountpoints())
-        self.clean_staging()
 
     # -- feature probes ---------------------------------------------------------------------
 
@@ -174,12 +174,21 @@ class OverlayDriver(Driver):
     def _scratch(self) -> Iterator[str]:
         import tempfile
 
-        d = tempfile.mkdtemp(prefix="compat", dir=self.home)
+        # Under staging/ with the pid first, as stage() does: if this process is killed
+        # mid-probe, clean_staging() in the next process removes what it left.
+        while True:
+            try:
+                d = tempfile.mkdtemp(prefix=f"{os.getpid()}-compat", dir=self._staging_root())
+                break
+            except FileNotFoundError:  # another process's probe removed staging/ just now
+                continue
         try:
             yield d
         finally:
             _native.unmount(os.path.join(d, "merged"), 1)
             _native.remove_tree(d)
+            with contextlib.suppress(OSError):  # leave the home as Go's probes leave it
+                os.rmdir(os.path.dirname(d))
 
     def _probe_overlay(self) -> bool:
         with self._scratch() as d:
@@ -687,7 +696,9 @@ class OverlayDriver(Driver):
         for name in names:
             pid = name.split("-", 1)[0]
             if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                _native.remove_tree(os.path.join(root, name))
+                left = os.path.join(root, name)
+                _native.unmount(os.path.join(left, "merged"), 1)  # a probe's mount
+                _native.remove_tree(left)
 
     def stage(
         self,
