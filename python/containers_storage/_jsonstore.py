@@ -160,6 +160,18 @@ def load_array(path: str) -> tuple[list[dict[str, Any]], os.stat_result | None]:
     return value, st
 
 
+#: This process's PID and a count of its temporary files: unique names without a
+#: ``getpid`` and a ``getrandom`` for every save (the PID is refreshed in a forked child).
+_tmp_serial = [os.getpid(), 0]
+
+
+def _forked() -> None:
+    _tmp_serial[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically and durably (Go: ``AtomicWriteFile``).
 
@@ -171,12 +183,16 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = 
     """
     directory, name = os.path.split(path)
     directory = directory or "."
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    _tmp_serial[1] += 1
+    tmp = os.path.join(directory, f".{name}.tmp-{_tmp_serial[0]}-{_tmp_serial[1]}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         fd = os.open(tmp, flags, mode)
     except FileNotFoundError:
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a crashed process that had our PID
+        tmp = os.path.join(directory, f".{name}.tmp-{_tmp_serial[0]}-{os.urandom(8).hex()}")
         fd = os.open(tmp, flags, mode)
     try:
         try:

@@ -140,19 +140,11 @@ class RecordStore(Generic[R]):
         finally:
             self.lock.unlock()
 
-    @contextlib.contextmanager
-    def writing(self) -> Iterator[RecordStore[R]]:
+    def writing(self) -> _Writing[R]:
         """Hold the write lock, with the records fresh, for a ``with`` block; the file is
         saved at the end of the block if anything was changed (even when it raises, so a
         partial change that was already applied to disk is recorded)."""
-        self.require_writable(f"modify the {self.kind} store")
-        with self.lock.writing():
-            self._reload_if_changed(True)
-            try:
-                yield self
-            finally:
-                if self._dirty:
-                    self.save()
+        return _Writing(self)
 
     def require_writable(self, what: str) -> None:
         if self.read_only:
@@ -246,7 +238,8 @@ class RecordStore(Generic[R]):
         ``sync_dir=False`` leaves the directory unsynced: only for a save that the same
         operation follows with another one of this file before it returns.
         """
-        self.require_writable(f"modify the {self.kind} store")
+        if self.read_only:
+            self.require_writable(f"modify the {self.kind} store")
         if self.lock.held() != "write":
             raise errors.LockNotHeldError(f"{self.kind} store is not locked for writing")
         atomic_write(self.path, self._encode(), sync_dir=sync_dir)
@@ -380,3 +373,33 @@ class RecordStore(Generic[R]):
 
 def _without_name(rec: Any, name: str) -> Any:
     return replace(rec, names=tuple(n for n in rec.names if n != name))
+
+
+class _Writing(Generic[R]):
+    """What :meth:`RecordStore.writing` returns (a class: it runs several times for every
+    store operation, and a generator-based context manager costs more)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: RecordStore[R]) -> None:
+        self._store = store
+
+    def __enter__(self) -> RecordStore[R]:
+        store = self._store
+        if store.read_only:
+            store.require_writable(f"modify the {store.kind} store")
+        store.lock.lock()
+        try:
+            store._reload_if_changed(True)
+        except BaseException:
+            store.lock.unlock()
+            raise
+        return store
+
+    def __exit__(self, *exc: object) -> None:
+        store = self._store
+        try:
+            if store._dirty:
+                store.save()
+        finally:
+            store.lock.unlock()

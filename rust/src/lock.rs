@@ -114,6 +114,9 @@ struct State {
     acquiring: bool,
     /// Threads waiting for the write lock (new readers queue behind them, as Go's RWMutex).
     writers_waiting: u32,
+    /// Threads asleep on the condition variable: with none, releasing wakes nobody and
+    /// costs no `futex` call.
+    sleepers: u32,
     /// The token seen by the last `touch()` or `modified()`; `None` before either.
     last_write: Option<Vec<u8>>,
 }
@@ -226,11 +229,13 @@ impl LockFile {
             if kind == LockKind::Write {
                 st.writers_waiting += 1;
             }
+            st.sleepers += 1;
             let (guard, _) = self
                 .cond
                 .wait_timeout(st, WAIT_SLICE)
                 .unwrap_or_else(PoisonError::into_inner);
             st = guard;
+            st.sleepers -= 1;
             if kind == LockKind::Write {
                 st.writers_waiting -= 1;
             }
@@ -239,7 +244,7 @@ impl LockFile {
             drop(st);
             if interrupted() {
                 // Readers may have been queued behind our waiting-writer count.
-                self.cond.notify_all();
+                self.wake(&self.state());
                 return Err(Error::Interrupted {
                     path: self.path.clone(),
                 });
@@ -266,8 +271,15 @@ impl LockFile {
             }
             Err(e) => Err(e),
         };
-        self.cond.notify_all();
+        self.wake(&st);
         result
+    }
+
+    /// Wakes the threads waiting in [`lock_with`](Self::lock_with), if there are any.
+    fn wake(&self, st: &State) {
+        if st.sleepers > 0 {
+            self.cond.notify_all();
+        }
     }
 
     /// Opens the file and blocks in `fcntl(F_SETLKW)` until the record lock is ours.
@@ -313,7 +325,7 @@ impl LockFile {
                     st.writer = None;
                     // Closing the descriptor releases the record lock (Go: Unlock).
                     st.file = None;
-                    self.cond.notify_all();
+                    self.wake(&st);
                 }
                 return Ok(());
             }
@@ -326,7 +338,7 @@ impl LockFile {
                     if st.readers.is_empty() {
                         st.file = None;
                     }
-                    self.cond.notify_all();
+                    self.wake(&st);
                 }
                 Ok(())
             }

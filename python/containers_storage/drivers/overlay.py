@@ -81,14 +81,14 @@ def mountpoints() -> set[str]:
     return points
 
 
-_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+#: Each byte value to a base32 letter (A-Z, 2-7) by its low five bits: 8 values a letter.
+_B32 = bytes.maketrans(bytes(range(256)), b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" * 8)
 
 
 def _link_id() -> str:
-    # 26 characters of base32 (A-Z, 2-7) from 16 random bytes: Go's generateID(idLength),
-    # the first 26 of base32.StdEncoding's 32 (the base64 module costs start-up time).
-    n = int.from_bytes(os.urandom(16), "big") << 2  # 130 bits: 26 groups of 5
-    return "".join(_B32[(n >> (125 - 5 * i)) & 31] for i in range(26))
+    # 26 base32 characters, 5 random bits each (130 bits), as Go's generateID(idLength)
+    # (the base64 module costs start-up time).
+    return os.urandom(26).translate(_B32).decode("ascii")
 
 
 class OverlayDriver(Driver):
@@ -297,12 +297,15 @@ class OverlayDriver(Driver):
         except FileNotFoundError:
             return None
         try:
-            chunks = []
-            while chunk := os.read(fd, 65536):
-                chunks.append(chunk)
+            data = os.read(fd, 65536)
+            if len(data) == 65536:  # a short read of a regular file is its end
+                chunks = [data]
+                while chunk := os.read(fd, 65536):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
         finally:
             os.close(fd)
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8")
 
     @staticmethod
     def _write_small(path: str, text: str, mode: int = 0o644) -> None:
@@ -355,8 +358,6 @@ class OverlayDriver(Driver):
     ) -> None:
         below = template or parent
         d = os.path.join(self.home, layer_id)
-        if os.path.lexists(d):
-            self.remove(layer_id)
         root_uid, root_gid = root_pair(uid_map, gid_map)
         perms = _DEFAULT_PERMS
         parent_dir = None
@@ -372,7 +373,11 @@ class OverlayDriver(Driver):
             root_uid, root_gid = st.st_uid, st.st_gid
             perms = os.stat(os.path.join(parent_dir, "diff")).st_mode & 0o7777
         remap = list(uid_map) != list(from_uid_map) or list(gid_map) != list(from_gid_map)
-        os.mkdir(d, 0o700)
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:  # left over: start afresh
+            self.remove(layer_id)
+            os.mkdir(d, 0o700)
         os.chown(d, *root_pair(uid_map, gid_map))
         try:
             self._mkdir_as(os.path.join(d, "diff"), perms, root_uid, root_gid)
