@@ -72,12 +72,18 @@ def _unescape(field: str) -> str:
 
 def mountpoints() -> set[str]:
     """Mount points of this process's mount namespace (from ``/proc/self/mountinfo``)."""
-    points = set()
+    return set(mounts_in_order())
+
+
+def mounts_in_order() -> list[str]:
+    """Mount points of this process's mount namespace, oldest first (a mount stacked on,
+    or using, another comes after it)."""
+    points = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             fields = line.split(" ", 5)
             if len(fields) > 4:
-                points.add(_unescape(fields[4]))
+                points.append(_unescape(fields[4]))
     return points
 
 
@@ -171,23 +177,21 @@ class OverlayDriver(Driver):
         return result
 
     @contextlib.contextmanager
-    def _scratch(self) -> Iterator[str]:
-        import tempfile
+    def _scratch(self, kind: str = "compat") -> Iterator[str]:
+        """A directory for this process alone, removed afterwards (what is mounted in it
+        must be unmounted by then, except a probe's ``merged``).
 
-        # Under staging/ with the pid first, as stage() does: if this process is killed
-        # mid-probe, clean_staging() in the next process removes what it left.
-        while True:
-            try:
-                d = tempfile.mkdtemp(prefix=f"{os.getpid()}-compat", dir=self._staging_root())
-                break
-            except FileNotFoundError:  # another process's probe removed staging/ just now
-                continue
+        It is made under staging/ with the PID first, as stage() does: if this process is
+        killed meanwhile, clean_staging() in the next process unmounts and removes what it
+        left. staging/ itself goes again when empty, as Go leaves no such directory.
+        """
+        d = self._staging_dir(kind)
         try:
             yield d
         finally:
             _native.unmount(os.path.join(d, "merged"), 1)
             _native.remove_tree(d)
-            with contextlib.suppress(OSError):  # leave the home as Go's probes leave it
+            with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(d))
 
     def _probe_overlay(self) -> bool:
@@ -648,20 +652,14 @@ class OverlayDriver(Driver):
         if layer_id is None:
             yield None
             return
-        import tempfile
-
-        tmp_root = os.path.join(self.graph_root, "tmp")
-        os.makedirs(tmp_root, mode=0o700, exist_ok=True)
-        target = tempfile.mkdtemp(prefix="overlay-view-", dir=tmp_root)
-        try:
+        with self._scratch("view") as d:
+            target = os.path.join(d, "view")
+            os.mkdir(target, 0o700)
             self._mount(layer_id, target, MountOptions(options=("ro",)))
             try:
                 yield target
             finally:
                 _native.unmount(target)
-        finally:
-            with contextlib.suppress(OSError):
-                os.rmdir(target)
 
     def put(self, layer_id: str) -> None:
         d = self._dir(layer_id)[0]
@@ -686,10 +684,23 @@ class OverlayDriver(Driver):
 
     supports_staging = True
 
-    def _staging_root(self) -> str:
+    def _staging_dir(self, kind: str = "") -> str:
+        """A new directory ``staging/<pid>-<kind><random>``."""
+        import tempfile
+
         root = os.path.join(self.home, "staging")
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        return root
+        prefix = f"{os.getpid()}-{kind}"
+        while True:
+            try:
+                return tempfile.mkdtemp(prefix=prefix, dir=root)
+            except FileNotFoundError:
+                pass
+            # staging/ is missing (or another process's _scratch() removed it just now,
+            # being done with it when it was empty).
+            try:
+                os.mkdir(root, 0o700)
+            except FileExistsError:
+                pass
 
     def clean_staging(self) -> None:
         """Remove staging directories left by processes that no longer exist."""
@@ -698,11 +709,18 @@ class OverlayDriver(Driver):
             names = os.listdir(root)
         except FileNotFoundError:
             return
+        points: list[str] | None = None
         for name in names:
             pid = name.split("-", 1)[0]
             if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
                 left = os.path.join(root, name)
-                _native.unmount(os.path.join(left, "merged"), 1)  # a probe's mount
+                # A feature probe killed mid-way leaves its mounts (merged/, and mapped/
+                # under it): the newest first.
+                if points is None:
+                    points = mounts_in_order()
+                for point in reversed(points):
+                    if point.startswith(left + "/"):
+                        _native.unmount(point, 1)
                 _native.remove_tree(left)
 
     def stage(
@@ -714,9 +732,8 @@ class OverlayDriver(Driver):
         progress: ProgressCallback | None = None,
         tar_split_path: str | None = None,
     ) -> tuple[str, str, str, ApplyResult]:
-        import tempfile
 
-        directory = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self._staging_root())
+        directory = self._staging_dir()
         diff = os.path.join(directory, "diff")
         ts = tar_split_path or os.path.join(directory, "tar-split.gz")
         try:
