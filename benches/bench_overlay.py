@@ -6,7 +6,9 @@
     (ours: ``create_layer(top)`` + ``mount`` + ``unmount`` in this process; Go:
     ``create-layer TOP``, ``mount ID``, ``unmount ID`` as three processes).
 (b) On an image of N layers (a small file each): a container (ours: ``create_container``;
-    Go: ``create-container IMAGE``).
+    Go: ``create-container IMAGE``). Beside them, ``FsFloor`` replays the file-system work
+    of ours (locks, three durable saves, the driver's directories and files) as
+    straight-line system calls: what no Python store doing that work can go below.
 (c) Our CLI (the ``containers-storage`` script next to this interpreter) running the same
     commands as Go in (a) and (b), one process each, on our store; the issue's budget per
     command is the Go CLI's time plus the bare interpreter's start-up (``python3 -c pass``,
@@ -23,6 +25,7 @@ runs of one repetition paired). Needs root (kernel overlay mounts).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import io
 import os
@@ -164,7 +167,78 @@ def bench_mount(ours: cs.Store, go: Go, ids: dict[str, str], runs: int) -> Timin
     return t
 
 
-def bench_container(ours: cs.Store, go: Go, ids: dict[str, str], runs: int) -> Timings:
+class FsFloor:
+    """The file-system work of our ``create_container``, replayed as straight-line system
+    calls in a directory of its own: the lock files taken, the three atomic saves (the
+    layer flagged incomplete, the layer complete, the container: temporary file,
+    fdatasync, rename, and a directory fsync for the last two), the driver's directories,
+    short link and link/lower files. What ours takes beyond this is the interpreter running
+    the store's code."""
+
+    def __init__(self, root: Path, layers_json: bytes) -> None:
+        self.root = root
+        self.layers_json = layers_json
+        for d in ("layers", "images", "containers", "overlay/l", "overlay/parent/diff"):
+            (root / d).mkdir(parents=True)
+        for d in ("layers", "images", "containers"):
+            (root / d / "x.lock").write_bytes(bytes(64))
+        (root / "containers/containers.json").write_bytes(b"[]")
+        (root / "overlay/parent/link").write_text("A" * 26)
+        (root / "overlay/parent/lower").write_text("l/" + "B" * 26)
+        self.n = 0
+
+    def _save(self, d: str, name: str, data: bytes, sync_dir: bool) -> None:
+        tmp = f"{self.root}/{d}/.{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.write(fd, data)
+        os.fdatasync(fd)
+        os.close(fd)
+        os.rename(tmp, f"{self.root}/{d}/{name}")
+        if sync_dir:
+            dfd = os.open(f"{self.root}/{d}", os.O_RDONLY | os.O_DIRECTORY)
+            os.fsync(dfd)
+            os.close(dfd)
+
+    def create(self) -> None:
+        self.n += 1
+        r = self.root
+        fds = []
+        for d in ("layers", "images", "containers"):
+            fd = os.open(f"{r}/{d}/x.lock", os.O_RDWR | os.O_CLOEXEC)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            os.pread(fd, 64, 0)
+            fds.append(fd)
+        self._save("layers", "layers.json", self.layers_json + b" ", False)
+        layer = f"{r}/overlay/c{self.n}"
+        os.stat(f"{r}/overlay/parent")
+        for name in ("link", "lower"):
+            fd = os.open(f"{r}/overlay/parent/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            os.read(fd, 4096)
+            os.close(fd)
+        os.mkdir(layer, 0o700)
+        for sub in ("diff", "work", "merged"):
+            os.mkdir(f"{layer}/{sub}", 0o700)
+        os.symlink(f"../c{self.n}/diff", f"{r}/overlay/l/L{self.n}")
+        for name in ("link", "lower"):
+            fd = os.open(f"{layer}/{name}", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            os.write(fd, b"l/" + b"C" * 26)
+            os.close(fd)
+        self._save("layers", "layers.json", self.layers_json, True)
+        self._save("containers", "containers.json", b"[" + b"c" * 300 + b"]", True)
+        for fd in fds:
+            os.pwrite(fd, os.urandom(64), 0)
+            os.close(fd)
+
+    def delete(self) -> None:
+        subprocess.run(
+            ["rm", "-rf", f"{self.root}/overlay/c{self.n}", f"{self.root}/overlay/l/L{self.n}"],
+            check=True,
+        )
+
+
+def bench_container(
+    ours: cs.Store, go: Go, ids: dict[str, str], runs: int, floor: FsFloor
+) -> Timings:
     t = Timings()
     for rep in range(runs + 1):
         t0 = time.perf_counter()
@@ -175,9 +249,16 @@ def bench_container(ours: cs.Store, go: Go, ids: dict[str, str], runs: int) -> T
         gid = run_go(go, "create-container", ids["go-many"]).split()[0]
         gdt = time.perf_counter() - g0
         run_go(go, "delete-container", gid)
+        f0 = time.perf_counter()
+        floor.create()
+        fdt = time.perf_counter() - f0
+        floor.delete()
+        # Each is timed right after a Go process, as ours is.
+        run_go(go, "delete-container", run_go(go, "create-container", ids["go-many"]).split()[0])
         if rep:
             t.add("ours", dt)
             t.add("go", gdt)
+            t.add("floor", fdt)
     return t
 
 
@@ -290,6 +371,14 @@ def report(
     print(f"| {ms(ctr.med('ours'))} | {ms(ctr.med('go'))} | {r:.2f}x |")
     print(f"\nTarget Go/ours >= {TARGET:.0f}: {verdict(r)}")
     print(f"Spread (min-max ms): ours {ctr.spread('ours')}, Go {ctr.spread('go')}")
+    print(
+        "\nThe same file-system work as straight-line system calls (`FsFloor`, each run "
+        "right after a Go process, as ours):\n"
+    )
+    print("| file-system floor | Go/floor (paired) | ours minus floor |")
+    print("|---|---|---|")
+    rf = paired(ctr, "go", "floor")
+    print(f"| {ms(ctr.med('floor'))} | {rf:.2f}x | {ms(ctr.med('ours') - ctr.med('floor'))} |")
     print("\n## (c) our CLI against Go's, one process per command (ms, medians)\n")
     print(
         "Budget per command: the Go CLI's time plus the bare interpreter's start-up, i.e. "
@@ -354,7 +443,9 @@ def main() -> None:
     try:
         ours, go, ids = build_stores(scratch, args.layers)
         mount = bench_mount(ours, go, ids, args.runs)
-        ctr = bench_container(ours, go, ids, args.runs)
+        layers_json = (scratch / "ours-root" / f"{DRV}-layers" / "layers.json").read_bytes()
+        floor = FsFloor(scratch / "floor", layers_json)
+        ctr = bench_container(ours, go, ids, args.runs, floor)
         cli = bench_cli(Ours(scratch / "ours-root", scratch / "ours-run"), go, ids, args.runs)
         start = bench_startup(args.runs)
     finally:

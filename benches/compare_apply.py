@@ -68,6 +68,7 @@ class RunError(Exception):
 class Sample:
     wall: float  # seconds, perf_counter around the whole process
     rss_kib: int  # GNU time %M
+    cpu: float  # GNU time %U + %S: user and system seconds, every thread
 
 
 @dataclass
@@ -118,7 +119,7 @@ def show(cmd: list[str]) -> str:
 def print_commands(formats: Sequence[str], tools: Sequence[str]) -> None:
     print("## Commands (timed: the process in each line marked *)\n")
     print("```sh")
-    print(f"# each timed process runs as: {GNU_TIME} -f '%e %M' -o TIMEFILE <command>")
+    print(f"# each timed process runs as: {GNU_TIME} -f '%e %M %U %S' -o TIMEFILE <command>")
     print("# DST: a fresh empty directory on the scratch fs; TS: tar-split file on the scratch fs")
     if "ours" in tools:
         print("* " + show(ours_cmd("@SRC@", "@DST@", "@TS@")))
@@ -150,13 +151,14 @@ def tail(path: Path, limit: int = 4000) -> str:
 
 
 def timed(cmd: list[str], logdir: Path) -> Sample:
-    """Run cmd under GNU time; wall time from perf_counter, peak RSS from %M."""
+    """Run cmd under GNU time; wall time from perf_counter, peak RSS from %M, CPU time
+    from %U and %S."""
     tfile, out, err = logdir / "time.out", logdir / "stdout.out", logdir / "stderr.out"
     tfile.unlink(missing_ok=True)
     with open(out, "wb") as fout, open(err, "wb") as ferr:
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [GNU_TIME, "-f", "%e %M", "-o", str(tfile), *cmd],
+            [GNU_TIME, "-f", "%e %M %U %S", "-o", str(tfile), *cmd],
             stdin=subprocess.DEVNULL,
             stdout=fout,
             stderr=ferr,
@@ -169,7 +171,7 @@ def timed(cmd: list[str], logdir: Path) -> Sample:
             f"--- stderr ---\n{tail(err)}\n--- stdout ---\n{tail(out, 1000)}"
         )
     last = tail(tfile).splitlines()[-1].split()
-    return Sample(wall=wall, rss_kib=int(last[1]))
+    return Sample(wall=wall, rss_kib=int(last[1]), cpu=float(last[2]) + float(last[3]))
 
 
 def native_build() -> str:
@@ -404,6 +406,31 @@ def report(
         load = row[tools[0]].load
         spans.append(f"{load:.2f}" if load is not None else "-")
         print(f"| {layer}.{fmt} | " + " | ".join(spans) + " |")
+
+    cores = os.cpu_count() or 1
+    print(f"\n### CPU seconds (user + system, every thread; medians) and ours / {cores} cores\n")
+    print(
+        f"With {cores} cores our wall time cannot be below our CPU time / {cores}: the last "
+        "column is that floor as a ratio of GNU tar's wall time.\n"
+    )
+    labels = " | ".join(LABELS[t] for t in tools)
+    print(f"| layer | {labels} | ours CPU / {cores} / tar wall |")
+    print("|---|" + "---|" * (len(tools) + 1))
+    for layer, fmt, _src in pairs:
+        row = results[(layer, fmt)]
+        cpus = []
+        for t in tools:
+            cell = row[t]
+            cpus.append(
+                f"{statistics.median(s.cpu for s in cell.samples):.2f}" if cell.samples else "-"
+            )
+        ours, tar = row.get("ours"), row.get("tar")
+        floor = "-"
+        if ours is not None and tar is not None and ours.samples and tar.samples:
+            ours_cpu = statistics.median(s.cpu for s in ours.samples)
+            tar_wall = statistics.median(s.wall for s in tar.samples)
+            floor = f"{ours_cpu / cores / tar_wall:.2f}"
+        print(f"| {layer}.{fmt} | " + " | ".join(cpus) + f" | {floor} |")
 
     print("\n### Output trees after run 1 (entries / MB in regular files)\n")
     print("| layer | " + " | ".join(LABELS[t] for t in tools) + " |")

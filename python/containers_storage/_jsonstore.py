@@ -172,14 +172,17 @@ def _forked() -> None:
 os.register_at_fork(after_in_child=_forked)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = True) -> None:
+def atomic_write(
+    path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = True
+) -> os.stat_result:
     """Replace ``path`` with ``data`` atomically and durably (Go: ``AtomicWriteFile``).
 
     The data reaches the disk before the rename (``fdatasync``), so a crash leaves the old
     file or the new one, never a short one. With ``sync_dir`` the directory is synced
     after the rename too, so the new file survives a crash once this returns (Go stops at
     the rename); a caller that saves the same file again before it returns may skip that.
-    The directory is created if missing.
+    The directory is created if missing. Returns the new file's status (as ``os.stat``
+    would after the rename).
     """
     directory, name = os.path.split(path)
     directory = directory or "."
@@ -199,7 +202,9 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = 
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fchmod(fd, mode)
+            st = os.fstat(fd)
+            if st.st_mode & 0o7777 != mode:  # the umask took bits away
+                os.fchmod(fd, mode)
             os.fdatasync(fd)
         finally:
             os.close(fd)
@@ -216,6 +221,7 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600, *, sync_dir: bool = 
             os.fsync(dfd)
         finally:
             os.close(dfd)
+    return st
 
 
 def format_time(ns: int) -> str:

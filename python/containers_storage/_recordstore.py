@@ -242,10 +242,10 @@ class RecordStore(Generic[R]):
             self.require_writable(f"modify the {self.kind} store")
         if self.lock.held() != "write":
             raise errors.LockNotHeldError(f"{self.kind} store is not locked for writing")
-        atomic_write(self.path, self._encode(), sync_dir=sync_dir)
+        st = atomic_write(self.path, self._encode(), sync_dir=sync_dir)
         token = self.lock.touch()
         self._dirty = False
-        self._seen = (bytes(token), _stamp(self.path))
+        self._seen = (bytes(token), (st.st_mtime_ns, st.st_ino, st.st_size))
 
     def _encode(self) -> bytes:
         """The file's bytes; each record's JSON is cached (records are immutable)."""
