@@ -349,6 +349,24 @@ def paired_ratio(a: Cell | None, b: Cell | None) -> str:
     return f"{statistics.median(ratios):.2f}"
 
 
+def tool_table(
+    pairs: list[tuple[str, str, Path]],
+    results: dict[tuple[str, str], dict[str, Cell]],
+    tools: Sequence[str],
+    cell: Callable[[Cell], str],
+    last_head: str,
+    last: Callable[[dict[str, Cell]], str],
+) -> None:
+    """A Markdown table: a row per layer, a column per tool, and one more column."""
+    labels = " | ".join(LABELS[t] for t in tools)
+    print(f"| layer | {labels} | {last_head} |")
+    print("|---|" + "---|" * (len(tools) + 1))
+    for layer, fmt, _src in pairs:
+        row = results[(layer, fmt)]
+        cells = " | ".join(cell(row[t]) for t in tools)
+        print(f"| {layer}.{fmt} | {cells} | {last(row)} |")
+
+
 def report(
     pairs: list[tuple[str, str, Path]],
     results: dict[tuple[str, str], dict[str, Cell]],
@@ -393,19 +411,16 @@ def report(
         "the rest); `err` = all failed; `n/a` = not applicable; `-` = not selected."
     )
 
+    def spread(cell: Cell) -> str:
+        walls = [s.wall for s in cell.samples]
+        return f"{min(walls):.2f}-{max(walls):.2f}" if walls else "-"
+
+    def load(row: dict[str, Cell]) -> str:
+        value = row[tools[0]].load
+        return f"{value:.2f}" if value is not None else "-"
+
     print("\n### Spread (min-max wall seconds; load = 1-min load average at the end)\n")
-    print("| layer | " + " | ".join(LABELS[t] for t in tools) + " | load |")
-    print("|---|" + "---|" * (len(tools) + 1))
-    for layer, fmt, _src in pairs:
-        row = results[(layer, fmt)]
-        spans = []
-        for t in tools:
-            cell = row[t]
-            walls = [s.wall for s in cell.samples]
-            spans.append(f"{min(walls):.2f}-{max(walls):.2f}" if walls else "-")
-        load = row[tools[0]].load
-        spans.append(f"{load:.2f}" if load is not None else "-")
-        print(f"| {layer}.{fmt} | " + " | ".join(spans) + " |")
+    tool_table(pairs, results, tools, spread, "load", load)
 
     cores = os.cpu_count() or 1
     print(f"\n### CPU seconds (user + system, every thread; medians) and ours / {cores} cores\n")
@@ -413,24 +428,19 @@ def report(
         f"With {cores} cores our wall time cannot be below our CPU time / {cores}: the last "
         "column is that floor as a ratio of GNU tar's wall time.\n"
     )
-    labels = " | ".join(LABELS[t] for t in tools)
-    print(f"| layer | {labels} | ours CPU / {cores} / tar wall |")
-    print("|---|" + "---|" * (len(tools) + 1))
-    for layer, fmt, _src in pairs:
-        row = results[(layer, fmt)]
-        cpus = []
-        for t in tools:
-            cell = row[t]
-            cpus.append(
-                f"{statistics.median(s.cpu for s in cell.samples):.2f}" if cell.samples else "-"
-            )
+
+    def cpu(cell: Cell) -> str:
+        return f"{statistics.median(s.cpu for s in cell.samples):.2f}" if cell.samples else "-"
+
+    def floor(row: dict[str, Cell]) -> str:
         ours, tar = row.get("ours"), row.get("tar")
-        floor = "-"
-        if ours is not None and tar is not None and ours.samples and tar.samples:
-            ours_cpu = statistics.median(s.cpu for s in ours.samples)
-            tar_wall = statistics.median(s.wall for s in tar.samples)
-            floor = f"{ours_cpu / cores / tar_wall:.2f}"
-        print(f"| {layer}.{fmt} | " + " | ".join(cpus) + f" | {floor} |")
+        if ours is None or tar is None or not ours.samples or not tar.samples:
+            return "-"
+        ours_cpu = statistics.median(s.cpu for s in ours.samples)
+        tar_wall = statistics.median(s.wall for s in tar.samples)
+        return f"{ours_cpu / cores / tar_wall:.2f}"
+
+    tool_table(pairs, results, tools, cpu, f"ours CPU / {cores} / tar wall", floor)
 
     print("\n### Output trees after run 1 (entries / MB in regular files)\n")
     print("| layer | " + " | ".join(LABELS[t] for t in tools) + " |")
