@@ -39,9 +39,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _proc import GNU_TIME, RunError, Sample, mounts_under, timed
+
 GO_BIN = "/usr/bin/containers-storage"  # Debian's Go CLI; `containers-storage` on PATH is ours.
 SKOPEO = "/usr/bin/skopeo"
-GNU_TIME = "/usr/bin/time"
 DEFAULT_CORPUS = Path.home() / ".cache" / "cs-corpus"
 DEFAULT_SCRATCH_SCRIPT = Path("/work/shared/bench/scratch-fs.sh")
 MAKE_CORPUS = (
@@ -58,16 +59,6 @@ OURS_CODE = (
     "import sys, containers_storage as cs; "
     "cs.Store(sys.argv[1], sys.argv[2], sys.argv[3]).import_image(sys.argv[4], names=[sys.argv[5]])"
 )
-
-
-class RunError(Exception):
-    """A timed process failed; the message carries its exit status and stderr."""
-
-
-@dataclass
-class Sample:
-    wall: float  # seconds, perf_counter around the whole process
-    rss_kib: int  # GNU time %M
 
 
 @dataclass
@@ -230,57 +221,15 @@ def print_commands(drivers: list[str]) -> None:
 # --- process plumbing ---------------------------------------------------------------------
 
 
-def tail(path: Path, limit: int = 4000) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode("utf-8", "replace").strip()
-
-
-def timed(cmd: list[str], logdir: Path, env: dict[str, str] | None = None) -> Sample:
-    tfile, out, err = logdir / "time.out", logdir / "stdout.out", logdir / "stderr.out"
-    tfile.unlink(missing_ok=True)
-    with open(out, "wb") as fout, open(err, "wb") as ferr:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [GNU_TIME, "-f", "%e %M", "-o", str(tfile), *cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=fout,
-            stderr=ferr,
-            env=env,
-            check=False,
-        )
-        wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RunError(
-            f"exit status {proc.returncode}: {shlex.join(cmd)}\n"
-            f"--- stderr ---\n{tail(err)}\n--- stdout ---\n{tail(out, 1000)}"
-        )
-    last = tail(tfile).splitlines()[-1].split()
-    return Sample(wall=wall, rss_kib=int(last[1]))
-
-
-def mounts_under(path: Path) -> list[str]:
-    prefix = str(path).rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            mnt = line.split()[4].replace("\\040", " ")
-            if mnt.startswith(prefix) or mnt == str(path):
-                found.append(mnt)
-    return sorted(found, key=len, reverse=True)
-
-
 def clean_store(store: Path, driver: str) -> None:
     if not store.exists():
         return
     graph, run = str(store / "graph"), str(store / "run")
     if (store / "graph").exists():
         subprocess.run([*go_base(graph, run, driver), "shutdown"], capture_output=True, check=False)
-    for mnt in mounts_under(store):
+    for mnt in mounts_under(store, include_self=True):
         subprocess.run(["umount", mnt], capture_output=True, check=False)
-    left = mounts_under(store)
+    left = mounts_under(store, include_self=True)
     if left:
         raise SystemExit(f"still mounted below {store}: {left}")
     subprocess.run(["rm", "-rf", "--one-file-system", str(store)], check=True)

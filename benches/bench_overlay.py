@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import containers_storage as cs
+from _proc import mounts_under
 
 GO_BIN = "/usr/bin/containers-storage"  # Debian's Go CLI; `containers-storage` on PATH is ours.
 DRV = "overlay"
@@ -405,17 +406,6 @@ def fs_type(path: Path) -> str:
             if (str(path) + "/").startswith(point.rstrip("/") + "/") and len(point) >= len(best):
                 best, fstype = point, fields[2]
     return fstype
-
-
-def mounts_under(path: Path) -> list[str]:
-    prefix = str(path).rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point.startswith(prefix):
-                found.append(point)
-    return sorted(found, key=len, reverse=True)
 
 
 def main() -> None:

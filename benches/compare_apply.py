@@ -34,8 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _proc import GNU_TIME, RunError, Sample, mounts_under, timed
+
 GO_BIN = "/usr/bin/containers-storage"  # Debian's Go CLI; `containers-storage` on PATH is ours.
-GNU_TIME = "/usr/bin/time"
 DEFAULT_CORPUS = Path.home() / ".cache" / "cs-corpus" / "layers"
 DEFAULT_SCRATCH_SCRIPT = Path("/work/shared/bench/scratch-fs.sh")
 ALL_TOOLS = ("ours", "tar", "go-vfs", "go-overlay", "tarfile")
@@ -58,17 +59,6 @@ TARFILE_CODE = (
 )
 # Stream mode 'r|*' learnt zstd only together with the compression.zstd module (3.14).
 TARFILE_HAS_ZSTD = hasattr(tarfile.TarFile, "zstopen")
-
-
-class RunError(Exception):
-    """A timed process failed; the message carries its exit status and stderr."""
-
-
-@dataclass
-class Sample:
-    wall: float  # seconds, perf_counter around the whole process
-    rss_kib: int  # GNU time %M
-    cpu: float  # GNU time %U + %S: user and system seconds, every thread
 
 
 @dataclass
@@ -142,38 +132,6 @@ def print_commands(formats: Sequence[str], tools: Sequence[str]) -> None:
 # --- process plumbing ---------------------------------------------------------------------
 
 
-def tail(path: Path, limit: int = 4000) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode("utf-8", "replace").strip()
-
-
-def timed(cmd: list[str], logdir: Path) -> Sample:
-    """Run cmd under GNU time; wall time from perf_counter, peak RSS from %M, CPU time
-    from %U and %S."""
-    tfile, out, err = logdir / "time.out", logdir / "stdout.out", logdir / "stderr.out"
-    tfile.unlink(missing_ok=True)
-    with open(out, "wb") as fout, open(err, "wb") as ferr:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [GNU_TIME, "-f", "%e %M %U %S", "-o", str(tfile), *cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=fout,
-            stderr=ferr,
-            check=False,
-        )
-        wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RunError(
-            f"exit status {proc.returncode}: {shlex.join(cmd)}\n"
-            f"--- stderr ---\n{tail(err)}\n--- stdout ---\n{tail(out, 1000)}"
-        )
-    last = tail(tfile).splitlines()[-1].split()
-    return Sample(wall=wall, rss_kib=int(last[1]), cpu=float(last[2]) + float(last[3]))
-
-
 def native_build() -> str:
     """Identity of the installed extension (sha256 prefix + mtime), without importing it."""
     spec = importlib.util.find_spec("containers_storage")
@@ -193,17 +151,6 @@ def native_build() -> str:
 def rm_rf(path: Path) -> None:
     if path.exists() or path.is_symlink():
         subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)
-
-
-def mounts_under(path: Path) -> list[str]:
-    prefix = str(path).rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            mnt = line.split()[4].replace("\\040", " ")
-            if mnt.startswith(prefix):
-                found.append(mnt)
-    return sorted(found, key=len, reverse=True)
 
 
 def count_tree(root: Path) -> tuple[int, int]:
