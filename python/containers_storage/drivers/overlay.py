@@ -732,7 +732,6 @@ class OverlayDriver(Driver):
         progress: ProgressCallback | None = None,
         tar_split_path: str | None = None,
     ) -> tuple[str, str, str, ApplyResult]:
-
         directory = self._staging_dir()
         diff = os.path.join(directory, "diff")
         ts = tar_split_path or os.path.join(directory, "tar-split.gz")
