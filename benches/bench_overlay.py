@@ -61,8 +61,8 @@ def small_tar(name: str, data: bytes) -> bytes:
 class Go:
     """The Go CLI on one store."""
 
-    def __init__(self, graph: Path, run: Path) -> None:
-        self.base = [GO_BIN, "--graph", str(graph), "--run", str(run), "--storage-driver", DRV]
+    def __init__(self, graph: Path, run: Path, binary: str = GO_BIN) -> None:
+        self.base = [binary, "--graph", str(graph), "--run", str(run), "--storage-driver", DRV]
 
     def cmd(self, *args: str) -> list[str]:
         return [*self.base, *args]
@@ -84,7 +84,7 @@ class Ours(Go):
         script = Path(sys.executable).parent / "containers-storage"
         if not script.exists():
             raise SystemExit(f"{script} missing: pip install the package first")
-        self.base = [str(script), "--graph", str(graph), "--run", str(run), "--storage-driver", DRV]
+        super().__init__(graph, run, str(script))
 
 
 @dataclass

@@ -362,7 +362,10 @@ class OverlayDriver(Driver):
     ) -> None:
         below = template or parent
         d = os.path.join(self.home, layer_id)
-        root_uid, root_gid = root_pair(uid_map, gid_map)
+        # Container root under the new maps owns the layer directory; the directories in
+        # it are owned as the parent layer's directory when there is one.
+        map_root = root_pair(uid_map, gid_map)
+        root_uid, root_gid = map_root
         perms = _DEFAULT_PERMS
         parent_dir = None
         if below is not None:
@@ -382,7 +385,7 @@ class OverlayDriver(Driver):
         except FileExistsError:  # left over: start afresh
             self.remove(layer_id)
             os.mkdir(d, 0o700)
-        os.chown(d, *root_pair(uid_map, gid_map))
+        os.chown(d, *map_root)
         try:
             self._mkdir_as(os.path.join(d, "diff"), perms, root_uid, root_gid)
             link = _link_id()
@@ -399,9 +402,8 @@ class OverlayDriver(Driver):
                 if remap:
                     self._remapped_copy(layer_id, from_uid_map, from_gid_map, uid_map, gid_map)
                     # Go re-creates diff/ and work/ owned by the new maps' root after the copy.
-                    new_uid, new_gid = root_pair(uid_map, gid_map)
                     for sub in ("diff", "work"):
-                        os.chown(os.path.join(d, sub), new_uid, new_gid)
+                        os.chown(os.path.join(d, sub), *map_root)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.remove(layer_id)

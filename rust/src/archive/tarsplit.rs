@@ -242,22 +242,20 @@ impl LineSink {
     }
 }
 
-/// Reads a little-endian integer of `N` bytes at `*at` and advances past it.
-fn take<const N: usize>(batch: &[u8], at: &mut usize) -> io::Result<[u8; N]> {
-    let bytes = batch
-        .get(*at..*at + N)
-        .and_then(|b| <[u8; N]>::try_from(b).ok())
-        .ok_or_else(|| io::Error::other("tar-split batch cut short"))?;
-    *at += N;
-    Ok(bytes)
-}
-
+/// The `len` bytes at `*at`; advances past them.
 fn take_slice<'b>(batch: &'b [u8], at: &mut usize, len: usize) -> io::Result<&'b [u8]> {
     let bytes = batch
         .get(*at..*at + len)
         .ok_or_else(|| io::Error::other("tar-split batch cut short"))?;
     *at += len;
     Ok(bytes)
+}
+
+/// The `N` bytes at `*at` (a little-endian integer); advances past them.
+fn take<const N: usize>(batch: &[u8], at: &mut usize) -> io::Result<[u8; N]> {
+    let bytes = take_slice(batch, at, N)?;
+    // take_slice returned exactly N bytes.
+    Ok(<[u8; N]>::try_from(bytes).unwrap_or([0; N]))
 }
 
 /// The formatting thread: one NDJSON line per record.
