@@ -23,6 +23,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import BinaryIO, Literal, Protocol
 
 from . import _native
+from ._pipe import iter_written
 from ._struct import asdict, struct
 
 __all__ = [
@@ -503,36 +504,6 @@ def diff(
         raise drain.error
 
 
-def _iterate(write: Callable[[int], object], chunk_size: int) -> Generator[bytes, None, None]:
-    """Run ``write(fd)`` on a thread into a pipe and yield what it writes.
-
-    The native writer owns (and closes) the pipe's write end; an error it raises is re-raised
-    after the last chunk. Closing the iterator early makes the writer fail with a broken
-    pipe, which is then ignored.
-    """
-    read_fd, write_fd = os.pipe()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            write(write_fd)
-        except BaseException as e:  # re-raised below
-            failure.append(e)
-
-    worker = threading.Thread(target=run, daemon=True, name="cs-iter")
-    worker.start()
-    finished = False
-    try:
-        while chunk := os.read(read_fd, chunk_size):
-            yield chunk
-        finished = True
-    finally:
-        os.close(read_fd)
-        worker.join()
-    if finished and failure:
-        raise failure[0]
-
-
 def iter_reassemble(
     tar_split: bytes | str | os.PathLike[str],
     layer_dir: str | os.PathLike[str],
@@ -543,7 +514,7 @@ def iter_reassemble(
     """:func:`reassemble_layer` as an iterator of chunks (for streaming to a socket or an
     HTTP response)."""
     record: bytes | str = tar_split if isinstance(tar_split, bytes) else os.fspath(tar_split)
-    return _iterate(
+    return iter_written(
         lambda fd: _native.reassemble_layer(
             record, os.fspath(layer_dir), fd, compression=compression
         ),
@@ -560,7 +531,7 @@ def iter_diff(
     chunk_size: int = 1 << 20,
 ) -> Generator[bytes, None, None]:
     """:func:`diff` as an iterator of chunks."""
-    return _iterate(
+    return iter_written(
         lambda fd: _native.layer_diff(
             os.fspath(layer_dir),
             fd,

@@ -212,6 +212,38 @@ class LayerStore(RecordStore[Layer]):
             rec = self.get(layer_id)
             return self.mounts.get(rec.id, ("", 0))[1]
 
+    def parent_owners(self, rec: Layer) -> tuple[list[int], list[int]]:
+        """Owners of the directories above an ID-mapped layer's mount point that its maps
+        cannot represent (Go ``layerStore.ParentOwners``); empty for an unmapped layer.
+
+        Raises:
+            LayerNotMountedError: The layer is ID-mapped and not mounted.
+        """
+        self.require_writable_mounts()
+        assert self.mounts_lock is not None
+        with self.mounts_lock.reading():
+            self._reload_mounts_if_changed()
+            mount_point = self.mounts.get(rec.id, ("", 0))[0]
+        if not rec.uidmap and not rec.gidmap:
+            return [], []
+        if not mount_point:
+            raise errors.LayerNotMountedError()
+
+        def representable(maps: tuple[IDMap, ...], host: int) -> bool:
+            return not maps or any(m.host_id <= host < m.host_id + m.size for m in maps)
+
+        uids: set[int] = set()
+        gids: set[int] = set()
+        d = os.path.dirname(mount_point)
+        while d and d != "/":
+            for st in (os.stat(d), os.lstat(d)):
+                if not representable(rec.uidmap, st.st_uid):
+                    uids.add(st.st_uid)
+                if not representable(rec.gidmap, st.st_gid):
+                    gids.add(st.st_gid)
+            d = os.path.dirname(d)
+        return sorted(uids), sorted(gids)
+
     def require_writable_mounts(self) -> None:
         if self.read_only or self.mounts_lock is None:
             raise errors.StoreIsReadOnlyError(

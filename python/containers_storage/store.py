@@ -15,17 +15,17 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _native, errors
+from . import _native, errors, userns
 from ._jsonstore import atomic_write
-from ._recordstore import random_id
+from ._pipe import iter_written
+from ._recordstore import RecordStore, random_id
 from ._struct import replace
 from .containers import ContainerStore
 from .drivers import Driver, MountOptions, new_driver
@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # the archive module is imported when a layer's contents are 
 __all__ = ["Store", "get_store"]
 
 MapArg = Iterable[IDMap | tuple[int, int, int]] | None
+
+_S = TypeVar("_S", bound="RecordStore[Any]")
 
 _stores: dict[tuple[str, str, str], Store] = {}
 _stores_lock = threading.Lock()
@@ -270,15 +272,53 @@ class Store:
             return self._ro_layers
 
     def _all_layer_stores(self) -> list[LayerStore]:
+        """This store's layer store, then the additional stores' (read-only) ones.
+
+        Getting them takes ``storage.lock``: a caller that will hold ``layers.lock`` gets
+        them first (Go's order is ``storage.lock``, then the layers)."""
         return [self._layer_store(), *self._ro_layer_stores()]
 
     def _all_image_stores(self) -> list[ImageStore]:
         return [self._images, *self._ro_images]
 
-    @staticmethod
-    def _read(stack: ExitStack, stores: Iterable[Any]) -> None:
+    def _read_all_layers(self, stack: ExitStack) -> list[LayerStore]:
+        """Every layer store, read-locked into ``stack``."""
+        stores = self._all_layer_stores()
         for s in stores:
             stack.enter_context(s.reading())
+        return stores
+
+    def _find_layer(
+        self,
+        stack: ExitStack | None,
+        ref: str,
+        *,
+        stores: Sequence[LayerStore] | None = None,
+        write: bool = False,
+        locating: bool = False,
+    ) -> tuple[LayerStore, Layer]:
+        """The layer ``ref`` names and the store holding it: the layer stores are locked
+        one by one in order (this store's first, write-locked with ``write``), until one
+        knows it, and stay locked until ``stack`` closes (Go's loop over
+        ``allLayerStores``). Without a ``stack``, the caller holds the locks of ``stores``.
+
+        Raises:
+            LayerUnknownError: No store knows ``ref`` (``locating``: with Go's ``locating
+                layer with ID`` prefix).
+        """
+        found = _first(stack, stores or self._all_layer_stores(), ref, write)
+        if found is None:
+            raise _unknown(errors.LayerUnknownError, "layer", ref if locating else None)
+        return found
+
+    def _find_image(
+        self, stack: ExitStack, ref: str, *, write: bool = False, locating: bool = False
+    ) -> tuple[ImageStore, Image]:
+        """The image ``ref`` names and the store holding it, as :meth:`_find_layer`."""
+        found = _first(stack, self._all_image_stores(), ref, write)
+        if found is None:
+            raise _unknown(errors.ImageUnknownError, "image", ref if locating else None)
+        return found
 
     # -- layers -----------------------------------------------------------------------------
 
@@ -316,7 +356,8 @@ class Store:
         ``staged`` adopts a layer applied beforehand with :meth:`stage_layer` instead of
         applying ``diff`` under the lock.
         """
-        rl = self._layer_store()
+        stores = self._all_layer_stores()
+        rl = stores[0]
         # Go asks the driver whether it can shift owners whenever a layer is made (and the
         # overlay driver caches the answer in the run root): do the same, so the run root
         # looks as Go leaves it, although layers made here never rely on it.
@@ -327,28 +368,15 @@ class Store:
             umap = () if host_uid_mapping else idmaps_from(uid_map)
             gmap = () if host_gid_mapping else idmaps_from(gid_map)
             parent_rec: Layer | None = None
+            inherit = (self._uid_map, self._gid_map)
             if parent:
-                for s in [rl, *self._ro_layer_stores()]:
-                    if s is not rl:
-                        stack.enter_context(s.reading())
-                    parent_rec = s.lookup(parent)
-                    if parent_rec is not None:
-                        break
-                if parent_rec is None:
-                    raise errors.LayerUnknownError()
+                _, parent_rec = self._find_layer(stack, parent, stores=stores)
                 if parent_rec.id in self._containers.by_layer:
                     raise errors.ParentIsContainerError()
-                if not host_uid_mapping and not umap:
-                    umap = parent_rec.uidmap
-                if not host_gid_mapping and not gmap:
-                    gmap = parent_rec.gidmap
-            else:
-                if not host_uid_mapping and not umap:
-                    umap = self._uid_map
-                if not host_gid_mapping and not gmap:
-                    gmap = self._gid_map
-            if self._forced_shifting(umap, gmap):
-                umap, gmap = (), ()
+                inherit = (parent_rec.uidmap, parent_rec.gidmap)
+            umap, gmap = userns.new_layer_maps(
+                (umap, gmap), (host_uid_mapping, host_gid_mapping), inherit
+            )
             layer, size = rl.put(
                 id,
                 parent_rec,
@@ -446,42 +474,34 @@ class Store:
     def layer(self, ref: str) -> Layer:
         """One layer by ID, name or ID prefix."""
         with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                rec = s.lookup(ref)
-                if rec is not None:
-                    return s.with_mount(rec)
-        raise errors.LayerUnknownError()
+            s, rec = self._find_layer(stack, ref)
+            return s.with_mount(rec)
 
-    def _layers_by(self, digest: str, attr: str) -> list[Layer]:
+    def _layers_by_digest(self, digest: str, compressed: bool) -> list[Layer]:
         _validate(digest)
         out: list[Layer] = []
         with ExitStack() as stack:
             for s in self._all_layer_stores():
                 stack.enter_context(s.reading())
-                for layer_id in getattr(s, attr).get(digest, ()):
-                    out.append(s.with_mount(s.by_id[layer_id]))
+                index = s.by_compressed if compressed else s.by_uncompressed
+                out.extend(s.with_mount(s.by_id[i]) for i in index.get(digest, ()))
         if not out:
             raise errors.LayerUnknownError()
         return out
 
     def layers_by_compressed_digest(self, digest: str) -> list[Layer]:
         """Layers whose diff was applied from a blob with this digest."""
-        return self._layers_by(digest, "by_compressed")
+        return self._layers_by_digest(digest, compressed=True)
 
     def layers_by_uncompressed_digest(self, digest: str) -> list[Layer]:
         """Layers whose uncompressed diff (DiffID) has this digest."""
-        return self._layers_by(digest, "by_uncompressed")
+        return self._layers_by_digest(digest, compressed=False)
 
     def layer_size(self, ref: str) -> int:
         """The layer's recorded uncompressed size, -1 when no diff digest is recorded."""
         with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                rec = s.lookup(ref)
-                if rec is not None:
-                    return rec.diff_size if rec.diff_digest else -1
-        raise errors.LayerUnknownError()
+            _, rec = self._find_layer(stack, ref)
+            return rec.diff_size if rec.diff_digest else -1
 
     def layer_parent_owners(self, ref: str) -> tuple[list[int], list[int]]:
         """Owners of the directories above an ID-mapped layer's mount point that its maps
@@ -491,58 +511,19 @@ class Store:
             rec = rl.lookup(ref)
             if rec is None:
                 raise errors.LayerUnknownError()
-            return self._parent_owners(rl, rec)
-
-    def _parent_owners(self, rl: LayerStore, rec: Layer) -> tuple[list[int], list[int]]:
-        rl.require_writable_mounts()
-        assert rl.mounts_lock is not None
-        with rl.mounts_lock.reading():
-            rl._reload_mounts_if_changed()
-            mount_point = rl.mounts.get(rec.id, ("", 0))[0]
-        if not rec.uidmap and not rec.gidmap:
-            return [], []
-        if not mount_point:
-            raise errors.LayerNotMountedError()
-
-        def to_container(maps: tuple[IDMap, ...], host: int) -> bool:
-            if not maps:
-                return True
-            return any(m.host_id <= host < m.host_id + m.size for m in maps)
-
-        uids: set[int] = set()
-        gids: set[int] = set()
-        d = os.path.dirname(mount_point)
-        while d and d != "/":
-            for st in (os.stat(d), os.lstat(d)):
-                if not to_container(rec.uidmap, st.st_uid):
-                    uids.add(st.st_uid)
-                if not to_container(rec.gidmap, st.st_gid):
-                    gids.add(st.st_gid)
-            d = os.path.dirname(d)
-        return sorted(uids), sorted(gids)
+            return rl.parent_owners(rec)
 
     def list_layer_big_data(self, ref: str) -> list[str]:
         """Keys of the layer's big data."""
         with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                rec = s.lookup(ref)
-                if rec is not None:
-                    return list(rec.big_data_names)
-        raise errors.LayerUnknownError(
-            f"locating layer with ID {ref!r}: {errors.LayerUnknownError.go_message}"
-        )
+            _, rec = self._find_layer(stack, ref, locating=True)
+            return list(rec.big_data_names)
 
     def layer_big_data(self, ref: str, key: str) -> bytes:
         """One big-data item of a layer."""
         with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                if s.lookup(ref) is not None:
-                    return s.big_data(ref, key)
-        raise errors.LayerUnknownError(
-            f"locating layer with ID {ref!r}: {errors.LayerUnknownError.go_message}"
-        )
+            s, rec = self._find_layer(stack, ref, locating=True)
+            return s.big_data(rec.id, key)
 
     def set_layer_big_data(self, ref: str, key: str, data: bytes | Any) -> None:
         """Store a named blob with a layer (bytes or a readable binary file)."""
@@ -567,16 +548,7 @@ class Store:
         layer_id = ""
         with ExitStack() as stack:
             if top_layer:
-                rl = self._layer_store()
-                found = None
-                for s in self._all_layer_stores():
-                    stack.enter_context(s.writing() if s is rl else s.reading())
-                    found = s.lookup(top_layer)
-                    if found is not None:
-                        break
-                if found is None:
-                    raise errors.LayerUnknownError()
-                layer_id = found.id
+                layer_id = self._find_layer(stack, top_layer, write=True)[1].id
             stack.enter_context(self._images.writing())
             return self._images.create(id, names, layer_id, metadata, created, digest)
 
@@ -592,12 +564,7 @@ class Store:
     def image(self, ref: str) -> Image:
         """One image by ID, name or ID prefix."""
         with ExitStack() as stack:
-            for s in self._all_image_stores():
-                stack.enter_context(s.reading())
-                rec = s.lookup(ref)
-                if rec is not None:
-                    return rec
-        raise errors.ImageUnknownError()
+            return self._find_image(stack, ref)[1]
 
     def images_by_top_layer(self, ref: str) -> list[Image]:
         """Images whose top layer (or an ID-mapped copy of it) is the layer."""
@@ -617,37 +584,27 @@ class Store:
                 out.extend(s.by_id[i] for i in s.by_digest.get(digest, ()))
         return out
 
-    def _image_store_of(self, ref: str, stack: ExitStack) -> tuple[ImageStore, Image]:
-        for s in self._all_image_stores():
-            stack.enter_context(s.reading())
-            rec = s.lookup(ref)
-            if rec is not None:
-                return s, rec
-        raise errors.ImageUnknownError(
-            f"locating image with ID {ref!r}: {errors.ImageUnknownError.go_message}"
-        )
-
     def list_image_big_data(self, ref: str) -> list[str]:
         """Keys of the image's big data, in the order they were first set."""
         with ExitStack() as stack:
-            return list(self._image_store_of(ref, stack)[1].big_data_names)
+            return list(self._find_image(stack, ref, locating=True)[1].big_data_names)
 
     def image_big_data(self, ref: str, key: str) -> bytes:
         """One big-data item of an image."""
         with ExitStack() as stack:
-            s, rec = self._image_store_of(ref, stack)
+            s, rec = self._find_image(stack, ref, locating=True)
             return s.big_data(rec.id, key)
 
     def image_big_data_size(self, ref: str, key: str) -> int:
         """The size of one big-data item of an image."""
         with ExitStack() as stack:
-            s, rec = self._image_store_of(ref, stack)
+            s, rec = self._find_image(stack, ref, locating=True)
             return s.big_data_size(rec.id, key)
 
     def image_big_data_digest(self, ref: str, key: str) -> str:
         """The digest of one big-data item of an image."""
         with ExitStack() as stack:
-            s, rec = self._image_store_of(ref, stack)
+            s, rec = self._find_image(stack, ref, locating=True)
             return s.big_data_digest(rec.id, key)
 
     def set_image_big_data(
@@ -665,9 +622,8 @@ class Store:
     def image_size(self, ref: str) -> int:
         """Bytes of the image's layers (each once) plus its big data (Go ``ImageSize``)."""
         with ExitStack() as stack:
-            lstores = self._all_layer_stores()
-            self._read(stack, lstores)
-            istore, img = self._image_store_of(ref, stack)
+            lstores = self._read_all_layers(stack)
+            istore, img = self._find_image(stack, ref, locating=True)
             queue = [x for x in (img.layer, *img.mapped_layers) if x]
             seen: set[str] = set()
             size = 0
@@ -676,18 +632,7 @@ class Store:
                 if layer_id in seen:
                     continue
                 seen.add(layer_id)
-                found = None
-                for s in lstores:
-                    rec = s.lookup(layer_id)
-                    if rec is not None:
-                        found = (s, rec)
-                        break
-                if found is None:
-                    raise errors.LayerUnknownError(
-                        f"locating layer with ID {layer_id!r}: "
-                        + errors.LayerUnknownError.go_message
-                    )
-                s, rec = found
+                s, rec = self._find_layer(None, layer_id, stores=lstores, locating=True)
                 if rec.diff_digest:
                     size += rec.diff_size
                 else:
@@ -723,7 +668,8 @@ class Store:
         ``CreateContainer``)."""
         umap = () if host_uid_mapping else idmaps_from(uid_map)
         gmap = () if host_gid_mapping else idmaps_from(gid_map)
-        rl = self._layer_store()
+        stores = self._all_layer_stores()
+        rl = stores[0]
         with ExitStack() as stack:
             if umap or gmap:
                 stack.enter_context(self._userns_lock.writing())
@@ -731,31 +677,27 @@ class Store:
             image_rec: Image | None = None
             home: ImageStore | None = None
             if image:
-                for s in self._all_image_stores():
-                    stack.enter_context(s.writing() if s is self._images else s.reading())
-                    image_rec = s.lookup(image)
-                    if image_rec is not None:
-                        home = s
-                        break
-                if image_rec is None or home is None:
-                    raise errors.ImageUnknownError(
-                        f"locating image with ID {image!r}: {errors.ImageUnknownError.go_message}"
-                    )
-            layer_umap, layer_gmap = umap, gmap
+                home, image_rec = self._find_image(stack, image, write=True, locating=True)
             top: Layer | None = None
+            inherit = (self._uid_map, self._gid_map)
             if image_rec is not None and image_rec.layer:
+                for s in stores[1:]:
+                    stack.enter_context(s.reading())
                 top = self._top_layer_for_mapping(
-                    image_rec, home, rl, stack, umap, gmap, host_uid_mapping, host_gid_mapping
+                    stores,
+                    image_rec,
+                    home is self._images,
+                    umap,
+                    gmap,
+                    host_uid_mapping,
+                    host_gid_mapping,
                 )
-                if not host_uid_mapping and not umap:
-                    layer_umap = top.uidmap
-                if not host_gid_mapping and not gmap:
-                    layer_gmap = top.gidmap
-            elif image_rec is None:
-                if not host_uid_mapping and not umap:
-                    layer_umap = self._uid_map
-                if not host_gid_mapping and not gmap:
-                    layer_gmap = self._gid_map
+                inherit = (top.uidmap, top.gidmap)
+            elif image_rec is not None:
+                inherit = ((), ())  # an image without layers
+            layer_umap, layer_gmap = userns.new_layer_maps(
+                (umap, gmap), (host_uid_mapping, host_gid_mapping), inherit
+            )
             ctr_flags: dict[str, Any] = dict(flags or {})
             plabel = str(ctr_flags.get("ProcessLabel", process_label) or "")
             mlabel = str(ctr_flags.get("MountLabel", mount_label) or "")
@@ -769,8 +711,6 @@ class Store:
                 ctr_flags["MountOpts"] = list(mount_opts)
             if volatile:
                 ctr_flags["Volatile"] = True
-            if self._forced_shifting(layer_umap, layer_gmap):
-                layer_umap, layer_gmap = (), ()
             clayer, _ = rl.put(
                 layer,
                 top,
@@ -799,33 +739,19 @@ class Store:
 
     def _top_layer_for_mapping(
         self,
+        stores: Sequence[LayerStore],
         image: Image,
-        home: ImageStore | None,
-        rl: LayerStore,
-        stack: ExitStack,
+        image_is_ours: bool,
         umap: tuple[IDMap, ...],
         gmap: tuple[IDMap, ...],
         host_uid: bool,
         host_gid: bool,
     ) -> Layer:
-        def matches(layer: Layer) -> bool:
-            if self._forced_shifting(umap, gmap) and not layer.uidmap and not layer.gidmap:
-                return True
-            if host_uid and layer.uidmap:
-                return False
-            if host_gid and layer.gidmap:
-                return False
-            return layer.uidmap == umap and layer.gidmap == gmap
-
-        # Never self._all_layer_stores() here: that takes storage.lock, and a process holding
-        # layers.lock must not wait for storage.lock (Go's order is storage.lock, then the
-        # layers; the reverse deadlocks against a mount in another process).
-        stores = [rl, *self._ro_layer_stores()]
-        # Every store is read-locked (and loaded) first: a top layer's parent may live in a
-        # later additional store than the layer itself.
-        for s in stores:
-            if s is not rl:
-                stack.enter_context(s.reading())
+        """The layer a container with these maps is made on: the image's top layer or an
+        ID-mapped copy of it that fits, else a new copy (recorded with the image), else
+        (for an image or layer of an additional store) the top layer as it is. ``stores``
+        are locked by the caller, this store's for writing."""
+        rl = stores[0]
         first: tuple[LayerStore, Layer, Layer | None] | None = None
         for s in stores:
             for candidate in (image.layer, *image.mapped_layers):
@@ -834,20 +760,19 @@ class Store:
                     continue
                 parent_rec = None
                 if rec.parent:
-                    for ps in stores:
-                        parent_rec = ps.lookup(rec.parent)
-                        if parent_rec is not None:
-                            break
-                    if parent_rec is None:
+                    # A top layer's parent may live in a later additional store.
+                    found = _first(None, stores, rec.parent)
+                    if found is None:
                         continue
-                if matches(rec):
+                    parent_rec = found[1]
+                if userns.layer_fits(rec, umap, gmap, host_uid, host_gid):
                     return rec
                 if first is None:
                     first = (s, rec, parent_rec)
         if first is None:
             raise errors.LayerUnknownError()
         s, layer, parent_rec = first
-        if s is not rl or home is not self._images:
+        if s is not rl or not image_is_ours:
             return layer
         mapped, _ = rl.put(
             "",
@@ -916,19 +841,11 @@ class Store:
     def container_size(self, ref: str) -> int:
         """The container layer's diff size, its big data and both userdata directories."""
         with ExitStack() as stack:
-            lstores = self._all_layer_stores()
-            self._read(stack, lstores)
+            lstores = self._read_all_layers(stack)
             stack.enter_context(self._containers.reading())
             ctr = self._containers.get(ref)
-            size = None
-            for s in lstores:
-                if s.lookup(ctr.layer) is not None:
-                    size = s.changes(None, ctr.layer)[1]
-                    break
-            if size is None:
-                raise errors.LayerUnknownError(
-                    f"locating layer with ID {ctr.layer!r}: {errors.LayerUnknownError.go_message}"
-                )
+            s, _ = self._find_layer(None, ctr.layer, stores=lstores, locating=True)
+            size = s.changes(None, ctr.layer)[1]
             for name in ctr.big_data_names:
                 size += self._containers.big_data_size(ctr.id, name)
             size += _native.dir_size(self._containers.userdata_dir(ctr.id))
@@ -979,7 +896,7 @@ class Store:
             rec = rl.lookup(ctr.layer)
             if rec is None:
                 raise errors.LayerUnknownError()
-            return self._parent_owners(rl, rec)
+            return rl.parent_owners(rec)
 
     # -- across kinds -----------------------------------------------------------------------
 
@@ -987,16 +904,14 @@ class Store:
         """The layer, else image, else container that ``ref`` names (Go's search order),
         each store read under its lock."""
         with ExitStack() as stack:
-            for s in self._all_layer_stores():
-                stack.enter_context(s.reading())
-                rec = s.lookup(ref)
-                if rec is not None:
-                    return rec
-            for s2 in self._all_image_stores():
-                stack.enter_context(s2.reading())
-                img = s2.lookup(ref)
-                if img is not None:
-                    return img
+            in_layers = _first(stack, self._all_layer_stores(), ref)
+            if in_layers is not None:
+                layer: Layer = in_layers[1]
+                return layer
+            in_images = _first(stack, self._all_image_stores(), ref)
+            if in_images is not None:
+                image: Image = in_images[1]
+                return image
             stack.enter_context(self._containers.reading())
             return self._containers.lookup(ref)
 
@@ -1238,41 +1153,20 @@ class Store:
                 unmapped = (layer_maps.uidmap, layer_maps.gidmap) != (ctr.uidmap, ctr.gidmap)
             except errors.LayerUnknownError:
                 unmapped = False
-            shift = unmapped and self._can_use_shifting(ctr.uidmap, ctr.gidmap)
+            # The driver object, not graph_driver(): taking storage.lock here would take it
+            # twice (_mount takes it).
+            shift = unmapped and userns.can_use_shifting(
+                self._get_driver().supports_shifting(), ctr.uidmap, ctr.gidmap
+            )
             options = MountOptions(
                 mount_label=mount_label,
                 uid_map=ctr.uidmap,
                 gid_map=ctr.gidmap,
                 options=ctr.mount_opts,
                 volatile=ctr.volatile and not self._disable_volatile,
-                # Under Go's test hook the shifting is left to a mount program (none here).
-                disable_shifting=not shift or _FORCE_SHIFTING in os.environ.get(_FORCE_ENV, ""),
+                disable_shifting=not shift or userns.shifting_disabled_by_test_hook(),
             )
         return self._mount(ref, options)
-
-    def _forced_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
-        """Go's test hook ``_TEST_FORCE_SUPPORT_SHIFTING=yes-please``: create layers and
-        containers unmapped, as if a mount program shifted owners at mount time."""
-        return (
-            os.environ.get(_FORCE_ENV) == _FORCE_SHIFTING
-            and _contiguous(uid_map)
-            and _contiguous(gid_map)
-        )
-
-    def _can_use_shifting(self, uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> bool:
-        """Go's ``canUseShifting``: the driver maps owners at mount time and both maps are
-        contiguous.
-
-        Used only when mounting containers Go created that way. Unlike Go 1.43 on a kernel
-        with idmapped mounts, layers and containers created here always get their owners
-        mapped on disk (Go's ID-mapped copies): a layer created with maps shows mapped
-        owners when mounted on its own, which containers/storage's own idmaps tests expect
-        and Go 1.43 fails on such kernels."""
-        # The driver object, not graph_driver(): callers may hold layers.lock, and taking
-        # storage.lock then would invert Go's lock order.
-        return (
-            self._get_driver().supports_shifting() and _contiguous(uid_map) and _contiguous(gid_map)
-        )
 
     def mount_image(
         self, ref: str, mount_options: Sequence[str] = (), mount_label: str = ""
@@ -1317,22 +1211,15 @@ class Store:
 
     # -- contents ---------------------------------------------------------------------------
 
-    def _layer_home(self, ref: str, stack: ExitStack) -> LayerStore:
-        for s in self._all_layer_stores():
-            stack.enter_context(s.reading())
-            if s.exists(ref):
-                return s
-        raise errors.LayerUnknownError()
-
     def changes(self, from_layer: str | None, to_layer: str) -> list[Change]:
         """What changed in ``to_layer`` against ``from_layer`` (default: its parent)."""
         with ExitStack() as stack:
-            return self._layer_home(to_layer, stack).changes(from_layer, to_layer)[0]
+            return self._find_layer(stack, to_layer)[0].changes(from_layer, to_layer)[0]
 
     def diff_size(self, from_layer: str | None, to_layer: str) -> int:
         """The size of those changes (Go ``DiffSize``)."""
         with ExitStack() as stack:
-            return self._layer_home(to_layer, stack).changes(from_layer, to_layer)[1]
+            return self._find_layer(stack, to_layer)[0].changes(from_layer, to_layer)[1]
 
     def diff_to(
         self,
@@ -1345,7 +1232,7 @@ class Store:
         it was applied from when diffing against its parent, else a generated one;
         ``compression`` defaults to what the layer was applied with."""
         with ExitStack() as stack:
-            self._layer_home(to_layer, stack).diff(from_layer, to_layer, out, compression)
+            self._find_layer(stack, to_layer)[0].diff(from_layer, to_layer, out, compression)
 
     def diff(
         self,
@@ -1357,32 +1244,13 @@ class Store:
         """:meth:`diff_to` as an iterator of chunks (the layer store stays read-locked
         until the iterator is exhausted or closed)."""
         with ExitStack() as stack:
-            home = self._layer_home(to_layer, stack)
-            home.get(to_layer)
-            read_fd, write_fd = os.pipe()
-            failure: list[BaseException] = []
+            home, _ = self._find_layer(stack, to_layer)
 
-            def run() -> None:
-                try:
-                    with os.fdopen(write_fd, "wb", buffering=0) as w:
-                        home.diff(from_layer, to_layer, w, compression)
-                except BrokenPipeError:
-                    pass
-                except BaseException as e:  # re-raised in the consumer
-                    failure.append(e)
+            def write(fd: int) -> None:
+                with os.fdopen(fd, "wb", buffering=0) as w:
+                    home.diff(from_layer, to_layer, w, compression)
 
-            worker = threading.Thread(target=run, daemon=True, name="cs-diff")
-            worker.start()
-            finished = False
-            try:
-                while chunk := os.read(read_fd, chunk_size):
-                    yield chunk
-                finished = True
-            finally:
-                os.close(read_fd)
-                worker.join()
-            if finished and failure:
-                raise failure[0]
+            yield from iter_written(write, chunk_size, name="cs-diff")
 
     # -- store-wide -------------------------------------------------------------------------
 
@@ -1484,18 +1352,26 @@ class Store:
         raise errors.LayerUnknownError()
 
 
-_FORCE_ENV = "_TEST_FORCE_SUPPORT_SHIFTING"
-_FORCE_SHIFTING = "yes-please"
+def _first(
+    stack: ExitStack | None, stores: Sequence[_S], ref: str, write: bool = False
+) -> tuple[_S, Any] | None:
+    """The first of ``stores`` that knows ``ref``, and its record. With a ``stack``, each
+    store is read-locked (the first write-locked with ``write``) into it before it is
+    asked; without one, the caller holds their locks already."""
+    for i, s in enumerate(stores):
+        if stack is not None:
+            stack.enter_context(s.writing() if write and i == 0 else s.reading())
+        rec = s.lookup(ref)
+        if rec is not None:
+            return s, rec
+    return None
 
 
-def _contiguous(maps: Sequence[IDMap]) -> bool:
-    """Go's ``idtools.IsContiguous``: sorted by host ID, each range follows the last in
-    both the container and the host."""
-    ranges = sorted(maps, key=lambda m: m.host_id)
-    return all(
-        b.container_id == a.container_id + a.size and b.host_id == a.host_id + a.size
-        for a, b in itertools.pairwise(ranges)
-    )
+def _unknown(error: type[errors.StorageError], kind: str, ref: str | None) -> errors.StorageError:
+    """``error`` with Go's plain text, or with its ``locating KIND with ID %q`` prefix."""
+    if ref is None:
+        return error()
+    return error(f"locating {kind} with ID {ref!r}: {error.go_message}")
 
 
 def _validate(digest: str) -> None:
