@@ -112,6 +112,14 @@ class LayerStore(RecordStore[Layer]):
             self._delete_files(layer_id)
             self.remove(layer_id)
 
+    def _reload_if_changed(self, write_locked: bool) -> None:
+        # Go's layerStore.ReloadIfChanged: the mount counts have their own lock, which
+        # another process's mount or unmount touches without touching layers.lock.
+        super()._reload_if_changed(write_locked)
+        if not self.read_only and self.mounts_lock is not None:
+            with self._mounts_reading():
+                self._reload_mounts_if_changed()
+
     def _clean_staging_records(self) -> None:
         """Remove ``.staging-<pid>-*`` tar-split records of processes that are gone."""
         try:

@@ -168,8 +168,21 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown(False)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        """Release the store as :meth:`shutdown` does, unless layers are still mounted (by
+        this program or another, a running podman container say): they need the driver's
+        mounts, so leaving the block leaves them be. An error while releasing is raised
+        only when the block itself raised nothing."""
+        try:
+            self.shutdown(False)
+        except errors.LayerUsedByContainerError:
+            pass
+        except Exception as e:
+            if exc is None:
+                raise
+            exc.add_note(f"while leaving the store: {e}")
 
     def __repr__(self) -> str:
         return (
@@ -1259,12 +1272,15 @@ class Store:
         return self.graph_driver().status()
 
     def shutdown(self, force: bool = False) -> list[str]:
-        """Release the store; with ``force`` unmount everything still mounted. Returns the
-        layers that were mounted (Go ``Shutdown``).
+        """Release the store: unmount the driver's own mounts (overlay's home) and make
+        other processes reload. Returns the layers that were mounted (Go ``Shutdown``).
+
+        With ``force``, every mounted layer is unmounted first (Go 1.43 means this but
+        loops forever on a mounted layer); without, a mounted layer stops the shutdown.
 
         Raises:
-            LayerUsedByContainerError: Layers were mounted (``a layer is mounted``), even
-                when ``force`` unmounted them, as in Go.
+            LayerUsedByContainerError: Without ``force``, layers are mounted (``a layer is
+                mounted``); nothing is released.
         """
         try:
             rl = self._layer_store()
@@ -1279,17 +1295,15 @@ class Store:
         err: BaseException | None = None
         with self._graph_lock.writing(), rl.writing():
             for rec in list(rl.records):
-                count = rl.mounts.get(rec.id, ("", 0))[1]
-                if count <= 0:
+                if rl.mounts.get(rec.id, ("", 0))[1] <= 0:
                     continue
                 mounted.append(rec.id)
                 if force:
                     try:
-                        while rl.mounted(rec.id) > 0:
-                            rl.unmount(rec.id, True)
+                        rl.unmount(rec.id, True)
                     except errors.StorageError as e:
                         err = err or e
-            if mounted and err is None:
+            if mounted and not force:
                 err = errors.LayerUsedByContainerError(
                     f"a layer is mounted: {errors.LayerUsedByContainerError.go_message}"
                 )

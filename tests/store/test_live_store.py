@@ -1,0 +1,85 @@
+# ruff: noqa: F811
+# (pytest fixtures imported from storefix are redefined as test parameters)
+"""A store shared live with the Go tools (issue 14): what another process does beside us
+must not surprise a program using the package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import containers_storage as cs
+import pytest
+from storefix import driver, go, no_leaked_mounts, roots  # noqa: F401
+
+pytestmark = [pytest.mark.root, pytest.mark.gotools]
+
+Roots = tuple[Path, Path]
+
+
+def ours(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run our CLI on the store."""
+    argv = [sys.executable, "-m", "containers_storage", "-g", str(roots[0]), "-R", str(roots[1])]
+    return subprocess.run([*argv, "-s", driver, *args], capture_output=True, text=True, check=False)
+
+
+# -- leaving a Store ------------------------------------------------------------------------
+
+
+def test_leaving_a_store_while_another_tool_has_a_layer_mounted(
+    roots: Roots, driver: str, no_leaked_mounts: None
+) -> None:
+    """Go's CLI mounts a layer (as a running podman container would): a ``with`` block on
+    the store ends without an error, and an error raised inside it is the one that
+    surfaces."""
+    base = go(roots, driver, "create-layer", "-n", "base").stdout.decode().split()[0]
+    path = go(roots, driver, "mount", base).stdout.decode().strip()  # Go mounts IDs only
+    with cs.Store(*roots, driver) as s:
+        assert s.layer("base").mount_count == 1
+    with pytest.raises(cs.errors.ImageUnknownError), cs.Store(*roots, driver) as s:
+        s.image("nope")
+    # The other tool's mount is left as it was.
+    assert go(roots, driver, "mounted", base).stdout.decode().strip() != ""
+    assert Path(path).is_dir()
+    # An explicit shutdown keeps Go's semantics.
+    s = cs.Store(*roots, driver)
+    with pytest.raises(cs.errors.LayerUsedByContainerError, match="a layer is mounted"):
+        s.shutdown(False)
+    go(roots, driver, "unmount", base)
+    assert s.shutdown(False) == []
+
+
+def test_leaving_a_store_keeps_the_error_raised_inside(
+    roots: Roots, driver: str, no_leaked_mounts: None
+) -> None:
+    """Our own mount still counted at the end of the block: the block's error wins."""
+    with pytest.raises(ValueError, match="inside"), cs.Store(*roots, driver) as s:
+        layer = s.create_layer(names=["base"])
+        s.mount(layer.id)
+        raise ValueError("inside")
+    s = cs.Store(*roots, driver)
+    assert s.mounted("base") == 1
+    assert s.shutdown(True) == [s.layer("base").id]
+    assert s.mounted("base") == 0
+
+
+def test_shutdown_force_unmounts_everything(
+    roots: Roots, driver: str, no_leaked_mounts: None
+) -> None:
+    """``shutdown -f`` (Go's ``Shutdown(true)``) unmounts what is mounted and succeeds;
+    without ``-f`` it refuses as Go does."""
+    assert ours(roots, driver, "create-layer", "-n", "base").returncode == 0
+    assert ours(roots, driver, "create-container", "-n", "ctr", "").returncode == 0
+    mounted = [ours(roots, driver, "mount", x).stdout.strip() for x in ("base", "ctr", "ctr")]
+    assert all(Path(p).is_dir() for p in mounted)
+    r = ours(roots, driver, "shutdown")
+    assert (r.returncode, r.stderr) == (
+        1,
+        "shutdown: a layer is mounted: layer is in use by a container\n",
+    )
+    r = ours(roots, driver, "shutdown", "-f")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+    assert go(roots, driver, "mounted", "base").stdout.decode().strip() == ""
+    assert ours(roots, driver, "mounted", "ctr").stdout.strip() == ""
+    assert ours(roots, driver, "shutdown").returncode == 0
