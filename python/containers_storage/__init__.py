@@ -15,13 +15,14 @@ from .lockfile import Lockfile
 
 if TYPE_CHECKING:
     from .options import StoreOptions
-    from .records import Container, IDMap, Image, Layer
+    from .records import Container, IDMap, Image, ImageBigData, Layer
     from .store import Store, get_store
 
 __all__ = [
     "Container",
     "IDMap",
     "Image",
+    "ImageBigData",
     "Layer",
     "Lockfile",
     "StorageError",
@@ -40,6 +41,7 @@ _LAZY = {
     "StoreOptions": "options",
     "Layer": "records",
     "Image": "records",
+    "ImageBigData": "records",
     "Container": "records",
     "IDMap": "records",
 }

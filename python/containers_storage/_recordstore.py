@@ -97,6 +97,7 @@ class RecordStore(Generic[R]):
         self._seen: tuple[bytes, tuple[int, int, int] | None] | None = None
         self._load_mutex = threading.RLock()
         self._dirty = False
+        self._batching = 0
         self._encoded: dict[str, tuple[R, bytes]] = {}
 
     # -- locking and reloading --------------------------------------------------------------
@@ -242,10 +243,27 @@ class RecordStore(Generic[R]):
             self.require_writable(f"modify the {self.kind} store")
         if self.lock.held() != "write":
             raise errors.LockNotHeldError(f"{self.kind} store is not locked for writing")
+        if self._batching:
+            self._dirty = True
+            return
         st = atomic_write(self.path, self._encode(), sync_dir=sync_dir)
         token = self.lock.touch()
         self._dirty = False
         self._seen = (bytes(token), (st.st_mtime_ns, st.st_ino, st.st_size))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several changes written as one (write lock held): the file is saved once, when
+        the outermost block ends without an error, so no reader of the file, in this
+        process or after a crash, sees the changes half made. A block that raises must
+        undo what it changed before it ends."""
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+        if not self._batching and self._dirty:
+            self.save()
 
     def _encode(self) -> bytes:
         """The file's bytes; each record's JSON is cached (records are immutable)."""

@@ -28,7 +28,7 @@ from typing import Any
 from . import _native, errors
 from ._struct import field, struct
 from .archive import apply_layer
-from .records import Image
+from .records import Image, ImageBigData
 
 __all__ = ["ImageProgress", "export_image", "import_image", "parse_reference", "unpack_image"]
 
@@ -478,42 +478,41 @@ def _create_image(
     digest = src.index_digest or src.manifest_digest
     metadata = json.dumps({"signatures-sizes": {src.manifest_digest: []}}, separators=(",", ":"))
     created = config.get("created") or None
+    # What skopeo stores with an image, in its order.
+    big_data = [ImageBigData(src.config_digest, src.config)]
+    if src.index is not None:
+        big_data.append(ImageBigData(f"manifest-{src.index_digest}", src.index, src.index_digest))
+    big_data += [
+        ImageBigData(f"manifest-{src.manifest_digest}", src.manifest, src.manifest_digest),
+        ImageBigData("manifest", src.manifest, src.manifest_digest),
+        ImageBigData(f"signature-{md_hex}", b""),
+    ]
     try:
         existing = store.image(image_id)
     except errors.ImageUnknownError:
         existing = None
     if existing is None:
         try:
-            # skopeo creates the image, then names it (recording the names' history).
-            store.create_image(
+            # One write, so that no other process sees the image without its manifest
+            # or its names (skopeo makes several).
+            return store.create_image(  # type: ignore[no-any-return]
                 top,
                 id=image_id,
+                add_names=names,
                 metadata=metadata,
                 digest=digest,
                 created=_go_time(created) if created else None,
+                big_data=big_data,
             )
-            existing = store.image(image_id)
-            if names:
-                store.set_names(image_id, names)
         except errors.DuplicateIDError:
             # Another process imported it meanwhile: as c/image, take theirs.
             existing = store.image(image_id)
-            if names:
-                store.set_names(image_id, [*names, *(n for n in existing.names if n not in names)])
-    elif names:
+    if names:
         # c/image: SetNames(new names first, then the names the image had).
         store.set_names(image_id, [*names, *(n for n in existing.names if n not in names)])
-    store.set_image_big_data(image_id, src.config_digest, src.config)
-    if src.index is not None:
-        index = src.index
-        store.set_image_big_data(
-            image_id, f"manifest-{src.index_digest}", index, lambda _b: src.index_digest
-        )
-    store.set_image_big_data(
-        image_id, f"manifest-{src.manifest_digest}", src.manifest, lambda _b: src.manifest_digest
-    )
-    store.set_image_big_data(image_id, "manifest", src.manifest, lambda _b: src.manifest_digest)
-    store.set_image_big_data(image_id, f"signature-{md_hex}", b"")
+    for item in big_data:
+        digester = (lambda _b, d=item.digest: d) if item.digest else None
+        store.set_image_big_data(image_id, item.key, item.data, digester)
     return store.image(image_id)  # type: ignore[no-any-return]
 
 

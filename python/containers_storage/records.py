@@ -16,7 +16,15 @@ from typing import Any, ClassVar, TypeVar
 from ._jsonstore import ZERO_TIME, parse_time
 from ._struct import MISSING, field, fields, struct
 
-__all__ = ["Container", "IDMap", "Image", "Layer", "idmaps_from", "idmaps_to_tuples"]
+__all__ = [
+    "Container",
+    "IDMap",
+    "Image",
+    "ImageBigData",
+    "Layer",
+    "idmaps_from",
+    "idmaps_to_tuples",
+]
 
 
 @struct(frozen=True)
@@ -32,6 +40,16 @@ class IDMap:
 
     def to_json(self) -> dict[str, int]:
         return {"container_id": self.container_id, "host_id": self.host_id, "size": self.size}
+
+
+@struct(frozen=True)
+class ImageBigData:
+    """A named blob to store with a new image (Go ``ImageBigDataOption``): ``digest``, when
+    given, is the digest recorded for a ``manifest*`` key (default: sha256 of ``data``)."""
+
+    key: str
+    data: bytes
+    digest: str = ""
 
 
 def idmaps_from(

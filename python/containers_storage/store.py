@@ -33,7 +33,7 @@ from .images import ImageStore
 from .layers import LayerStore, StagedLayer
 from .lockfile import Lockfile
 from .options import StoreOptions
-from .records import Container, IDMap, Image, Layer, idmaps_from
+from .records import Container, IDMap, Image, ImageBigData, Layer, idmaps_from
 
 if TYPE_CHECKING:  # the archive module is imported when a layer's contents are touched
     from .archive import Change, ProgressCallback, Source
@@ -556,14 +556,36 @@ class Store:
         metadata: str = "",
         digest: str = "",
         created: str | None = None,
+        big_data: Sequence[ImageBigData] = (),
+        add_names: Sequence[str] = (),
     ) -> Image:
-        """Record an image whose top layer is ``top_layer`` (Go ``CreateImage``)."""
+        """Record an image whose top layer is ``top_layer`` (Go ``CreateImage``).
+
+        ``big_data`` (the manifest, the config...) and ``add_names`` are stored with the
+        record in one write (Go's later ``ImageOptions.BigData`` does the same): no other
+        process ever sees the image without them, and a crash leaves all or nothing.
+        ``add_names`` are given as :meth:`add_names` gives them, as skopeo and podman
+        name an image they store: a name another image holds moves here, and each is
+        recorded in the names history. A name in ``names`` held by another image is an
+        error, as in Go.
+        """
         layer_id = ""
         with ExitStack() as stack:
             if top_layer:
                 layer_id = self._find_layer(stack, top_layer, write=True)[1].id
-            stack.enter_context(self._images.writing())
-            return self._images.create(id, names, layer_id, metadata, created, digest)
+            images = self._images
+            stack.enter_context(images.writing())
+            with images.batch():
+                rec = images.create(id, names, layer_id, metadata, created, digest)
+                try:
+                    for item in big_data:
+                        images.set_big_data(rec.id, item.key, item.data, _fixed(item.digest))
+                    if add_names:
+                        images.update_names(rec.id, list(dict.fromkeys(add_names)), "add")
+                except BaseException:
+                    images.delete(rec.id)
+                    raise
+                return images.get(rec.id)
 
     def images(self) -> list[Image]:
         """Every image, this store's first, then those of additional stores."""
@@ -1379,6 +1401,11 @@ def _first(
         if rec is not None:
             return s, rec
     return None
+
+
+def _fixed(digest: str) -> Callable[[bytes], str] | None:
+    """A manifest digester that answers ``digest`` (none for an empty one)."""
+    return (lambda _data: digest) if digest else None
 
 
 def _unknown(error: type[errors.StorageError], kind: str, ref: str | None) -> errors.StorageError:

@@ -83,3 +83,26 @@ def test_shutdown_force_unmounts_everything(
     assert go(roots, driver, "mounted", "base").stdout.decode().strip() == ""
     assert ours(roots, driver, "mounted", "ctr").stdout.strip() == ""
     assert ours(roots, driver, "shutdown").returncode == 0
+
+
+def test_a_stage_survives_go_commands_beside_it(roots: Roots, no_leaked_mounts: None) -> None:
+    """Go 1.43's overlay Cleanup(), at the end of every Go CLI or podman command, removes
+    the driver's staging/ directory: a layer we staged meanwhile is still adopted."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    s = cs.Store(*roots, "overlay")
+    staged = s.stage_layer(io.BytesIO(buf.getvalue()))
+    for _ in range(3):
+        go(roots, "overlay", "layers")
+        go(roots, "overlay", "shutdown")
+    layer, _ = s.put_layer(staged=staged, names=["staged"])
+    path = s.mount(layer.id)
+    assert (Path(path) / "hello").read_bytes() == b"hi"
+    s.unmount(layer.id)
+    s.shutdown(False)

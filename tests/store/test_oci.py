@@ -470,9 +470,9 @@ def leftovers(r: Roots, driver: str) -> dict[str, list[str]]:
         out["driver"] = entries(graph / "vfs" / "dir")
     else:
         home = graph / "overlay"
-        out["driver"] = [n for n in entries(home, ("l", "staging")) if not n.startswith(".")]
+        out["driver"] = [n for n in entries(home, ("l", "tempdirs")) if not n.startswith(".")]
         out["links"] = entries(home / "l")
-        out["staging"] = entries(home / "staging")
+        out["staging"] = entries(home / "tempdirs")
     out["layers-dir"] = entries(graph / f"{driver}-layers", ("layers.json", "layers.lock"))
     out["images-dir"] = entries(graph / f"{driver}-images", ("images.json", "images.lock"))
     out["tmp"] = entries(graph / "tmp")

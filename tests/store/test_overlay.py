@@ -419,13 +419,13 @@ def test_run_root_feature_files(
 def test_open_removes_what_a_killed_probe_left(
     tmp_path: Path, roots: Roots, stores: Callable[..., cs.Store]
 ) -> None:
-    """A process killed inside a feature probe leaves its scratch directory in staging/, its
+    """A process killed inside a feature probe leaves its scratch directory in tempdirs/, its
     overlay possibly still mounted: the next open unmounts and removes it, and keeps a
     live process's stage."""
     stores(roots).shutdown(True)
     dead = subprocess.Popen(["true"])
     dead.wait()
-    staging = home(roots) / "staging"
+    staging = home(roots) / "tempdirs"
     left = staging / f"{dead.pid}-compatxyz"
     for sub in ("lower1", "lower2", "upper", "work", "merged", "mapped"):
         (left / sub).mkdir(parents=True)
@@ -446,7 +446,7 @@ def test_open_removes_what_a_killed_probe_left(
     s.layers()
     assert sorted(os.listdir(staging)) == [live.name]
     assert not [p for p in mounted_under(tmp_path) if p.startswith(str(left))]
-    assert "overlay-true" in os.listdir(roots[1] / DRV)  # probed again, in staging/
+    assert "overlay-true" in os.listdir(roots[1] / DRV)  # probed again, in tempdirs/
     assert s.shutdown(True) == []
     live.rmdir()
 

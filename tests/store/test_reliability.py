@@ -102,16 +102,16 @@ def driver_layer_dirs(graph: Path, driver: str) -> set[str]:
         return {p.name for p in base.iterdir()} if base.exists() else set()
     if driver == "overlay":
         base = graph / "overlay"
-        # staging/ holds no layer; what a killed process left there is removed by the
+        # tempdirs/ holds no layer; what a killed process left there is removed by the
         # next open (checked by the callers through staging_left).
-        skip = {"l", "staging"}
+        skip = {"l", "tempdirs"}
         return {p.name for p in base.iterdir() if p.name not in skip and not p.name.startswith(".")}
     raise AssertionError(f"no layer-directory listing for driver {driver!r}")
 
 
 def staging_left(graph: Path, driver: str) -> list[str]:
     """Entries in the overlay driver's staging directory (stages and feature probes)."""
-    base = graph / "overlay" / "staging"
+    base = graph / "overlay" / "tempdirs"
     return sorted(p.name for p in base.iterdir()) if driver == "overlay" and base.exists() else []
 
 

@@ -1905,9 +1905,9 @@ def test_shutdown_while_mounted(store: cs.Store, roots: Roots, driver: str) -> N
         store.shutdown()
     assert store.mounted(layer.id) == 2
     assert (roots[0] / "storage.lock").stat().st_size == 0
-    # With force everything is unmounted; Go still reports that layers were mounted.
-    with pytest.raises(errors.LayerUsedByContainerError, match="a layer is mounted"):
-        store.shutdown(force=True)
+    # With force everything is unmounted and the store shut down (what Go 1.43 means; it
+    # loops forever there): the layers that were mounted are returned.
+    assert store.shutdown(force=True) == [layer.id]
     assert store.mounted(layer.id) == 0
     assert mountpoints_json(roots, driver) == []
     assert store.shutdown() == []

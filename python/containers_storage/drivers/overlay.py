@@ -31,6 +31,13 @@ __all__ = ["OverlayDriver", "mountpoints"]
 
 _DEFAULT_PERMS = 0o555
 _LINK_DIR = "l"
+
+#: Where this process's stages, feature probes and diff views are made, each named
+#: ``<pid>-...``: inside the home (a stage is renamed into its layer, and the home may be
+#: a mount of its own), and not in Go's ``staging/``, which Go 1.43's overlay ``Cleanup()``
+#: removes at the end of every podman or Go CLI command. Later Go versions keep their own
+#: temporary directories here as ``temp-dir-*``/``lock-*`` pairs and leave other names be.
+STAGING_DIR = "tempdirs"
 _LOWER_FILE = "lower"
 #: The kernel stacks at most 500 lower layers (OVL_MAX_STACK).
 MAX_DEPTH = 500
@@ -181,9 +188,9 @@ class OverlayDriver(Driver):
         """A directory for this process alone, removed afterwards (what is mounted in it
         must be unmounted by then, except a probe's ``merged``).
 
-        It is made under staging/ with the PID first, as stage() does: if this process is
+        It is made under tempdirs/ with the PID first, as stage() does: if this process is
         killed meanwhile, clean_staging() in the next process unmounts and removes what it
-        left. staging/ itself goes again when empty, as Go leaves no such directory.
+        left. tempdirs/ itself goes again when empty, as Go 1.43 leaves no such directory.
         """
         d = self._staging_dir(kind)
         try:
@@ -687,17 +694,17 @@ class OverlayDriver(Driver):
     supports_staging = True
 
     def _staging_dir(self, kind: str = "") -> str:
-        """A new directory ``staging/<pid>-<kind><random>``."""
+        """A new directory ``tempdirs/<pid>-<kind><random>`` (see :data:`STAGING_DIR`)."""
         import tempfile
 
-        root = os.path.join(self.home, "staging")
+        root = os.path.join(self.home, STAGING_DIR)
         prefix = f"{os.getpid()}-{kind}"
         while True:
             try:
                 return tempfile.mkdtemp(prefix=prefix, dir=root)
             except FileNotFoundError:
                 pass
-            # staging/ is missing (or another process's _scratch() removed it just now,
+            # tempdirs/ is missing (or another process's _scratch() removed it just now,
             # being done with it when it was empty).
             try:
                 os.mkdir(root, 0o700)
@@ -706,7 +713,7 @@ class OverlayDriver(Driver):
 
     def clean_staging(self) -> None:
         """Remove staging directories left by processes that no longer exist."""
-        root = os.path.join(self.home, "staging")
+        root = os.path.join(self.home, STAGING_DIR)
         try:
             names = os.listdir(root)
         except FileNotFoundError:
