@@ -12,7 +12,7 @@ from . import _native, errors
 from ._jsonstore import atomic_write, now
 from ._recordstore import RecordStore, big_data_file_name, dedupe_names
 from ._struct import replace
-from .images import sha256_digest
+from .digests import sha256_digest
 from .records import Container, IDMap
 
 __all__ = ["ContainerStore"]

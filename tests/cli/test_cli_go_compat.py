@@ -821,6 +821,7 @@ def test_start_up_imports_little() -> None:
             "containers_storage.cli",
             "containers_storage.cli.main",
             "containers_storage.cli.flags",
+            "containers_storage._strconv",
             "containers_storage.cli.commands",
             "containers_storage.cli.usage",
             "containers_storage.errors",
