@@ -126,19 +126,19 @@ class ImageStore(RecordStore[Image]):
     def set_metadata(self, ref: str, metadata: str) -> None:
         self.require_writable("modify image metadata")
         rec = self._locate(ref)
-        self.replace(replace(rec, metadata=metadata))
+        self.put_record(replace(rec, metadata=metadata))
         self.save()
 
     def add_mapped_layer(self, ref: str, layer_id: str) -> None:
         rec = self._locate(ref)
-        self.replace(replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))
+        self.put_record(replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))
         self.save()
 
     def remove_mapped_layer(self, ref: str, layer_id: str) -> None:
         rec = self._locate(ref)
         if layer_id in rec.mapped_layers:
             kept = tuple(x for x in rec.mapped_layers if x != layer_id)
-            self.replace(replace(rec, mapped_layers=kept))
+            self.put_record(replace(rec, mapped_layers=kept))
             self.save()
 
     def delete(self, ref: str) -> None:
@@ -186,7 +186,7 @@ class ImageStore(RecordStore[Image]):
             rec, big_data_sizes=sizes, big_data_digests=digests, big_data_names=names
         ).with_digests()
         if updated != rec or updated.digests != rec.digests:
-            self.replace(updated)
+            self.put_record(updated)
             self.save()
 
     def big_data(self, ref: str, key: str) -> bytes:
