@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .._strconv import go_quote
-from .commands import GLOBAL_FLAGS, TOP_FLAGS, Command, find
+from .commands.table import GLOBAL_FLAGS, TOP_FLAGS, Command, find
 from .flags import FlagError, FlagSet, FlagValues, HelpRequested, go_list
 
 if TYPE_CHECKING:
