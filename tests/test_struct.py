@@ -116,11 +116,27 @@ def test_replace_and_asdict() -> None:
     assert asdict(p) == {"x": 1, "y": 2, "tags": ["a"], "note": ""}
 
 
+def test_replace_runs_post_init_where_there_is_one() -> None:
+    """Without ``__post_init__`` a copy skips ``__init__``; with one, it runs (as dataclasses)."""
+    seen: list[int] = []
+
+    @struct(frozen=True)
+    class Checked:
+        n: int
+
+        def __post_init__(self) -> None:
+            seen.append(self.n)
+
+    c = Checked(1)
+    assert replace(c, n=2) == Checked(2) and seen == [1, 2, 2]
+    assert replace(IDMap(1, 2, 3), size=4) == IDMap(1, 2, 4)  # slots: through __init__ too
+
+
 def test_records_behave_as_before() -> None:
     layer = Layer(id="a" * 64, names=("n",))
     assert layer.parent == "" and dict(layer.flags) == {}
     assert replace(layer, parent="b" * 64).parent == "b" * 64
-    assert layer.evolve(names=("m",)) == Layer(id="a" * 64, names=("m",))
+    assert replace(layer, names=("m",)) == Layer(id="a" * 64, names=("m",))
     with pytest.raises(FrozenInstanceError):
         layer.id = "x"  # type: ignore[misc]
 

@@ -66,8 +66,12 @@ def _codec() -> tuple[Callable[[str], Any], Callable[[Any, bool], str]]:
         def default(o: Any) -> Any:
             raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
+        # One circular-reference memo, shared by both encoders and every call (json.dumps
+        # makes a fresh one per call): a call that succeeds leaves it empty again, one that
+        # fails part way leaves its entries behind, so dumps() clears it then.
+        memo: dict[int, Any] = {}
         encoders = {
-            flag: _json.make_encoder({}, default, encode_str, None, ":", ",", flag, False, False)
+            flag: _json.make_encoder(memo, default, encode_str, None, ":", ",", flag, False, False)
             for flag in (False, True)
         }
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - CPython has _json
@@ -93,8 +97,11 @@ def _codec() -> tuple[Callable[[str], Any], Callable[[Any, bool], str]]:
         return value
 
     def dumps(obj: Any, sort_keys: bool) -> str:
-        # A fresh circular-reference memo per call, as json.dumps makes.
-        return "".join(encoders[sort_keys](obj, 0))
+        try:
+            return "".join(encoders[sort_keys](obj, 0))
+        except BaseException:
+            memo.clear()
+            raise
 
     return loads, dumps
 

@@ -336,7 +336,8 @@ class RecordStore(Generic[R]):
         self._index_add(rec)
         self._dirty = True
 
-    def replace(self, rec: R) -> R:
+    def put_record(self, rec: R) -> R:
+        """Store ``rec`` in place of the record with its ID (write lock held); returns it."""
         old = self.by_id[rec.id]
         for i, candidate in enumerate(self.records):
             if candidate is old:
@@ -378,9 +379,9 @@ class RecordStore(Generic[R]):
         for name in new:
             other = self.by_name.get(name)
             if other is not None and other.id != rec.id:
-                self.replace(_without_name(other, name))
+                self.put_record(_without_name(other, name))
         updated = self._renamed(rec, new)
-        self.replace(updated)
+        self.put_record(updated)
         self.save()
         return updated
 

@@ -30,7 +30,7 @@ __all__ = [
     "ApplyResult",
     "Change",
     "ChangeKind",
-    "IDMap",
+    "IDMapTuples",
     "Limits",
     "Sink",
     "Source",
@@ -43,8 +43,9 @@ __all__ = [
     "reassemble_layer",
 ]
 
-#: A UID or GID map: (container ID, host ID, size) ranges, as containers/storage's IDMap.
-IDMap = Iterable[tuple[int, int, int]]
+#: A UID or GID map as ``(container ID, host ID, size)`` tuples: the plain form of
+#: :class:`~containers_storage.records.IDMap` ranges that the native functions take.
+IDMapTuples = Iterable[tuple[int, int, int]]
 
 #: How whiteouts are written: deletions (vfs), overlayfs markers, or kept as files (aufs).
 WhiteoutFormat = Literal["vfs", "overlay", "aufs"]
@@ -194,8 +195,8 @@ def apply_layer(
     target_dir: str | os.PathLike[str],
     *,
     whiteouts: WhiteoutFormat = "vfs",
-    uid_map: IDMap | None = None,
-    gid_map: IDMap | None = None,
+    uid_map: IDMapTuples | None = None,
+    gid_map: IDMapTuples | None = None,
     ignore_chown_errors: bool = False,
     limits: Limits | None = None,
     progress: ProgressCallback | None = None,
@@ -381,7 +382,7 @@ class Change:
     kind: ChangeKind
 
 
-def _maps(m: IDMap | None) -> list[tuple[int, int, int]] | None:
+def _maps(m: IDMapTuples | None) -> list[tuple[int, int, int]] | None:
     return None if m is None else [(c, h, n) for c, h, n in m]
 
 
@@ -389,10 +390,10 @@ def _changes_and_size(
     layer_dir: str | os.PathLike[str],
     parent_dir: str | os.PathLike[str] | None,
     lowers: Iterable[str | os.PathLike[str]] | None,
-    uid_map: IDMap | None,
-    gid_map: IDMap | None,
-    parent_uid_map: IDMap | None,
-    parent_gid_map: IDMap | None,
+    uid_map: IDMapTuples | None,
+    gid_map: IDMapTuples | None,
+    parent_uid_map: IDMapTuples | None,
+    parent_gid_map: IDMapTuples | None,
 ) -> tuple[list[Change], int]:
     raw, size = _native.layer_changes(
         os.fspath(layer_dir),
@@ -412,10 +413,10 @@ def changes(
     parent_dir: str | os.PathLike[str] | None = None,
     *,
     lowers: Iterable[str | os.PathLike[str]] | None = None,
-    uid_map: IDMap | None = None,
-    gid_map: IDMap | None = None,
-    parent_uid_map: IDMap | None = None,
-    parent_gid_map: IDMap | None = None,
+    uid_map: IDMapTuples | None = None,
+    gid_map: IDMapTuples | None = None,
+    parent_uid_map: IDMapTuples | None = None,
+    parent_gid_map: IDMapTuples | None = None,
 ) -> list[Change]:
     """What changed in a layer, as Go's ``Changes`` reports it.
 
@@ -437,10 +438,10 @@ def diff_size(
     parent_dir: str | os.PathLike[str] | None = None,
     *,
     lowers: Iterable[str | os.PathLike[str]] | None = None,
-    uid_map: IDMap | None = None,
-    gid_map: IDMap | None = None,
-    parent_uid_map: IDMap | None = None,
-    parent_gid_map: IDMap | None = None,
+    uid_map: IDMapTuples | None = None,
+    gid_map: IDMapTuples | None = None,
+    parent_uid_map: IDMapTuples | None = None,
+    parent_gid_map: IDMapTuples | None = None,
 ) -> int:
     """The size Go's ``DiffSize`` reports: the added and modified files' sizes (naive), or
     the size of everything in the upper directory (overlay), hard links counted once."""
@@ -457,10 +458,10 @@ def diff(
     overlay: bool = False,
     lowers: Iterable[str | os.PathLike[str]] | None = None,
     compression: OutputCompression = "none",
-    uid_map: IDMap | None = None,
-    gid_map: IDMap | None = None,
-    parent_uid_map: IDMap | None = None,
-    parent_gid_map: IDMap | None = None,
+    uid_map: IDMapTuples | None = None,
+    gid_map: IDMapTuples | None = None,
+    parent_uid_map: IDMapTuples | None = None,
+    parent_gid_map: IDMapTuples | None = None,
 ) -> None:
     """Write a layer's changes as a tar (Go's naive ``Diff``, or the overlay native diff).
 

@@ -12,7 +12,7 @@ from . import _native, errors
 from ._jsonstore import atomic_write, now
 from ._recordstore import RecordStore, big_data_file_name, dedupe_names
 from ._struct import replace
-from .images import sha256_digest
+from .digests import sha256_digest
 from .records import Container, IDMap
 
 __all__ = ["ContainerStore"]
@@ -109,7 +109,7 @@ class ContainerStore(RecordStore[Container]):
 
     def set_metadata(self, ref: str, metadata: str) -> None:
         rec = self.get(ref)
-        self.replace(replace(rec, metadata=metadata))
+        self.put_record(replace(rec, metadata=metadata))
         self.save()
 
     def delete(self, ref: str) -> None:
@@ -139,7 +139,7 @@ class ContainerStore(RecordStore[Container]):
         names = rec.big_data_names if key in rec.big_data_names else (*rec.big_data_names, key)
         updated = replace(rec, big_data_sizes=sizes, big_data_digests=digests, big_data_names=names)
         if updated != rec:
-            self.replace(updated)
+            self.put_record(updated)
             self.save()
 
     def big_data(self, ref: str, key: str) -> bytes:

@@ -24,6 +24,7 @@ __all__ = [
     "ImageUsedByContainerError",
     "IncompleteOptionsError",
     "InvalidBigDataNameError",
+    "InvalidDigestError",
     "InvalidMappingsError",
     "LayerHasChildrenError",
     "LayerNotMountedError",
@@ -239,6 +240,13 @@ class NotSupportedError(StorageError):
     """The driver or store does not support the operation (Go: ``ErrNotSupported``)."""
 
     go_message = "not supported"
+
+
+class InvalidDigestError(StorageError, ValueError):
+    """A digest is malformed or of an algorithm other than sha256 (go-digest's
+    ``ErrDigestInvalidFormat``, ``ErrDigestInvalidLength``, ``ErrDigestUnsupported``)."""
+
+    go_message = "invalid checksum digest format"
 
 
 class InvalidMappingsError(StorageError, ValueError):

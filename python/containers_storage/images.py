@@ -8,25 +8,12 @@ from collections.abc import Callable, Sequence
 from . import _native, errors
 from ._jsonstore import atomic_write, now
 from ._recordstore import RecordStore, big_data_file_name, dedupe_names
+from ._strconv import go_quote
 from ._struct import replace
+from .digests import sha256_digest, validate_digest
 from .records import Image
 
-__all__ = ["ImageStore", "sha256_digest"]
-
-
-def sha256_digest(data: bytes) -> str:
-    """``sha256:<hex>`` of ``data``."""
-    import hashlib  # imported on first use: listing a store never needs it
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _validate_digest(d: str) -> None:
-    algo, sep, hexpart = d.partition(":")
-    if not sep or not algo or not hexpart:
-        raise ValueError(f"invalid checksum digest format: {d!r}")
-    if algo == "sha256" and (len(hexpart) != 64 or hexpart.strip("0123456789abcdef")):
-        raise ValueError(f"invalid checksum digest length or characters: {d!r}")
+__all__ = ["ImageStore"]
 
 
 class ImageStore(RecordStore[Image]):
@@ -110,7 +97,13 @@ class ImageStore(RecordStore[Image]):
                     + errors.DuplicateNameError.go_message
                 )
         if digest:
-            _validate_digest(digest)
+            try:
+                validate_digest(digest)
+            except errors.InvalidDigestError as e:
+                raise errors.InvalidDigestError(
+                    "validating digests for new image: validating image digest "
+                    f"{go_quote(digest)}: {e}"
+                ) from None
         rec = Image(
             id=image_id,
             digest=digest,
@@ -133,19 +126,19 @@ class ImageStore(RecordStore[Image]):
     def set_metadata(self, ref: str, metadata: str) -> None:
         self.require_writable("modify image metadata")
         rec = self._locate(ref)
-        self.replace(replace(rec, metadata=metadata))
+        self.put_record(replace(rec, metadata=metadata))
         self.save()
 
     def add_mapped_layer(self, ref: str, layer_id: str) -> None:
         rec = self._locate(ref)
-        self.replace(replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))
+        self.put_record(replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))
         self.save()
 
     def remove_mapped_layer(self, ref: str, layer_id: str) -> None:
         rec = self._locate(ref)
         if layer_id in rec.mapped_layers:
             kept = tuple(x for x in rec.mapped_layers if x != layer_id)
-            self.replace(replace(rec, mapped_layers=kept))
+            self.put_record(replace(rec, mapped_layers=kept))
             self.save()
 
     def delete(self, ref: str) -> None:
@@ -193,7 +186,7 @@ class ImageStore(RecordStore[Image]):
             rec, big_data_sizes=sizes, big_data_digests=digests, big_data_names=names
         ).with_digests()
         if updated != rec or updated.digests != rec.digests:
-            self.replace(updated)
+            self.put_record(updated)
             self.save()
 
     def big_data(self, ref: str, key: str) -> bytes:

@@ -65,7 +65,7 @@ class LayerStore(RecordStore[Layer]):
 
     def _prepare(self, records: list[Layer]) -> list[Layer]:
         if self.read_only:
-            return [r.evolve(read_only=True) for r in records]
+            return [replace(r, read_only=True) for r in records]
         return records
 
     def _index_extra(self) -> None:
@@ -443,7 +443,7 @@ class LayerStore(RecordStore[Layer]):
                 )
             rec = self.by_id[layer_id]
             done_flags = {k: v for k, v in rec.flags.items() if k != "incomplete"}
-            rec = self.replace(rec.evolve(flags=done_flags))
+            rec = self.put_record(replace(rec, flags=done_flags))
             self.save()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -509,7 +509,7 @@ class LayerStore(RecordStore[Layer]):
         return staged.result.size
 
     def _record_result(self, rec: Layer, result: ApplyResult) -> None:
-        self.replace(
+        self.put_record(
             replace(
                 rec,
                 compressed_diff_digest=result.compressed_digest,
@@ -539,7 +539,7 @@ class LayerStore(RecordStore[Layer]):
         if not rec.incomplete:
             flags = dict(rec.flags)
             flags["incomplete"] = True
-            rec = self.replace(replace(rec, flags=flags))
+            rec = self.put_record(replace(rec, flags=flags))
             self.save()
         self._delete_files(rec.id)
         self.remove(rec.id)
@@ -572,7 +572,7 @@ class LayerStore(RecordStore[Layer]):
         os.makedirs(self.data_dir(rec.id), mode=0o700, exist_ok=True)
         atomic_write(self.data_path(rec.id, key), data)
         if key not in rec.big_data_names:
-            self.replace(replace(rec, big_data_names=(*rec.big_data_names, key)))
+            self.put_record(replace(rec, big_data_names=(*rec.big_data_names, key)))
             self.save()
 
     def big_data(self, ref: str, key: str) -> bytes:

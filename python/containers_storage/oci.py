@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -23,12 +22,17 @@ import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _native, errors
 from ._struct import field, struct
 from .archive import apply_layer
-from .records import Image, ImageBigData
+from .digests import sha256_digest, sha256_file, sha256_hex, validate_digest
+from .records import Image, ImageBigData, Layer
+
+if TYPE_CHECKING:
+    from .layers import StagedLayer
+    from .store import Store
 
 __all__ = ["ImageProgress", "export_image", "import_image", "parse_reference", "unpack_image"]
 
@@ -56,15 +60,17 @@ class ImageProgress:
         return sum(self.done.values())
 
 
-def _sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _hex_of(digest: str) -> str:
+    """The hex part of a sha256 digest, which layer and image IDs are made of.
 
-
-def _check_digest(d: str) -> str:
-    algo, sep, hexpart = d.partition(":")
-    if algo != "sha256" or not sep or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
-        raise errors.DigestMismatchError(f"unsupported or invalid digest {d!r}")
-    return hexpart
+    Raises:
+        InvalidDigestError: ``digest`` is not a valid sha256 digest.
+    """
+    try:
+        validate_digest(digest)
+    except errors.InvalidDigestError as e:
+        raise errors.InvalidDigestError(f"invalid digest {digest!r}: {e}") from None
+    return digest[len("sha256:") :]
 
 
 def parse_reference(ref: str) -> tuple[str, str, str]:
@@ -88,18 +94,17 @@ class _Layout:
         self.root = root
 
     def blob_path(self, digest: str) -> str:
-        algo, _, hexpart = digest.partition(":")
-        _check_digest(digest)
-        return os.path.join(self.root, "blobs", algo, hexpart)
+        return os.path.join(self.root, "blobs", "sha256", _hex_of(digest))
 
     def read_blob(self, digest: str, limit: int = 64 << 20) -> bytes:
         with open(self.blob_path(digest), "rb") as f:
             data = f.read(limit + 1)
         if len(data) > limit:
             raise errors.StorageError(f"blob {digest} is too large for a manifest or config")
-        if "sha256:" + _sha256_hex(data) != digest:
+        actual = sha256_digest(data)
+        if actual != digest:
             raise errors.DigestMismatchError(
-                f"Digest did not match, expected {digest}, got sha256:{_sha256_hex(data)}"
+                f"Digest did not match, expected {digest}, got {actual}"
             )
         return data
 
@@ -200,18 +205,12 @@ def _resolve_docker_archive(path: str, tmp_root: str) -> _Source:
         entry = entries[0]
         with open(os.path.join(work, entry["Config"]), "rb") as f:
             config = f.read()
-        config_digest = "sha256:" + _sha256_hex(config)
+        config_digest = sha256_digest(config)
         layers = []
         descs = []
         for rel in entry["Layers"]:
             lp = os.path.join(work, rel)
-            h = hashlib.sha256()
-            size = 0
-            with open(lp, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-                    size += len(chunk)
-            d = "sha256:" + h.hexdigest()
+            d, size = sha256_file(lp)
             layers.append((d, lp, size))
             descs.append(
                 {
@@ -236,7 +235,7 @@ def _resolve_docker_archive(path: str, tmp_root: str) -> _Source:
         tags = list(entry.get("RepoTags") or [])
         return _Source(
             manifest,
-            "sha256:" + _sha256_hex(manifest),
+            sha256_digest(manifest),
             config,
             config_digest,
             layers,
@@ -269,8 +268,8 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """Layer IDs as containers/image computes them for containers-storage."""
     out: list[str] = []
     for d in diff_ids:
-        hexpart = _check_digest(d)
-        out.append(hexpart if not out else _sha256_hex(f"{out[-1]}+{hexpart}".encode()))
+        hexpart = _hex_of(d)
+        out.append(hexpart if not out else sha256_hex(f"{out[-1]}+{hexpart}".encode()))
     return out
 
 
@@ -296,7 +295,7 @@ class _Counter:
 
 
 def import_image(
-    store: Any,
+    store: Store,
     source: str,
     names: Sequence[str] = (),
     progress: ImageProgressCallback | None = None,
@@ -319,13 +318,13 @@ def import_image(
 
 
 def _import(
-    store: Any,
+    store: Store,
     src: _Source,
     names: list[str],
     progress: ImageProgressCallback | None,
     workers: int | None,
 ) -> Image:
-    if "sha256:" + _sha256_hex(src.config) != src.config_digest:
+    if sha256_digest(src.config) != src.config_digest:
         raise errors.DigestMismatchError(f"config does not match {src.config_digest}")
     config = json.loads(src.config)
     diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
@@ -395,7 +394,7 @@ def _import(
 
 
 def _import_staged(
-    store: Any,
+    store: Store,
     src: _Source,
     ids: list[str],
     diff_ids: list[str],
@@ -408,7 +407,7 @@ def _import_staged(
     """Apply the missing layers in parallel staging directories, adopt them in order."""
     n = workers or max(1, min(len(todo), os.cpu_count() or 1))
 
-    def stage(i: int) -> Any:
+    def stage(i: int) -> StagedLayer:
         blob, path, _size = src.layers[i]
         reader = _Counter(path, blob, state, report)
         try:
@@ -437,12 +436,12 @@ def _import_staged(
 
 
 def _put_or_reuse(
-    store: Any,
+    store: Store,
     ids: list[str],
     diff_ids: list[str],
     i: int,
-    diff: Any,
-    staged: Any,
+    diff: _Counter | None,
+    staged: StagedLayer | None,
     *,
     compressed_digest: str,
 ) -> bool:
@@ -471,10 +470,10 @@ def _put_or_reuse(
 
 
 def _create_image(
-    store: Any, src: _Source, config: dict[str, Any], top: str, names: list[str]
+    store: Store, src: _Source, config: dict[str, Any], top: str, names: list[str]
 ) -> Image:
-    image_id = _check_digest(src.config_digest)
-    md_hex = _check_digest(src.manifest_digest)
+    image_id = _hex_of(src.config_digest)
+    md_hex = _hex_of(src.manifest_digest)
     digest = src.index_digest or src.manifest_digest
     metadata = json.dumps({"signatures-sizes": {src.manifest_digest: []}}, separators=(",", ":"))
     created = config.get("created") or None
@@ -495,7 +494,7 @@ def _create_image(
         try:
             # One write, so that no other process sees the image without its manifest
             # or its names (skopeo makes several).
-            return store.create_image(  # type: ignore[no-any-return]
+            return store.create_image(
                 top,
                 id=image_id,
                 add_names=names,
@@ -513,7 +512,7 @@ def _create_image(
     for item in big_data:
         digester = (lambda _b, d=item.digest: d) if item.digest else None
         store.set_image_big_data(image_id, item.key, item.data, digester)
-    return store.image(image_id)  # type: ignore[no-any-return]
+    return store.image(image_id)
 
 
 def _go_time(text: str) -> str:
@@ -536,7 +535,7 @@ def _go_time(text: str) -> str:
 # -- export and unpack ------------------------------------------------------------------------
 
 
-def export_image(store: Any, image_ref: str, dest: str) -> str:
+def export_image(store: Store, image_ref: str, dest: str) -> str:
     """Write the image as an OCI layout ``oci:DIR[:TAG]``; returns the manifest digest.
 
     Layers are written uncompressed, reproduced byte for byte from their tar-split (so
@@ -560,18 +559,12 @@ def export_image(store: Any, image_ref: str, dest: str) -> str:
         with open(tmp, "wb") as out:
             for chunk in store.diff(None, layer.id, compression="none"):
                 out.write(chunk)
-        h = hashlib.sha256()
-        size = 0
-        with open(tmp, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-                size += len(chunk)
-        digest = "sha256:" + h.hexdigest()
-        os.replace(tmp, os.path.join(path, "blobs", "sha256", h.hexdigest()))
+        digest, size = sha256_file(tmp)
+        os.replace(tmp, _Layout(path).blob_path(digest))
         layers.append(
             {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}
         )
-    config_digest = "sha256:" + _sha256_hex(config)
+    config_digest = sha256_digest(config)
     _write_blob(path, config)
     manifest = json.dumps(
         {
@@ -614,13 +607,13 @@ def export_image(store: Any, image_ref: str, dest: str) -> str:
 
 
 def _write_blob(root: str, data: bytes) -> str:
-    hexpart = _sha256_hex(data)
-    with open(os.path.join(root, "blobs", "sha256", hexpart), "wb") as f:
+    digest = sha256_digest(data)
+    with open(_Layout(root).blob_path(digest), "wb") as f:
         f.write(data)
-    return "sha256:" + hexpart
+    return digest
 
 
-def _layer_chain(store: Any, top: str) -> list[Any]:
+def _layer_chain(store: Store, top: str) -> list[Layer]:
     chain = []
     layer_id = top
     while layer_id:
@@ -630,7 +623,7 @@ def _layer_chain(store: Any, top: str) -> list[Any]:
     return list(reversed(chain))
 
 
-def unpack_image(store: Any, image_ref: str, target_dir: str) -> None:
+def unpack_image(store: Store, image_ref: str, target_dir: str) -> None:
     """Flatten the image's layers into ``target_dir`` (created if missing): what
     ``umoci raw unpack`` and ``crane export`` give. Each layer's tar is streamed from the
     store into the extractor, whiteouts applied as deletions."""

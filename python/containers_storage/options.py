@@ -1,4 +1,4 @@
-"""Store options: ``storage.conf``, the environment, defaults, and ID map syntax.
+"""Store options: ``storage.conf``, the environment and defaults.
 
 Follows containers/storage 1.43: the configuration file is ``$CONTAINERS_STORAGE_CONF``,
 else (rootless) ``$XDG_CONFIG_HOME/containers/storage.conf`` or
@@ -10,16 +10,15 @@ else (rootless) ``$XDG_CONFIG_HOME/containers/storage.conf`` or
 from __future__ import annotations
 
 import os
-import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ._struct import field, struct
-from .errors import InvalidMappingsError
+from .idtools import parse_idmap
 from .records import IDMap
 
-__all__ = ["StoreOptions", "config_file", "parse_idmap"]
+__all__ = ["StoreOptions", "config_file"]
 
 DEFAULT_GRAPH_ROOT = "/var/lib/containers/storage"
 DEFAULT_RUN_ROOT = "/run/containers/storage"
@@ -86,23 +85,6 @@ _KNOWN = {
         "metadatasize",
     },
 }
-
-
-def parse_idmap(text: str | Sequence[str], what: str = "uid") -> tuple[IDMap, ...]:
-    """Parse ``container:host:size[,...]`` (any non-digits separate numbers) as Go does.
-
-    Raises:
-        InvalidMappingsError: The count of numbers is not a multiple of three
-            (``uid map is malformed``).
-    """
-    parts = [text] if isinstance(text, str) else list(text)
-    out: list[IDMap] = []
-    for part in parts:
-        numbers = [int(n) for n in re.split(r"[^0-9]+", part) if n]
-        if len(numbers) % 3:
-            raise InvalidMappingsError(f"{what} map is malformed")
-        out.extend(IDMap(*numbers[i : i + 3]) for i in range(0, len(numbers), 3))
-    return tuple(out)
 
 
 def _rootless() -> bool:
@@ -238,9 +220,9 @@ class StoreOptions:
                 for key, value in sub.items():
                     add(key, value, "overlay" if table == "overlay" else table)
         if o.get("remap-uids"):
-            self.uid_map = parse_idmap(str(o["remap-uids"]), "uid")
+            self.uid_map = parse_idmap(str(o["remap-uids"]), "remap-uids")
         if o.get("remap-gids"):
-            self.gid_map = parse_idmap(str(o["remap-gids"]), "gid")
+            self.gid_map = parse_idmap(str(o["remap-gids"]), "remap-gids")
         if isinstance(o.get("pull_options"), dict):
             self.pull_options = {str(k): str(v) for k, v in o["pull_options"].items()}
         self.disable_volatile = bool(o.get("disable-volatile", False))

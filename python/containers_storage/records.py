@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from ._jsonstore import ZERO_TIME, parse_time
-from ._struct import MISSING, field, fields, struct
+from ._struct import MISSING, field, fields, replace, struct
 
 __all__ = [
     "Container",
@@ -151,14 +151,6 @@ class _Record:
             values["extra"] = extra
         new = object.__new__(cls)
         new.__dict__.update(values)
-        return new
-
-    def evolve(self: R, **changes: Any) -> R:
-        """A copy with ``changes`` (like ``_struct.replace``, without re-validating the
-        other fields: fast enough to run over a whole store)."""
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(changes)
         return new
 
     @classmethod
@@ -320,7 +312,7 @@ class Image(_Record):
             if name.startswith("manifest") and d and d not in seen:
                 seen.append(d)
         digest = self.digest or (seen[0] if seen else "")
-        return self.evolve(digest=digest, digests=tuple(seen))
+        return replace(self, digest=digest, digests=tuple(seen))
 
     def _fill_digests(self) -> Image:
         """:meth:`with_digests` in place, for a record just decoded and not yet shared."""

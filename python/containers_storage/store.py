@@ -26,8 +26,10 @@ from . import _native, errors, userns
 from ._jsonstore import atomic_write
 from ._pipe import iter_written
 from ._recordstore import RecordStore, random_id
+from ._strconv import go_quote
 from ._struct import replace
 from .containers import ContainerStore
+from .digests import validate_digest
 from .drivers import Driver, MountOptions, new_driver
 from .images import ImageStore
 from .layers import LayerStore, StagedLayer
@@ -491,7 +493,13 @@ class Store:
             return s.with_mount(rec)
 
     def _layers_by_digest(self, digest: str, compressed: bool) -> list[Layer]:
-        _validate(digest)
+        try:
+            validate_digest(digest)
+        except errors.InvalidDigestError as e:
+            what = "compressed layers" if compressed else "layers"
+            raise errors.InvalidDigestError(
+                f"looking for {what} matching digest {go_quote(digest)}: {e}"
+            ) from None
         out: list[Layer] = []
         with ExitStack() as stack:
             for s in self._all_layer_stores():
@@ -963,7 +971,7 @@ class Store:
         with rl.writing():
             rec = rl.lookup(ref)
             if rec is not None:
-                rl.replace(replace(rec, metadata=metadata))
+                rl.put_record(replace(rec, metadata=metadata))
                 rl.save()
                 return
         with self._images.writing():
@@ -1413,9 +1421,3 @@ def _unknown(error: type[errors.StorageError], kind: str, ref: str | None) -> er
     if ref is None:
         return error()
     return error(f"locating {kind} with ID {ref!r}: {error.go_message}")
-
-
-def _validate(digest: str) -> None:
-    algo, sep, hexpart = digest.partition(":")
-    if not sep or algo != "sha256" or len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
-        raise ValueError(f"invalid digest {digest!r}")

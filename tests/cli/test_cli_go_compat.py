@@ -666,7 +666,7 @@ def test_copy_into_mapped_layers(pair: Pair) -> None:
 
 
 def test_version_help_and_every_command_help(pair: Pair) -> None:
-    from containers_storage.cli.commands import COMMANDS
+    from containers_storage.cli.commands.table import COMMANDS
 
     r = pair.ours("--version", store=False)
     assert r.code == 0 and re.fullmatch(r"containers-storage \S+\n", r.out)
@@ -821,7 +821,9 @@ def test_start_up_imports_little() -> None:
             "containers_storage.cli",
             "containers_storage.cli.main",
             "containers_storage.cli.flags",
+            "containers_storage._strconv",
             "containers_storage.cli.commands",
+            "containers_storage.cli.commands.table",
             "containers_storage.cli.usage",
             "containers_storage.errors",
             "containers_storage._native",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from ..store import Store
-    from .commands import Command
+    from .commands.table import Command
     from .flags import FlagValues
 
 __all__ = ["Context"]

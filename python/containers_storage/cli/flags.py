@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Literal, NamedTuple, TextIO
 
+from .._strconv import go_quote, parse_bool
+
 __all__ = [
     "FlagError",
     "FlagKind",
@@ -29,8 +31,6 @@ __all__ = [
     "FlagValues",
     "HelpRequested",
     "go_list",
-    "go_quote",
-    "parse_bool",
 ]
 
 FlagKind = Literal["bool", "string", "list"]
@@ -60,47 +60,6 @@ class FlagSpec(NamedTuple):
     def spellings(self) -> list[str]:
         """The command-line spellings, ``["--json", "-j"]`` (deprecated ``#`` names left out)."""
         return ["-" + n for n in self.names if n and not n.startswith("#")]
-
-
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-
-
-def parse_bool(text: str) -> bool:
-    """Go's ``strconv.ParseBool``.
-
-    Raises:
-        ValueError: With Go's message, ``strconv.ParseBool: parsing "x": invalid syntax``.
-    """
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax")
-
-
-def go_quote(text: str) -> str:
-    """Go's ``%q`` for a string (printable ASCII kept, the rest escaped)."""
-    out = ['"']
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch.isprintable():
-            out.append(ch)
-        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # an undecodable byte (surrogateescape)
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x80 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def go_list(items: Iterable[object]) -> str:

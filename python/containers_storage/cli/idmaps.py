@@ -6,18 +6,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from ..errors import InvalidMappingsError
+from ..idtools import parse_idmap
+from ..records import IDMap
+
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["IDMapping", "MappingError", "id_mapping", "parse_idmap", "subid_ranges"]
+__all__ = ["IDMapping", "id_mapping", "subid_ranges"]
 
 SUBUID = "/etc/subuid"
 SUBGID = "/etc/subgid"
-_MAX = 0xFFFFFFFF
-
-
-class MappingError(Exception):
-    """The ID-map flags are malformed or contradictory (the text is Go's)."""
 
 
 class IDMapping(NamedTuple):
@@ -25,42 +24,8 @@ class IDMapping(NamedTuple):
 
     host_uid_mapping: bool
     host_gid_mapping: bool
-    uid_map: list[tuple[int, int, int]]
-    gid_map: list[tuple[int, int, int]]
-
-
-def parse_idmap(spec: str, setting: str) -> list[tuple[int, int, int]]:
-    """Go's ``idtools.ParseIDMap([]string{spec}, setting)``: ``c:h:s[:c:h:s...]``.
-
-    Raises:
-        MappingError: ``initializing ID mappings: uid setting is malformed expected
-            ["uint32:uint32:uint32"]: ["0:1"]``.
-    """
-    if spec == "":
-        return []
-    from .flags import go_quote
-
-    quoted = f"[{go_quote(spec)}]"
-    bad = MappingError(
-        f"initializing ID mappings: {setting} setting is malformed expected "
-        f'["uint32:uint32:uint32"]: {quoted}'
-    )
-    parts = spec.split(":")
-    if len(parts) % 3:
-        raise bad
-    out: list[tuple[int, int, int]] = []
-    for i in range(0, len(parts), 3):
-        try:
-            triple = tuple(int(p, 10) for p in parts[i : i + 3])
-        except ValueError:
-            raise bad from None
-        if any(
-            n < 0 or n > _MAX or not p.isdigit()
-            for n, p in zip(triple, parts[i : i + 3], strict=True)
-        ):
-            raise bad
-        out.append((triple[0], triple[1], triple[2]))
-    return out
+    uid_map: list[IDMap]
+    gid_map: list[IDMap]
 
 
 def _uid_of(name: str) -> str:
@@ -78,7 +43,7 @@ def subid_ranges(path: str, name: str) -> list[tuple[int, int]]:
 
     Raises:
         OSError: The file cannot be read.
-        MappingError: A line is malformed.
+        InvalidMappingsError: A line is malformed.
     """
     uid = _uid_of(name)
     out: list[tuple[int, int]] = []
@@ -89,24 +54,24 @@ def subid_ranges(path: str, name: str) -> list[tuple[int, int]]:
                 continue
             parts = text.split(":")
             if len(parts) != 3:
-                raise MappingError(
+                raise InvalidMappingsError(
                     f"cannot parse subuid/gid information: Format not correct for {path} file"
                 )
             if parts[0] == name or name == "ALL" or (uid and parts[0] == uid):
                 try:
                     out.append((int(parts[1]), int(parts[2])))
                 except ValueError as e:
-                    raise MappingError(
+                    raise InvalidMappingsError(
                         f"string to int conversion failed during subuid/gid parsing of {path}: {e}"
                     ) from None
     return out
 
 
-def _as_map(ranges: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
-    out: list[tuple[int, int, int]] = []
+def _as_map(ranges: list[tuple[int, int]]) -> list[IDMap]:
+    out: list[IDMap] = []
     container = 0
     for start, length in sorted(ranges):
-        out.append((container, start, length))
+        out.append(IDMap(container, start, length))
         container += length
     return out
 
@@ -115,7 +80,7 @@ def id_mapping(ctx: Context) -> IDMapping:
     """The ID mapping the command's flags ask for (Go ``paramIDMapping``).
 
     Raises:
-        MappingError: A host map with an explicit one, a malformed map, or a user or group
+        InvalidMappingsError: A host map with an explicit one, a malformed map, or a user or group
             without subordinate IDs.
         OSError: ``/etc/subuid`` or ``/etc/subgid`` cannot be read.
     """
@@ -124,20 +89,20 @@ def id_mapping(ctx: Context) -> IDMapping:
     uidmap, gidmap = ctx.text("uidmap"), ctx.text("gidmap")
     sub_uid, sub_gid = ctx.text("subuidmap"), ctx.text("subgidmap")
     if host_uid and (uidmap or sub_uid):
-        raise MappingError("host uid map specified along with UID mapping")
+        raise InvalidMappingsError("host uid map specified along with UID mapping")
     if host_gid and (gidmap or sub_gid):
-        raise MappingError("host gid map specified along with GID mapping")
+        raise InvalidMappingsError("host gid map specified along with GID mapping")
     sub_gid = sub_gid or sub_uid
     sub_uid = sub_uid or sub_gid
-    uids: list[tuple[int, int, int]] = []
-    gids: list[tuple[int, int, int]] = []
+    uids: list[IDMap] = []
+    gids: list[IDMap] = []
     if sub_uid and sub_gid:
         uid_ranges = subid_ranges(SUBUID, sub_uid)
         gid_ranges = subid_ranges(SUBGID, sub_gid)
         if not uid_ranges:
-            raise MappingError(f'no subuid ranges found for user "{sub_uid}" in {SUBUID}')
+            raise InvalidMappingsError(f'no subuid ranges found for user "{sub_uid}" in {SUBUID}')
         if not gid_ranges:
-            raise MappingError(f'no subgid ranges found for group "{sub_gid}" in {SUBGID}')
+            raise InvalidMappingsError(f'no subgid ranges found for group "{sub_gid}" in {SUBGID}')
         uids, gids = _as_map(uid_ranges), _as_map(gid_ranges)
     uids += parse_idmap(uidmap, "uid")
     gids += parse_idmap(gidmap, "gid")

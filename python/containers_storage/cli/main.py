@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .commands import GLOBAL_FLAGS, TOP_FLAGS, Command, find
-from .flags import FlagError, FlagSet, FlagValues, HelpRequested, go_list, go_quote
+from .._strconv import go_quote
+from .commands.table import GLOBAL_FLAGS, TOP_FLAGS, Command, find
+from .flags import FlagError, FlagSet, FlagValues, HelpRequested, go_list
 
 if TYPE_CHECKING:
     from ..options import StoreOptions

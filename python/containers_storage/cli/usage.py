@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from typing import TextIO
 
-from .commands import COMMANDS, Command
+from .commands.table import COMMANDS, Command
 from .flags import FlagSpec
 
 __all__ = ["command_help", "command_usage", "main_help", "main_usage", "print_defaults"]

@@ -44,16 +44,6 @@ def root_pair(uid_map: Sequence[IDMap], gid_map: Sequence[IDMap]) -> tuple[int, 
     return host(uid_map), host(gid_map)
 
 
-def parse_bool(value: str) -> bool:
-    """A driver option's boolean, as Go's ``strconv.ParseBool`` reads the usual spellings."""
-    low = value.lower()
-    if low in ("1", "t", "true"):
-        return True
-    if low in ("0", "f", "false", ""):
-        return False
-    raise ValueError(f"invalid boolean {value!r}")
-
-
 class Driver(abc.ABC):
     """A graph driver. Paths are absolute; IDs are full layer IDs."""
 

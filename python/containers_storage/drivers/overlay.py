@@ -19,10 +19,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .. import _native
+from .._strconv import parse_bool
 from .._struct import replace
 from ..errors import LayerUnknownError, NotSupportedError
 from ..records import IDMap, idmaps_to_tuples
-from .base import Driver, MountOptions, parse_bool, root_pair
+from .base import Driver, MountOptions, root_pair
 
 if TYPE_CHECKING:
     from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
@@ -130,7 +131,11 @@ class OverlayDriver(Driver):
             elif key in ("imagestore", "additionalimagestore"):
                 stores.extend(p for p in value.split(",") if p)
             elif key == "skip_mount_home":
-                self.skip_mount_home = parse_bool(value)
+                # Go 1.43 drops this option's parse error: a bad value leaves it false.
+                try:
+                    self.skip_mount_home = parse_bool(value)
+                except ValueError:
+                    self.skip_mount_home = False
             elif key == "ignore_chown_errors":
                 self.ignore_chown_errors = parse_bool(value)
             elif key in ("size", "inodes"):

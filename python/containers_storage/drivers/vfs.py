@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import _native
+from .._strconv import parse_bool
 from ..errors import LayerUnknownError
 from ..records import IDMap, idmaps_to_tuples
-from .base import Driver, MountOptions, parse_bool, root_pair
+from .base import Driver, MountOptions, root_pair
 
 if TYPE_CHECKING:
     from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ...digests import sha256_digest, validate_digest
+from ...errors import InvalidDigestError
 from ..output import emit_json, nil_if_empty, os_error_text, stderr, stdout
 
 if TYPE_CHECKING:
@@ -75,12 +77,11 @@ def _size(ctx: Context, kind: str) -> int:
 
 
 def _digest(ctx: Context, kind: str) -> int:
-    from .images import validate_digest
-
     digest: str = getattr(ctx.store, f"{kind}_big_data_digest")(_id(ctx, kind), ctx.args[1])
-    problem = validate_digest(digest)
-    if problem is not None:
-        stderr(problem)
+    try:
+        validate_digest(digest)
+    except InvalidDigestError as e:
+        stderr(str(e))
         return 1
     stdout(digest)
     return 0
@@ -100,8 +101,6 @@ def _set(ctx: Context, kind: str) -> int:
         return 1
     if kind == "image":
         # Go's CLI digests manifests as plain bytes ("with sometimes wrong digest").
-        from ...images import sha256_digest
-
         ctx.store.set_image_big_data(item, ctx.args[1], data, sha256_digest)
     else:
         getattr(ctx.store, f"set_{kind}_big_data")(item, ctx.args[1], data)

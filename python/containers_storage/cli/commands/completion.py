@@ -10,7 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..output import stderr
-from . import COMMANDS, GLOBAL_FLAGS, TOP_FLAGS
+from .table import COMMANDS, GLOBAL_FLAGS, TOP_FLAGS
 
 if TYPE_CHECKING:
     from ..context import Context

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from ..idmaps import MappingError, id_mapping
+from ...errors import InvalidMappingsError
+from ..idmaps import id_mapping
 from ..output import emit_json, error_text, nil_if_empty, record, stderr, stdout
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def create_container(ctx: Context) -> int:
         return 1
     try:
         maps = id_mapping(ctx)
-    except (MappingError, OSError) as e:
+    except (InvalidMappingsError, OSError) as e:
         stderr(error_text(e))
         return 1
     ctr = ctx.store.create_container(

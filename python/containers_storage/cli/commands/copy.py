@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..flags import go_quote
+from ..._strconv import go_quote
 from ..output import error_text, stderr
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from ..flags import go_quote
+from ..._strconv import go_quote
 from ..output import emit_json, error_text, nil_if_empty, stderr, stdout
 
 if TYPE_CHECKING:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
+from ...digests import validate_digest
+from ...errors import InvalidDigestError
 from ..output import emit_json, error_text, nil_if_empty, print_created, record, stderr, stdout
 
 if TYPE_CHECKING:
@@ -54,36 +55,14 @@ def images(ctx: Context) -> int:
     return 0
 
 
-# go-digest's algorithms and their hex lengths; the encoded part is lowercase hex.
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
-_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
-
-
-def validate_digest(text: str) -> str | None:
-    """Go's ``digest.Digest.Validate``: None when valid, else Go's message."""
-    i = text.find(":")
-    if i <= 0 or i + 1 == len(text):
-        return "invalid checksum digest format"
-    algorithm, encoded = text[:i], text[i + 1 :]
-    size = _HEX_LENGTHS.get(algorithm)
-    if size is None:
-        if not _DIGEST.fullmatch(text):
-            return "invalid checksum digest format"
-        return "unsupported digest algorithm"
-    if len(encoded) != size:
-        return "invalid checksum digest length"
-    if not re.fullmatch(r"[a-f0-9]+", encoded):
-        return "invalid checksum digest format"
-    return None
-
-
 def images_by_digest(ctx: Context) -> int:
     """List the images whose digest, or a manifest's, is the one given."""
     found: list[Image] = []
     for arg in ctx.args:
-        problem = validate_digest(arg)
-        if problem is not None:
-            stderr(f"{arg}: {problem}")
+        try:
+            validate_digest(arg)
+        except InvalidDigestError as e:
+            stderr(f"{arg}: {e}")
             return 1
         found.extend(ctx.store.images_by_digest(arg))
     _print_list(ctx, found)

@@ -6,7 +6,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from ..idmaps import MappingError, id_mapping
+from ...errors import InvalidMappingsError
+from ..idmaps import id_mapping
 from ..output import (
     emit_json,
     error_text,
@@ -28,7 +29,7 @@ def create_layer(ctx: Context) -> int:
     """Create an empty layer (on the parent given, if any); print its ID and names."""
     try:
         maps = id_mapping(ctx)
-    except (MappingError, OSError) as e:
+    except (InvalidMappingsError, OSError) as e:
         stderr(error_text(e))
         return 1
     layer = ctx.store.create_layer(
@@ -60,7 +61,7 @@ def import_layer(ctx: Context) -> int:
     try:
         try:
             maps = id_mapping(ctx)
-        except (MappingError, OSError) as e:
+        except (InvalidMappingsError, OSError) as e:
             stderr(error_text(e))
             return 1
         bar = ProgressBar("importing", enabled=not ctx.json)
