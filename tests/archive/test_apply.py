@@ -31,18 +31,18 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD
 from containers_storage.archive import ApplyResult, apply_layer
 from containers_storage.errors import ArchiveError, UnsafePathError
-from manifest import (
-    T0,
+
+from tests.archive.manifest import (
     Manifest,
-    TarBuilder,
     assert_same_tree,
     crc64_iso,
     manifest,
     raw_typeflags,
 )
+from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
+from tests.tars import MTIME, TarBuilder
 
 # --------------------------------------------------------------------------------------
 # helpers
@@ -188,12 +188,12 @@ class TreeBuilder:
 
     def finish(self) -> None:
         for i, rel in sorted(enumerate(self.paths), key=lambda p: -p[1].count("/")):
-            ns = (T0 + 1000 * i) * 10**9 + ((i * 7919 + 123) % 10**9 if self.subsecond else 0)
+            ns = (MTIME + 1000 * i) * 10**9 + ((i * 7919 + 123) % 10**9 if self.subsecond else 0)
             if rel == ".":
                 continue
             os.utime(self.root / rel, ns=(ns, ns), follow_symlinks=False)
         os.chmod(self.root, 0o755)
-        os.utime(self.root, ns=(T0 * 10**9, T0 * 10**9))
+        os.utime(self.root, ns=(MTIME * 10**9, MTIME * 10**9))
 
 
 def populate_common(b: TreeBuilder, *, devices: bool = True) -> None:
@@ -408,9 +408,9 @@ def test_devices_and_modes(tmp_path: Path) -> None:
 def test_python_tarfile_archives(tmp_path: Path, fmt: int) -> None:
     """Archives from Python's tarfile, with orders GNU tar's own output never has."""
     t = TarBuilder(fmt, uid=0)
-    t.dir("./", mtime=T0 + 1)
+    t.dir("./", mtime=MTIME + 1)
     t.file("late/inner", b"written before its directory's entry")
-    t.dir("late/", mode=0o750, mtime=T0 + 5)
+    t.dir("late/", mode=0o750, mtime=MTIME + 5)
     t.file("named", b"numeric owner wins", uid=1234, gid=5678, uname="root")
     t.file("suid_other", b"x", mode=0o4755, uid=1234, gid=5678)
     t.file("dup", b"first")
@@ -426,7 +426,7 @@ def test_python_tarfile_archives(tmp_path: Path, fmt: int) -> None:
     t.chardev("null", 1, 3, mode=0o666)
     t.fifo("fifo", mode=0o600)
     if fmt == tarfile.PAX_FORMAT:
-        t.file("subsec", b"s", mtime=T0 + 0.25)
+        t.file("subsec", b"s", mtime=MTIME + 0.25)
         t.file("bigid", b"b", uid=3_000_000, gid=4_000_000)
         t.file("xattr", b"x", pax={"SCHILY.xattr.user.k": "value"})
     if fmt != tarfile.USTAR_FORMAT:
@@ -435,10 +435,10 @@ def test_python_tarfile_archives(tmp_path: Path, fmt: int) -> None:
     _, ours, got = compare_with_gnu_tar(archive, tmp_path)
     assert (ours / "dup").read_bytes() == b"second, replaces the first"
     assert got["named"]["uid"] == 1234
-    assert got["late"]["mtime_ns"] == (T0 + 5) * 10**9
+    assert got["late"]["mtime_ns"] == (MTIME + 5) * 10**9
     assert_hardlinked(ours, "named", "hl")
     if fmt == tarfile.PAX_FORMAT:
-        assert got["subsec"]["mtime_ns"] == T0 * 10**9 + 250_000_000
+        assert got["subsec"]["mtime_ns"] == MTIME * 10**9 + 250_000_000
         assert got["xattr"]["xattrs"] == {"user.k": b"value".hex()}
 
 
@@ -452,7 +452,7 @@ def test_implicit_parent_directories(tmp_path: Path) -> None:
         assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755, d
         assert (st.st_uid, st.st_gid) == (0, 0), d
     st = os.lstat(tmp_path / "t/a/b/c/file")
-    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_mtime_ns) == (0o600, 1234, T0 * 10**9)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_mtime_ns) == (0o600, 1234, MTIME * 10**9)
 
 
 # --------------------------------------------------------------------------------------
@@ -462,11 +462,11 @@ def test_implicit_parent_directories(tmp_path: Path) -> None:
 def sample_layer() -> bytes:
     """A small layer owned by the running user: files, dirs, a symlink, a hard link."""
     t = TarBuilder()
-    t.dir("./", mtime=T0 + 10)
-    t.dir("etc", mtime=T0 + 11)
-    t.file("etc/config", b"key = value\n" * 2000, mtime=T0 + 12)
+    t.dir("./", mtime=MTIME + 10)
+    t.dir("etc", mtime=MTIME + 11)
+    t.file("etc/config", b"key = value\n" * 2000, mtime=MTIME + 12)
     t.hardlink("etc/config.hard", "etc/config")
-    t.dir("bin", mtime=T0 + 13)
+    t.dir("bin", mtime=MTIME + 13)
     t.file("bin/tool", b"\x7fELF" + pseudo_random(50_000, 2), mode=0o755)
     t.symlink("bin/alias", "tool")
     t.dir("data", mode=0o700)
@@ -846,19 +846,19 @@ def test_vfs_whiteouts_delete(tmp_path: Path) -> None:
     target = tmp_path / "t"
     populate_parent(target)
     t = TarBuilder()
-    t.dir("./", mtime=T0 + 1)
+    t.dir("./", mtime=MTIME + 1)
     t.file(".wh.gone_file")
     t.file(".wh.gone_dir")
     t.file(".wh.never_existed")
-    t.dir("keep", mtime=T0 + 2)
+    t.dir("keep", mtime=MTIME + 2)
     t.file("keep/new", b"new")
     res = apply(io.BytesIO(t.getvalue()), target)  # whiteouts="vfs" is the default
     assert tree_paths(target) >= {"keep", "keep/file", "keep/new", "opq"}
     for gone in ("gone_file", "gone_dir", ".wh.gone_file", ".wh.gone_dir", ".wh.never_existed"):
         assert not os.path.lexists(target / gone), gone
     # directory mtimes are set after the deletions too
-    assert os.stat(target).st_mtime_ns == (T0 + 1) * 10**9
-    assert os.stat(target / "keep").st_mtime_ns == (T0 + 2) * 10**9
+    assert os.stat(target).st_mtime_ns == (MTIME + 1) * 10**9
+    assert os.stat(target / "keep").st_mtime_ns == (MTIME + 2) * 10**9
     assert res.entries == 6
 
 
@@ -883,7 +883,7 @@ def test_vfs_opaque_directory(tmp_path: Path, order: str) -> None:
     t = TarBuilder()
     for kind, name, data in layer:
         if kind == "dir":
-            t.dir(name, mtime=T0 + 7)
+            t.dir(name, mtime=MTIME + 7)
         else:
             t.file(name, data)
     apply(io.BytesIO(t.getvalue()), target, whiteouts="vfs")
@@ -896,7 +896,7 @@ def test_vfs_opaque_directory(tmp_path: Path, order: str) -> None:
     }
     assert (target / "opq" / "both").read_bytes() == b"upper version"
     assert (target / "keep" / "file").exists() and (target / "gone_file").exists()
-    assert os.stat(target / "opq").st_mtime_ns == (T0 + 7) * 10**9
+    assert os.stat(target / "opq").st_mtime_ns == (MTIME + 7) * 10**9
 
 
 @pytest.mark.root
@@ -1016,30 +1016,30 @@ def child_layer(big_bin_mtime: int) -> bytes:
     (test_go_hardlink_header_mtime covers a link header whose mtime differs).
     """
     t = TarBuilder(uid=0)
-    t.dir("./", mtime=T0 + 50)
+    t.dir("./", mtime=MTIME + 50)
     t.file(".wh.private")
     t.file(".wh.locked")  # a 0000 directory with content
-    t.dir("d", mtime=T0 + 51)
+    t.dir("d", mtime=MTIME + 51)
     t.file("d/.wh.empty")
     t.file("d/file.txt", b"replaced: hard keeps the old inode\n")
-    t.dir("d/sub", mode=0o750, mtime=T0 + 52)  # merged: content kept, metadata changed
-    t.dir("sticky", mode=0o1777, mtime=T0 + 53)
+    t.dir("d/sub", mode=0o750, mtime=MTIME + 52)  # merged: content kept, metadata changed
+    t.dir("sticky", mode=0o1777, mtime=MTIME + 53)
     t.file("sticky/.wh..wh..opq")
     t.file("sticky/new", b"new")
-    t.dir("sgid_dir", mode=0o2755, gid=99, mtime=T0 + 54)
-    t.dir("sgid_dir/lowerdir", mtime=T0 + 55)
+    t.dir("sgid_dir", mode=0o2755, gid=99, mtime=MTIME + 54)
+    t.dir("sgid_dir/lowerdir", mtime=MTIME + 55)
     t.file("sgid_dir/lowerdir/new", b"new")
     t.file("sgid_dir/.wh..wh..opq")  # marker after the entries it must keep
-    t.dir("dir_link", mtime=T0 + 56)  # a symlink in the parent becomes a directory
+    t.dir("dir_link", mtime=MTIME + 56)  # a symlink in the parent becomes a directory
     t.file("dir_link/f", b"f")
     t.file("rel_link", b"a symlink became a file")
-    t.dir("suid", mtime=T0 + 57)  # a file became a directory
+    t.dir("suid", mtime=MTIME + 57)  # a file became a directory
     t.file("suid/x", b"x")
     t.symlink("sgid", "d")  # a file became a symlink
-    t.dir("newdir", mtime=T0 + 58)
+    t.dir("newdir", mtime=MTIME + 58)
     t.file("newdir/f", b"xattrs", pax={"SCHILY.xattr.user.note": "from the child"})
     t.hardlink("newhard", "big.bin", mtime=big_bin_mtime)
-    t.dir("dev", mtime=T0 + 59)
+    t.dir("dev", mtime=MTIME + 59)
     t.file("dev/.wh.char")
     return t.getvalue()
 
@@ -1101,8 +1101,8 @@ def test_go_hardlink_header_mtime(tmp_path: Path) -> None:
     """
     t = TarBuilder(uid=0)
     t.dir("./")
-    t.file("f", b"content", mtime=T0)
-    t.hardlink("h", "f", mtime=T0 + 99)
+    t.file("f", b"content", mtime=MTIME)
+    t.hardlink("h", "f", mtime=MTIME + 99)
     archive = t.write(tmp_path / "l.tar")
     go = GoStore(tmp_path / "go")
     layer = go.create_layer()

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from containers_storage.archive import apply_layer
-from manifest import assert_same_tree, manifest
+
+from tests.archive.manifest import assert_same_tree, manifest
 
 
 def tricky_layer(seed: int, with_error: bool = False) -> bytes:
