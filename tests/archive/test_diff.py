@@ -48,10 +48,8 @@ from containers_storage.errors import ArchiveError
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.archive.helpers import CAPABILITY, GoStore, TreeBuilder, WriteOnly, run
 from tests.archive.manifest import Manifest, assert_same_tree, manifest, raw_typeflags
-from tests.archive.test_apply import CAPABILITY, GoStore, TreeBuilder, run
-from tests.archive.test_reassemble import WriteOnly
-from tests.helpers import GO_CONTAINERS_STORAGE
 from tests.tars import MTIME, TarBuilder
 
 M, A, D = ChangeKind.MODIFY, ChangeKind.ADD, ChangeKind.DELETE
@@ -204,20 +202,7 @@ class GoOverlayStore(GoStore):
         """Shut the driver down; Go bind-mounts its overlay home on itself: unmount what
         is left under the store."""
         if self.graph.exists():
-            subprocess.run(
-                [
-                    GO_CONTAINERS_STORAGE,
-                    "--graph",
-                    os.fspath(self.graph),
-                    "--run",
-                    os.fspath(self.runroot),
-                    "--storage-driver",
-                    "overlay",
-                    "shutdown",
-                ],
-                capture_output=True,
-                check=False,
-            )
+            subprocess.run(self.argv("shutdown"), capture_output=True, check=False)
         base = os.fspath(self.graph.parent)
         mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
         for point in reversed([line.split()[4] for line in mountinfo]):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -42,28 +41,26 @@ from containers_storage.errors import ArchiveError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.archive.manifest import crc64_iso
-from tests.archive.test_apply import (
+from tests.archive.helpers import (
     CAPABILITY,
     SPARSE_FILES,
     GoStore,
     TreeBuilder,
+    WriteOnly,
     apply,
     child_layer,
     gnu_tar_create,
     populate_common,
     pseudo_random,
     run,
+    sha256_hex,
 )
+from tests.archive.manifest import crc64_iso
 from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
 from tests.tars import MTIME, TarBuilder
 
 # --------------------------------------------------------------------------------------
 # helpers
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def reassemble_bytes(tar_split: Any, layer: Path, **kwargs: Any) -> bytes:
@@ -570,17 +567,6 @@ def test_sink_bytesio(applied: tuple[bytes, ApplyResult, Path]) -> None:
     assert not sink.closed
     assert sink.getvalue()[:6] == b"PREFIX"
     assert_same_tar(sink.getvalue()[6:], tar, "BytesIO sink")
-
-
-class WriteOnly:
-    """A sink with nothing but ``write`` (no ``fileno``, no ``flush``)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
 
 
 def test_sink_write_only_object(applied: tuple[bytes, ApplyResult, Path]) -> None:

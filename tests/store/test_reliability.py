@@ -37,7 +37,7 @@ from containers_storage import errors
 
 from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD, Child, proc_locks_holders
 from tests.store.helpers import release_mounts
-from tests.tars import d, f, make_tar, sym
+from tests.tars import MTIME, d, f, make_tar, sym
 
 pytestmark = [pytest.mark.root]
 
@@ -207,7 +207,7 @@ def make_tarballs(directory: Path, rnd: random.Random, count: int) -> list[tuple
             f("big.bin", rnd.randbytes(1_500_000)),
             sym("link", f"etc/only-{k}"),
         ]
-        raw = make_tar(entries, mtime=1_700_000_000 + k)
+        raw = make_tar(entries, mtime=MTIME + k)
         path = directory / f"diff{k}.tar.gz"
         path.write_bytes(gzip.compress(raw, compresslevel=1))
         out.append((path, "sha256:" + hashlib.sha256(raw).hexdigest()))
