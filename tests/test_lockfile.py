@@ -12,18 +12,19 @@ from pathlib import Path
 
 import containers_storage as cs
 import pytest
-from conftest import (
-    GO_CONTAINERS_STORAGE,
-    HANG_GUARD,
-    Child,
-    proc_locks_holders,
-    wait_until_blocked,
-)
 from containers_storage.errors import (
     LockNotHeldError,
     LockReadOnlyError,
     LockUpgradeError,
     StorageError,
+)
+
+from tests.helpers import (
+    GO_CONTAINERS_STORAGE,
+    HANG_GUARD,
+    Child,
+    proc_locks_holders,
+    wait_until_blocked,
 )
 
 # A child that takes our lock on command: "w" write, "r" read, "u" unlock, "m" modified(),

@@ -1,4 +1,5 @@
-"""Helpers shared by the archive tests: tree manifests, tar builders, CRC-64 as Go computes it.
+"""Helpers shared by the archive tests: tree manifests, tar headers as written, CRC-64 as Go
+computes it (the tar builder is :mod:`tests.tars`).
 
 A manifest maps each path of a tree (relative, ``"."`` for the root) to what an extraction
 must reproduce: type, permission bits (with setuid/setgid/sticky), owner, size and SHA-256 of
@@ -10,18 +11,11 @@ manifests.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import stat
-import tarfile
-from collections.abc import Mapping
-from pathlib import Path
 
 Entry = dict[str, object]
 Manifest = dict[str, Entry]
-
-#: A fixed epoch for the mtimes the tests write into trees and tars.
-T0 = 1_600_000_000
 
 _KINDS = {
     stat.S_IFDIR: "dir",
@@ -140,140 +134,6 @@ def crc64_iso(data: bytes) -> int:
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ _MASK64
-
-
-class TarBuilder:
-    """Builds a tar in memory with Python's tarfile, entry by entry, in the order given.
-
-    Owners default to the running user, so layers built with the defaults extract without
-    root; mtimes default to :data:`T0`.
-    """
-
-    def __init__(self, fmt: int = tarfile.PAX_FORMAT, *, uid: int | None = None) -> None:
-        self._buf = io.BytesIO()
-        self._tar = tarfile.open(fileobj=self._buf, mode="w", format=fmt)
-        self.uid = os.getuid() if uid is None else uid
-        self.gid = os.getgid() if uid is None else uid
-        # name -> (mode, uid, gid, mtime): a hard link's header repeats its target's, as
-        # real archivers write it (the two share one inode).
-        self._meta: dict[str, tuple[int, int, int, float]] = {}
-
-    def _add(
-        self,
-        name: str,
-        kind: bytes,
-        *,
-        data: bytes | None = None,
-        linkname: str = "",
-        mode: int = 0o644,
-        uid: int | None = None,
-        gid: int | None = None,
-        mtime: float = T0,
-        pax: Mapping[str, str] | None = None,
-        uname: str = "",
-        devmajor: int = 0,
-        devminor: int = 0,
-    ) -> None:
-        info = tarfile.TarInfo(name)
-        info.type = kind
-        info.mode = mode
-        info.uid = self.uid if uid is None else uid
-        info.gid = self.gid if gid is None else gid
-        info.uname = uname
-        info.gname = uname
-        info.mtime = mtime
-        info.linkname = linkname
-        info.devmajor = devmajor
-        info.devminor = devminor
-        if pax:
-            info.pax_headers = dict(pax)
-        info.size = len(data) if data is not None else 0
-        self._meta[name] = (info.mode, info.uid, info.gid, info.mtime)
-        self._tar.addfile(info, io.BytesIO(data) if data is not None else None)
-
-    def dir(
-        self,
-        name: str,
-        *,
-        mode: int = 0o755,
-        uid: int | None = None,
-        gid: int | None = None,
-        mtime: float = T0,
-        pax: Mapping[str, str] | None = None,
-    ) -> TarBuilder:
-        self._add(name, tarfile.DIRTYPE, mode=mode, uid=uid, gid=gid, mtime=mtime, pax=pax)
-        return self
-
-    def file(
-        self,
-        name: str,
-        data: bytes = b"",
-        *,
-        mode: int = 0o644,
-        uid: int | None = None,
-        gid: int | None = None,
-        mtime: float = T0,
-        pax: Mapping[str, str] | None = None,
-        uname: str = "",
-    ) -> TarBuilder:
-        self._add(
-            name,
-            tarfile.REGTYPE,
-            data=data,
-            mode=mode,
-            uid=uid,
-            gid=gid,
-            mtime=mtime,
-            pax=pax,
-            uname=uname,
-        )
-        return self
-
-    def symlink(
-        self,
-        name: str,
-        target: str,
-        *,
-        uid: int | None = None,
-        gid: int | None = None,
-        mtime: float = T0,
-    ) -> TarBuilder:
-        self._add(name, tarfile.SYMTYPE, linkname=target, mode=0o777, uid=uid, gid=gid, mtime=mtime)
-        return self
-
-    def hardlink(self, name: str, target: str, *, mtime: float | None = None) -> TarBuilder:
-        """A hard link; its header carries the target's mode, owner and mtime unless
-        ``mtime`` is given (to build the unusual archives whose link headers differ)."""
-        mode, uid, gid, target_mtime = self._meta.get(target, (0o644, self.uid, self.gid, T0))
-        self._add(
-            name,
-            tarfile.LNKTYPE,
-            linkname=target,
-            mode=mode,
-            uid=uid,
-            gid=gid,
-            mtime=target_mtime if mtime is None else mtime,
-        )
-        return self
-
-    def chardev(
-        self, name: str, major: int, minor: int, *, mode: int = 0o600, mtime: float = T0
-    ) -> TarBuilder:
-        self._add(name, tarfile.CHRTYPE, devmajor=major, devminor=minor, mode=mode, mtime=mtime)
-        return self
-
-    def fifo(self, name: str, *, mode: int = 0o644, mtime: float = T0) -> TarBuilder:
-        self._add(name, tarfile.FIFOTYPE, mode=mode, mtime=mtime)
-        return self
-
-    def getvalue(self) -> bytes:
-        """Close the archive (end-of-archive blocks, record padding) and return its bytes."""
-        self._tar.close()
-        return self._buf.getvalue()
-
-    def write(self, path: Path) -> Path:
-        path.write_bytes(self.getvalue())
-        return path
 
 
 def raw_typeflags(data: bytes) -> list[tuple[bytes, bytes]]:

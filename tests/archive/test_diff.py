@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from conftest import GO_CONTAINERS_STORAGE
 from containers_storage.archive import (
     Change,
     ChangeKind,
@@ -48,9 +47,10 @@ from containers_storage.archive import (
 from containers_storage.errors import ArchiveError
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from manifest import T0, Manifest, TarBuilder, assert_same_tree, manifest, raw_typeflags
-from test_apply import CAPABILITY, GoStore, TreeBuilder, run
-from test_reassemble import WriteOnly
+
+from tests.archive.helpers import CAPABILITY, GoStore, TreeBuilder, WriteOnly, run
+from tests.archive.manifest import Manifest, assert_same_tree, manifest, raw_typeflags
+from tests.tars import MTIME, TarBuilder
 
 M, A, D = ChangeKind.MODIFY, ChangeKind.ADD, ChangeKind.DELETE
 
@@ -202,20 +202,7 @@ class GoOverlayStore(GoStore):
         """Shut the driver down; Go bind-mounts its overlay home on itself: unmount what
         is left under the store."""
         if self.graph.exists():
-            subprocess.run(
-                [
-                    GO_CONTAINERS_STORAGE,
-                    "--graph",
-                    os.fspath(self.graph),
-                    "--run",
-                    os.fspath(self.runroot),
-                    "--storage-driver",
-                    "overlay",
-                    "shutdown",
-                ],
-                capture_output=True,
-                check=False,
-            )
+            subprocess.run(self.argv("shutdown"), capture_output=True, check=False)
         base = os.fspath(self.graph.parent)
         mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
         for point in reversed([line.split()[4] for line in mountinfo]):
@@ -254,9 +241,9 @@ def vfs_base_layer() -> bytes:
     t.symlink("link", "etc/passwd")
     t.dir("data").file("data/big", b"B" * 4000)
     t.dir("ns")
-    t.file("ns/f1", b"f1", mtime=T0 + 0.5)
+    t.file("ns/f1", b"f1", mtime=MTIME + 0.5)
     t.file("ns/f2", b"f2")
-    t.file("ns/f3", b"f3", mtime=T0 + 0.75)
+    t.file("ns/f3", b"f3", mtime=MTIME + 0.75)
     t.dir("caps").file("caps/ping", b"ping", mode=0o755).file("caps/xu", b"xu")
     t.dir("dev").chardev("dev/null", 1, 3, mode=0o666).fifo("dev/fifo")
     return t.getvalue()
@@ -303,20 +290,22 @@ VFS_CASES = [
     ),
     VfsCase(
         "mtime_only",
-        lambda t: t.file("etc/issue", b"Debian\n", mtime=T0 + 100),
+        lambda t: t.file("etc/issue", b"Debian\n", mtime=MTIME + 100),
         frozenset({("/etc", M), ("/etc/issue", M)}),
     ),
     VfsCase(
         "mtime_nanoseconds",
-        lambda t: t.file("ns/f1", b"f1", mtime=T0 + 0.25),
+        lambda t: t.file("ns/f1", b"f1", mtime=MTIME + 0.25),
         frozenset({("/ns", M), ("/ns/f1", M)}),
     ),
     # Same second, and the parent's mtime has no nanoseconds: the same time for Go.
-    VfsCase("mtime_vs_whole_second", lambda t: t.file("ns/f2", b"f2", mtime=T0 + 0.5), frozenset()),
+    VfsCase(
+        "mtime_vs_whole_second", lambda t: t.file("ns/f2", b"f2", mtime=MTIME + 0.5), frozenset()
+    ),
     # Go 1.43 compares seconds first (no "rounded up" allowance).
     VfsCase(
         "mtime_next_whole_second",
-        lambda t: t.file("ns/f3", b"f3", mtime=T0 + 1),
+        lambda t: t.file("ns/f3", b"f3", mtime=MTIME + 1),
         frozenset({("/ns", M), ("/ns/f3", M)}),
     ),
     VfsCase(
@@ -470,7 +459,7 @@ def test_go_vfs_all_at_once(go_vfs: tuple[GoStore, str], tmp_path: Path) -> None
     go, parent = go_vfs
     child = go.create_layer(parent)
     t = TarBuilder(uid=0)
-    t.dir("./", mtime=T0 + 7)
+    t.dir("./", mtime=MTIME + 7)
     cases = [c for c in VFS_CASES if c.combined]
     for case in cases:
         case.build(t)
@@ -520,7 +509,7 @@ def overlay_base_layer(t: TarBuilder) -> object:
 
 
 def overlay_basic_child(t: TarBuilder) -> object:
-    t.dir("etc", mtime=T0 + 1)
+    t.dir("etc", mtime=MTIME + 1)
     t.file("etc/passwd", b"root:x:0:0:changed\n")
     t.file("etc/.wh.group")
     t.file("etc/hosts", b"127.0.0.1 localhost\n", mode=0o600)
@@ -602,7 +591,7 @@ OVERLAY_CASES = [
             overlay_base_layer,
             lambda t: t.dir("etc").file("etc/.wh.passwd").file(".wh.d"),
             lambda t: (
-                t.dir("etc", mtime=T0 + 2)
+                t.dir("etc", mtime=MTIME + 2)
                 .file("etc/passwd", b"back\n")
                 .dir("d")
                 .file("d/new", b"n")
@@ -849,10 +838,10 @@ def round_trip(tree: dict[str, Any], data: st.DataObject, base: Path) -> None:
     parent, child, target = base / "parent", base / "child", base / "target"
     parent.mkdir()
     build_tree(parent, tree)
-    whole_second_mtimes(parent, T0)
+    whole_second_mtimes(parent, MTIME)
     run("cp", "-a", parent, child)
     done = random_edits(child, data)
-    settle_mtimes(child, T0 + 500_000)
+    settle_mtimes(child, MTIME + 500_000)
     layer = base / "layer.tar"
     diff(child, layer, parent)
     run("cp", "-a", parent, target)
@@ -894,8 +883,8 @@ def test_round_trip_directory_mtimes(tmp_path: Path) -> None:
     run("cp", "-a", parent, child)
     (child / "d/gone").unlink()
     shutil.rmtree(child / "e/sub")
-    set_mtime(child / "d", T0 + 77)
-    set_mtime(child / "e", T0 + 78)
+    set_mtime(child / "d", MTIME + 77)
+    set_mtime(child / "e", MTIME + 78)
     assert pairs(changes(child, parent)) == [("/d", M), ("/d/gone", D), ("/e", M), ("/e/sub", D)]
     layer = tmp_path / "layer.tar"
     diff(child, layer, parent)
@@ -951,8 +940,8 @@ def lower_and_upper(tmp_path: Path) -> tuple[Path, Path]:
     (upper / "new/f").write_bytes(b"ffff")
     os.link(upper / "new/f", upper / "new/g")
     for i, path in enumerate(walk(upper)):
-        set_mtime(path, T0 + 50_000 + i)
-    set_mtime(upper, T0)
+        set_mtime(path, MTIME + 50_000 + i)
+    set_mtime(upper, MTIME)
     return lower, upper
 
 
@@ -1088,7 +1077,7 @@ def test_kernel_overlay(tmp_path: Path) -> None:
         for i, path in enumerate(walk(upper)):
             seen = mnt / path.relative_to(upper)
             if os.path.lexists(seen) and os.lstat(seen).st_mtime_ns % 10**9:
-                set_mtime(seen, T0 + 90_000 + i)
+                set_mtime(seen, MTIME + 90_000 + i)
         merged_view = manifest(mnt, include_root=False)
     finally:
         run("umount", mnt)
@@ -1209,7 +1198,7 @@ def no_deletions(tmp_path: Path) -> tuple[Path, Path]:
     (child / "etc/new").write_bytes(bytes(range(256)) * 40)
     os.makedirs(child / "var/lib")
     (child / "var/lib/db").write_bytes(b"db" * 5000)
-    settle_mtimes(child, T0 + 1000)
+    settle_mtimes(child, MTIME + 1000)
     return parent, child
 
 
@@ -1314,7 +1303,7 @@ def test_diff_members(tmp_path: Path) -> None:
     os.mkfifo(child / "fifo", 0o640)
     os.mknod(child / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     os.symlink("h1", child / "sym")
-    set_mtime(child / "h1", T0 + 5)
+    set_mtime(child / "h1", MTIME + 5)
 
     data = diff_bytes(child, parent)
     recs = members(data)
@@ -1337,7 +1326,7 @@ def test_diff_members(tmp_path: Path) -> None:
     for name in (".wh.gone_dir", "a/.wh.gone"):
         assert by_name[name]["type"] == "file" and by_name[name]["size"] == 0
     assert by_name["h2"]["type"] == "hardlink" and by_name["h2"]["linkname"] == "h1"
-    assert by_name["h1"]["mtime"] == T0 + 5
+    assert by_name["h1"]["mtime"] == MTIME + 5
     assert (by_name["caps"]["uid"], by_name["caps"]["gid"]) == (123, 456)
     xattrs = by_name["caps"]["xattrs"]
     assert isinstance(xattrs, dict)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import tarfile
 from pathlib import Path
 
 from containers_storage.archive import Limits, apply_layer
@@ -18,24 +17,20 @@ from containers_storage.errors import ArchiveError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.tars import MTIME, TarBuilder
+
 
 def seed_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for i, name in enumerate(["d/", "d/f", "d/l", "d/h", "d/.wh.x", "e/.wh..wh..opq"]):
-            info = tarfile.TarInfo(name.rstrip("/"))
-            info.mtime = 1_600_000_000 + i
-            if name.endswith("/"):
-                info.type = tarfile.DIRTYPE
-            elif name == "d/l":
-                info.type, info.linkname = tarfile.SYMTYPE, "f"
-            elif name == "d/h":
-                info.type, info.linkname = tarfile.LNKTYPE, "d/f"
-            else:
-                info.size = 700
-                info.pax_headers = {"SCHILY.xattr.user.k": "v", "mtime": "1600000000.5"}
-            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.size else None)
-    return buf.getvalue()
+    """A directory, files with PAX records, a symlink, a hard link and whiteouts to mutate."""
+    pax = {"SCHILY.xattr.user.k": "v", "mtime": "1600000000.5"}
+    t = TarBuilder(uid=0)
+    t.dir("d", mtime=MTIME)
+    t.file("d/f", b"x" * 700, pax=pax, mtime=MTIME + 1)
+    t.symlink("d/l", "f", mtime=MTIME + 2)
+    t.hardlink("d/h", "d/f", mtime=MTIME + 3)
+    t.file("d/.wh.x", b"x" * 700, pax=pax, mtime=MTIME + 4)
+    t.file("e/.wh..wh..opq", b"x" * 700, pax=pax, mtime=MTIME + 5)
+    return t.getvalue()
 
 
 SEED = seed_tar()

@@ -41,6 +41,8 @@ import pytest
 from containers_storage.archive import ApplyResult, Limits, apply_layer
 from containers_storage.errors import ArchiveError, UnsafePathError
 
+from tests.tars import MTIME
+
 # --------------------------------------------------------------------------------------------
 # The layout: tmp_path/outside (canaries), tmp_path/src (the layer file), tmp_path/target.
 # --------------------------------------------------------------------------------------------
@@ -197,7 +199,6 @@ def assert_no_escape(env: Env) -> None:
 TarFormat = Literal[0, 1, 2]
 BLOCK = 512
 END = bytes(2 * BLOCK)
-MTIME = 1_600_000_000
 REG, DIR, SYM, LNK, CHR = (
     tarfile.REGTYPE,
     tarfile.DIRTYPE,

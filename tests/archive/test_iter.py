@@ -15,7 +15,8 @@ from containers_storage.archive import (
     reassemble_layer,
 )
 from containers_storage.errors import ArchiveError
-from manifest import TarBuilder
+
+from tests.tars import TarBuilder
 
 
 def layer(tmp_path: Path) -> tuple[Path, bytes, str]:

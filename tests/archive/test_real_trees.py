@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from containers_storage.archive import apply_layer, iter_reassemble
-from manifest import Manifest, assert_same_tree, manifest
-from test_apply import GoStore, without_root_mtime
+
+from tests.archive.helpers import GoStore, without_root_mtime
+from tests.archive.manifest import Manifest, assert_same_tree, manifest
 
 CORPUS = Path(os.environ.get("CS_CORPUS", Path.home() / ".cache/cs-corpus")) / "layers"
 TREES = ["etc", "usr/lib/python3"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD
 from containers_storage.archive import (
     ApplyResult,
     OutputCompression,
@@ -42,26 +40,27 @@ from containers_storage.archive import (
 from containers_storage.errors import ArchiveError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from manifest import T0, TarBuilder, crc64_iso
-from test_apply import (
+
+from tests.archive.helpers import (
     CAPABILITY,
     SPARSE_FILES,
     GoStore,
     TreeBuilder,
+    WriteOnly,
     apply,
     child_layer,
     gnu_tar_create,
     populate_common,
     pseudo_random,
     run,
+    sha256_hex,
 )
+from tests.archive.manifest import crc64_iso
+from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
+from tests.tars import MTIME, TarBuilder
 
 # --------------------------------------------------------------------------------------
 # helpers
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def reassemble_bytes(tar_split: Any, layer: Path, **kwargs: Any) -> bytes:
@@ -129,7 +128,7 @@ def tarfile_layer(fmt: int, *, devices: bool = False) -> bytes:
     """A layer from Python's tarfile: files of awkward sizes, links, long names, xattrs."""
     rng = random.Random(fmt)
     t = TarBuilder(fmt)
-    t.dir("./", mtime=T0 + 1)
+    t.dir("./", mtime=MTIME + 1)
     t.dir("d")
     t.file("d/empty")
     for size in (1, 511, 512, 513, 1023, 1024, 1025, 10_240, 65_537):
@@ -161,7 +160,7 @@ def tarfile_layer(fmt: int, *, devices: bool = False) -> bytes:
             b"with xattrs",
             pax={"SCHILY.xattr.user.note": "a note", "SCHILY.xattr.user.other": "x"},
         )
-        t.file("subsecond", b"pax mtime", mtime=T0 + 0.123456789)
+        t.file("subsecond", b"pax mtime", mtime=MTIME + 0.123456789)
     return t.getvalue()
 
 
@@ -359,16 +358,16 @@ def whiteout_parent() -> bytes:
 
 def whiteout_child() -> bytes:
     t = TarBuilder()
-    t.dir("./", mtime=T0 + 9)
+    t.dir("./", mtime=MTIME + 9)
     t.file(".wh.gone")
-    t.dir("d", mtime=T0 + 10)
+    t.dir("d", mtime=MTIME + 10)
     t.file("d/.wh.old")
     t.file("d/new", pseudo_random(1500, seed=5))
-    t.dir("opq", mtime=T0 + 11)
+    t.dir("opq", mtime=MTIME + 11)
     t.file("opq/.wh..wh..opq")
     t.file("opq/kept", b"written after the opaque marker")
     t.file("f", b"child version, longer than the parent's")
-    t.dir("late", mtime=T0 + 12)
+    t.dir("late", mtime=MTIME + 12)
     t.file("late/a", b"a")
     t.file("late/.wh..wh..opq")  # marker after entries it must keep
     t.file(".wh.never_existed")
@@ -568,17 +567,6 @@ def test_sink_bytesio(applied: tuple[bytes, ApplyResult, Path]) -> None:
     assert not sink.closed
     assert sink.getvalue()[:6] == b"PREFIX"
     assert_same_tar(sink.getvalue()[6:], tar, "BytesIO sink")
-
-
-class WriteOnly:
-    """A sink with nothing but ``write`` (no ``fileno``, no ``flush``)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.chunks.append(bytes(data))
-        return len(data)
 
 
 def test_sink_write_only_object(applied: tuple[bytes, ApplyResult, Path]) -> None:
@@ -1105,7 +1093,7 @@ def random_layers(draw: st.DrawFn) -> bytes:
                 t.dir(p, mode=draw(st.sampled_from([0o755, 0o700, 0o1777])))
                 dirs.add(p)
         if kind == "dir":
-            t.dir(path, mtime=T0 + draw(st.integers(0, 10**6)))
+            t.dir(path, mtime=MTIME + draw(st.integers(0, 10**6)))
             dirs.add(path)
             continue
         used.add(path)

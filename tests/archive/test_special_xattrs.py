@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 from containers_storage.archive import apply_layer
 
+from tests.tars import TarBuilder
+
 
 def layer(kind: bytes, name: str, xattr: str) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.type = kind
-        info.mode = 0o644
-        if kind == tarfile.SYMTYPE:
-            info.linkname = "elsewhere"
-        if kind == tarfile.CHRTYPE:
-            info.devmajor, info.devminor = 1, 3
-        info.pax_headers = {f"SCHILY.xattr.{xattr}": "kept"}
-        tar.addfile(info)
-    return buf.getvalue()
+    """A layer of one ``kind`` member (fifo, character device or symlink) with an xattr."""
+    pax = {f"SCHILY.xattr.{xattr}": "kept"}
+    t = TarBuilder(uid=0)
+    if kind == tarfile.SYMTYPE:
+        t.symlink(name, "elsewhere", pax=pax)
+    elif kind == tarfile.CHRTYPE:
+        t.chardev(name, 1, 3, pax=pax)
+    else:
+        t.fifo(name, pax=pax)
+    return t.getvalue()
 
 
 @pytest.mark.root

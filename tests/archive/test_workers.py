@@ -14,49 +14,52 @@ from pathlib import Path
 
 import pytest
 from containers_storage.archive import apply_layer
-from manifest import assert_same_tree, manifest
+
+from tests.archive.manifest import assert_same_tree, manifest
+from tests.tars import MTIME, TarBuilder
 
 
 def tricky_layer(seed: int, with_error: bool = False) -> bytes:
     rng = random.Random(seed)
-    buf = io.BytesIO()
+    t = TarBuilder(uid=0)
     names: list[str] = []
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
 
-        def add(
-            name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = ""
-        ) -> None:
-            info = tarfile.TarInfo(name)
-            info.type = kind
-            info.mtime = 1_600_000_000 + rng.randrange(1000)
-            info.mode = rng.choice([0o644, 0o600, 0o755, 0o4755, 0o444])
-            info.linkname = link
-            info.size = len(data) if kind == tarfile.REGTYPE else 0
-            tar.addfile(info, io.BytesIO(data) if info.size else None)
+    def add(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", link: str = "") -> None:
+        """One member of ``kind``; every one gets a random mtime and mode."""
+        mtime = MTIME + rng.randrange(1000)
+        mode = rng.choice([0o644, 0o600, 0o755, 0o4755, 0o444])
+        if kind == tarfile.DIRTYPE:
+            t.dir(name, mode=mode, mtime=mtime)
+        elif kind == tarfile.LNKTYPE:
+            t.hardlink(name, link, mode=mode, mtime=mtime)
+        elif kind == tarfile.SYMTYPE:
+            t.symlink(name, link, mode=mode, mtime=mtime)
+        else:
+            t.file(name, data, mode=mode, mtime=mtime)
 
-        for d in range(12):
-            add(f"d{d}", tarfile.DIRTYPE)
-        for i in range(1500):
-            d = rng.randrange(12)
-            name = f"d{d}/f{rng.randrange(400)}"  # duplicates on purpose
-            add(name, data=rng.randbytes(rng.randrange(0, 3000)))
-            names.append(name)
-            roll = rng.random()
-            if roll < 0.03:
-                add(f"d{d}/h{i}", tarfile.LNKTYPE, link=rng.choice(names))
-            elif roll < 0.05:
-                add(f"d{d}/s{i}", tarfile.SYMTYPE, link=f"../d{rng.randrange(12)}")
-            elif roll < 0.06:
-                # a member reached through a symlinked parent, landing on a pending path
-                add(f"d{d}/via{i}", tarfile.SYMTYPE, link=f"../d{d}")
-                add(f"d{d}/via{i}/{name.split('/')[1]}", data=b"through the link")
-            elif roll < 0.07:
-                add(f"{name}", tarfile.SYMTYPE, link="replaced-by-symlink")
-            elif roll < 0.08:
-                add(f"d{d}/.wh.f{rng.randrange(400)}")
-            elif with_error and i == 1000:
-                add(f"{name}/under-a-file", data=b"x")  # parent is a (pending) file: error
-    return buf.getvalue()
+    for d in range(12):
+        add(f"d{d}", tarfile.DIRTYPE)
+    for i in range(1500):
+        d = rng.randrange(12)
+        name = f"d{d}/f{rng.randrange(400)}"  # duplicates on purpose
+        add(name, data=rng.randbytes(rng.randrange(0, 3000)))
+        names.append(name)
+        roll = rng.random()
+        if roll < 0.03:
+            add(f"d{d}/h{i}", tarfile.LNKTYPE, link=rng.choice(names))
+        elif roll < 0.05:
+            add(f"d{d}/s{i}", tarfile.SYMTYPE, link=f"../d{rng.randrange(12)}")
+        elif roll < 0.06:
+            # a member reached through a symlinked parent, landing on a pending path
+            add(f"d{d}/via{i}", tarfile.SYMTYPE, link=f"../d{d}")
+            add(f"d{d}/via{i}/{name.split('/')[1]}", data=b"through the link")
+        elif roll < 0.07:
+            add(f"{name}", tarfile.SYMTYPE, link="replaced-by-symlink")
+        elif roll < 0.08:
+            add(f"d{d}/.wh.f{rng.randrange(400)}")
+        elif with_error and i == 1000:
+            add(f"{name}/under-a-file", data=b"x")  # parent is a (pending) file: error
+    return t.getvalue()
 
 
 @pytest.mark.parametrize(("seed", "with_error"), [(s, False) for s in range(6)] + [(9, True)])

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
 from containers_storage.cli.main import main
 
+from tests.tars import f, make_tar
+
 
 def make_layer(path: Path) -> Path:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("hello.txt")
-        info.size = 6
-        info.mtime = 1_600_000_000
-        tar.addfile(info, io.BytesIO(b"hello\n"))
-    path.write_bytes(gzip.compress(buf.getvalue()))
+    path.write_bytes(gzip.compress(make_tar([f("hello.txt", b"hello\n")])))
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import pty
@@ -22,14 +21,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD, wait_until_blocked
+
+from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD, wait_until_blocked
+from tests.tars import d, f, make_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 
@@ -166,24 +166,6 @@ def overlay_pair(tmp_path: Path) -> Iterator[Pair]:
     p = Pair(tmp_path, "overlay")
     yield p
     p.cleanup()
-
-
-def make_tar(entries: Sequence[tuple[str, bytes | None]], mtime: int = 1_600_000_000) -> bytes:
-    """A tar of directories (content None) and files, owned by root, at a fixed time."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = mtime
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                info.mode = 0o644
-                tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 # -- flags and the command table --------------------------------------------------------------
@@ -485,8 +467,8 @@ def test_mount_unmount_mounted(pair: Pair) -> None:
 
 
 def test_diff_changes_applydiff_import(pair: Pair) -> None:
-    lower = make_tar([("etc", None), ("etc/os-release", b"ID=test\n"), ("file1", b"one")])
-    upper = make_tar([("etc", None), ("etc/new", b"n"), (".wh.file1", b""), ("dir", None)])
+    lower = make_tar([d("etc"), f("etc/os-release", b"ID=test\n"), f("file1", b"one")])
+    upper = make_tar([d("etc"), f("etc/new", b"n"), f(".wh.file1"), d("dir")])
     (pair.tmp / "lower.tar").write_bytes(lower)
     (pair.tmp / "upper.tar.gz").write_bytes(gzip.compress(upper))
     pair.same("create-layer", "-i", L1)
@@ -534,7 +516,7 @@ def test_apply_junk_fails_cleanly(pair: Pair, compress: str) -> None:
 
 def _overlay_layers(pair: Pair) -> None:
     """L1 with files and directories; L2 deletes some; L3 recreates a deleted directory."""
-    lower = make_tar([("d1", None), ("d1/sub", None), ("f1", b"x"), ("d2", None)])
+    lower = make_tar([d("d1"), d("d1/sub"), f("f1", b"x"), d("d2")])
     (pair.tmp / "lower.tar").write_bytes(lower)
     pair.same("import-layer", "-i", L1, "-f", str(pair.tmp / "lower.tar"))
     pair.same("create-layer", "-i", L2, L1)
@@ -705,7 +687,7 @@ def test_bad_input_is_one_line_never_a_traceback(pair: Pair) -> None:
     ours = pair.ours
     assert ours("create-layer", "-i", L1).code == 0
     junk = pair.tmp / "corrupt.tar"
-    junk.write_bytes(make_tar([("f", b"x" * 5000)])[:2000])
+    junk.write_bytes(make_tar([f("f", b"x" * 5000)])[:2000])
     for args in (
         ["applydiff", "-f", str(pair.tmp / "nope.tar"), L1],
         ["import-layer", "-f", str(pair.tmp / "nope.tar")],
@@ -795,7 +777,7 @@ def _run_on_a_terminal(cmd: Sequence[str]) -> tuple[int, bytes, bytes]:
 def test_progress_bar_on_a_terminal_only(pair: Pair) -> None:
     ours = pair.ours
     layer_tar = pair.tmp / "big.tar.gz"
-    layer_tar.write_bytes(gzip.compress(make_tar([("blob", os.urandom(3 << 20))])))
+    layer_tar.write_bytes(gzip.compress(make_tar([f("blob", os.urandom(3 << 20))])))
     assert ours("create-layer", "-i", L1).code == 0
     base = [*OURS, "--debug=false", *ours.globals()]
     code, out, tty = _run_on_a_terminal([*base, "applydiff", "-f", str(layer_tar), L1])

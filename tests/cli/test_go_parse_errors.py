@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD
+
+from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 

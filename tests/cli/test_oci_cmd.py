@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, SKOPEO
+
+from tests.helpers import GO_CONTAINERS_STORAGE, SKOPEO
+from tests.tars import d, f, make_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
-
-
-def _tar(entries: list[tuple[str, bytes | None]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1_700_000_000
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-                t.addfile(info)
-            else:
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _layout(root: Path) -> list[str]:
@@ -44,14 +28,18 @@ def _layout(root: Path) -> list[str]:
         return "sha256:" + h, len(data)
 
     tars = [
-        _tar([("etc/", None), ("etc/a", b"a\n"), ("etc/b", b"b\n")]),
-        _tar([("etc/", None), ("etc/.wh.a", b""), ("etc/c", b"c\n")]),
+        make_tar([d("etc/"), f("etc/a", b"a\n"), f("etc/b", b"b\n")]),
+        make_tar([d("etc/"), f("etc/.wh.a"), f("etc/c", b"c\n")]),
     ]
     layers, diffs = [], []
     for t in tars:
-        d, n = blob(gzip.compress(t, mtime=0))
+        digest, size = blob(gzip.compress(t, mtime=0))
         layers.append(
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest,
+                "size": size,
+            }
         )
         diffs.append("sha256:" + hashlib.sha256(t).hexdigest())
     config = {

@@ -1,5 +1,3 @@
-# ruff: noqa: F811
-# (pytest fixtures imported from storefix are redefined as test parameters)
 """Interop with the Go tools: skopeo, Debian's containers-storage CLI and podman share stores
 with our Store, in both directions.
 
@@ -21,7 +19,6 @@ import shutil
 import stat
 import subprocess
 import tarfile
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -29,17 +26,28 @@ from typing import Any
 
 import containers_storage as cs
 import pytest
-from conftest import SKOPEO
 from containers_storage._struct import replace
-from storefix import driver, go, go_json, roots, store  # noqa: F401
-from tarfix import MTIME, Entry, d, f, gz, hard, hexpart, make_tar, sha256, sym
 
-pytestmark = [pytest.mark.root, pytest.mark.gotools]
+from tests.helpers import HANG_GUARD, SKOPEO
+from tests.store.helpers import (
+    PODMAN,
+    Roots,
+    compact,
+    cs_ref,
+    go,
+    go_json,
+    podman,
+    podman_args,
+    run,
+    tool_env,
+)
+from tests.tars import MTIME, Entry, d, f, gz, hard, hexpart, make_tar, sha256, sym
 
-#: Debian's podman 4.3 (built against containers/storage 1.43).
-PODMAN = os.environ.get("PODMAN", "/usr/bin/podman")
-
-Roots = tuple[Path, Path]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.gotools,
+    pytest.mark.usefixtures("nothing_left_mounted"),
+]
 
 #: The image config's ``created``, which skopeo copies into the image record.
 CREATED = "2023-01-02T00:00:00Z"
@@ -233,10 +241,6 @@ class OciImage:
         return [self.config_digest, f"manifest-{md}", "manifest", f"signature-{hexpart(md)}"]
 
 
-def _compact(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-
-
 def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...], bytes, bytes]:
     blobs_dir = layout / "blobs" / "sha256"
     blobs_dir.mkdir(parents=True)
@@ -248,7 +252,7 @@ def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...]
 
     tars = (make_tar(LAYER1), make_tar(LAYER2))
     blobs = tuple(gz(t) for t in tars)
-    config = _compact(
+    config = compact(
         {
             "created": CREATED,
             "architecture": "amd64",
@@ -261,7 +265,7 @@ def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...]
             ],
         }
     )
-    manifest = _compact(
+    manifest = compact(
         {
             "schemaVersion": 2,
             "mediaType": MANIFEST_TYPE,
@@ -280,8 +284,8 @@ def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...]
             }
         ],
     }
-    (layout / "index.json").write_bytes(_compact(index))
-    (layout / "oci-layout").write_bytes(_compact({"imageLayoutVersion": "1.0.0"}))
+    (layout / "index.json").write_bytes(compact(index))
+    (layout / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
     return tars, blobs, config, manifest
 
 
@@ -298,27 +302,6 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> OciImage:
 # -- running the tools --------------------------------------------------------------------
 
 
-def tool_env(roots: Roots, driver: str) -> dict[str, str]:
-    """The environment for skopeo and podman: a storage.conf of our own (the store's roots
-    and driver) so that the host's default store is never touched."""
-    conf = roots[0].parent / f"storage-{roots[0].name}.conf"
-    conf.write_text(
-        f'[storage]\ndriver = "{driver}"\ngraphroot = "{roots[0]}"\nrunroot = "{roots[1]}"\n'
-    )
-    return {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
-
-
-def run(cmd: Sequence[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    p = subprocess.run(list(cmd), capture_output=True, env=env, check=False)
-    if p.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")
-    return p
-
-
-def cs_ref(roots: Roots, driver: str, name: str) -> str:
-    return f"containers-storage:[{driver}@{roots[0]}+{roots[1]}]{name}"
-
-
 def skopeo(
     oci: OciImage, roots: Roots, driver: str, *args: str
 ) -> subprocess.CompletedProcess[bytes]:
@@ -327,34 +310,6 @@ def skopeo(
 
 def skopeo_import(oci: OciImage, roots: Roots, driver: str) -> None:
     skopeo(oci, roots, driver, "copy", "--quiet", oci.ref, cs_ref(roots, driver, NAME))
-
-
-def podman(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """Run Debian's podman on the store: cgroupfs and file events (no systemd here), its
-    tmpdir next to the store (its run root must be at most 50 characters long)."""
-    if not os.access(PODMAN, os.X_OK):
-        if os.environ.get("CS_REQUIRE_ALL") == "1":
-            pytest.fail(f"needs Debian's podman at {PODMAN}")
-        pytest.skip(f"needs Debian's podman at {PODMAN}")
-    return run([PODMAN, *podman_args(roots, driver), *args], tool_env(roots, driver))
-
-
-def podman_args(roots: Roots, driver: str) -> list[str]:
-    """podman's global options for the store."""
-    tmpdir = roots[0].parent / f"podman-tmp-{roots[0].name}"
-    tmpdir.mkdir(exist_ok=True)
-    return [
-        "--root",
-        str(roots[0]),
-        "--runroot",
-        str(roots[1]),
-        "--storage-driver",
-        driver,
-        "--cgroup-manager=cgroupfs",
-        "--events-backend=file",
-        "--tmpdir",
-        str(tmpdir),
-    ]
 
 
 def podman_json(roots: Roots, driver: str, *args: str) -> Any:
@@ -382,40 +337,6 @@ def mount_counts(roots: Roots, driver: str) -> dict[str, int]:
     if not path.exists() or not path.read_bytes().strip():
         return {}
     return {m["id"]: m["count"] for m in json.loads(path.read_bytes()) or []}
-
-
-def mounted_under(path: Path) -> list[str]:
-    """Mount points at or below ``path`` (from /proc/self/mountinfo)."""
-    prefix = os.fspath(path)
-    out = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == prefix or point.startswith(prefix + "/"):
-            out.append(point)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_mounted(tmp_path: Path) -> Iterator[None]:
-    """Fail a test that leaves anything mounted below its tmp_path (and clean it up)."""
-    yield
-    left = mounted_under(tmp_path)
-    for point in sorted(left, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False)
-    assert not left, f"left mounted: {left}"
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A directory with a short path: podman refuses a run root longer than 50 characters,
-    and pytest's tmp_path is longer than that."""
-    path = Path(tempfile.mkdtemp(prefix="cs-interop-", dir="/tmp"))
-    yield path
-    left = mounted_under(path)
-    for point in sorted(left, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False)
-    shutil.rmtree(path, ignore_errors=True)
-    assert not left, f"left mounted: {left}"
 
 
 @pytest.fixture
@@ -1245,17 +1166,17 @@ def _variant(oci: OciImage, layout: Path, n: int) -> str:
 
     config = json.loads(oci.config)
     config["config"]["Env"].append(f"VARIANT={n}")
-    config_blob = _compact(config)
+    config_blob = compact(config)
     manifest = json.loads(oci.manifest)
     manifest["config"] = {
         "mediaType": CONFIG_TYPE,
         "digest": put(config_blob),
         "size": len(config_blob),
     }
-    manifest_blob = _compact(manifest)
+    manifest_blob = compact(manifest)
     index = json.loads((layout / "index.json").read_bytes())
     index["manifests"][0].update(digest=put(manifest_blob), size=len(manifest_blob))
-    (layout / "index.json").write_bytes(_compact(index))
+    (layout / "index.json").write_bytes(compact(index))
     return f"oci:{layout}:{TAG}"
 
 
@@ -1267,26 +1188,30 @@ def test_podman_never_sees_a_half_made_image(
     open_store: Callable[[Roots, str], cs.Store],
 ) -> None:
     """podman lists the store again and again while we import images into it: it never
-    finds an image without its manifest or names (issue 14, item 2). (Deleting is left out:
-    podman's listing is not one read, and it fails on any image deleted meanwhile, by
-    podman itself too.)"""
+    finds an image without its manifest or names (issue 14, item 2). To keep the store
+    small, the images are deleted, but only between two listings: podman's listing is not
+    one read, and it fails on an image deleted meanwhile, beside ``podman rmi`` too."""
     roots = (short_dir / "root", short_dir / "run")
     s = open_store(roots, driver)
-    refs = [_variant(oci, tmp_path / f"v{n}", n) for n in range(12)]
+    s.import_image(oci.ref, names=["localhost/base:1"])  # keeps the layers in the store
     podman(roots, driver, "images")  # podman's own first-run setup, before the race
     done = threading.Event()
+    started = threading.Semaphore(0)
+    listing = threading.Lock()
     polls: list[int] = []
     anomalies: list[str] = []
 
     def poll() -> None:
         argv = ["images", "--format", "json"]
         while not done.is_set():
-            p = subprocess.run(
-                [PODMAN, *podman_args(roots, driver), *argv],
-                capture_output=True,
-                env=tool_env(roots, driver),
-                check=False,
-            )
+            with listing:
+                started.release()
+                p = subprocess.run(
+                    [PODMAN, *podman_args(roots), f"--storage-driver={driver}", *argv],
+                    capture_output=True,
+                    env=tool_env(roots, driver),
+                    check=False,
+                )
             polls.append(p.returncode)
             if p.returncode != 0:
                 anomalies.append(p.stderr.decode())
@@ -1297,14 +1222,30 @@ def test_podman_never_sees_a_half_made_image(
 
     poller = threading.Thread(target=poll)
     poller.start()
+    made: list[str] = []
+    n = 0
     try:
-        for n, ref in enumerate(refs):
-            img = s.import_image(ref, names=[f"localhost/v:{n}"])
-            assert img.names == (f"localhost/v:{n}",)
+        # Four imports from the start of each listing on, for 30 listings (a count, not a
+        # time); between two listings, the images made before are deleted.
+        while len(polls) < 30:
+            assert started.acquire(timeout=HANG_GUARD)
+            for _ in range(4):
+                ref = _variant(oci, tmp_path / f"v{n}", n)
+                img = s.import_image(ref, names=[f"localhost/v:{n}"])
+                assert img.names == (f"localhost/v:{n}",)
+                shutil.rmtree(tmp_path / f"v{n}")
+                made.append(img.id)
+                n += 1
+            with listing:
+                while len(made) > 1:
+                    s.delete_image(made.pop(0))
     finally:
         done.set()
         poller.join()
     assert anomalies == []
-    assert len(polls) >= 2
+    assert len(polls) >= 30
     listed = {x["Names"][0] for x in podman_json(roots, driver, "images")}
-    assert listed == {f"localhost/v:{n}" for n in range(12)}
+    assert listed == {
+        "localhost/base:1",
+        *(f"localhost/v:{n - len(made) + i}" for i in range(len(made))),
+    }

@@ -1,5 +1,3 @@
-# ruff: noqa: F811
-# (pytest fixtures imported from storefix are redefined as test parameters)
 """A store shared live with the Go tools (issue 14): what another process does beside us
 must not surprise a program using the package."""
 
@@ -11,11 +9,10 @@ from pathlib import Path
 
 import containers_storage as cs
 import pytest
-from storefix import driver, go, no_leaked_mounts, roots  # noqa: F401
+
+from tests.store.helpers import Roots, go
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
-
-Roots = tuple[Path, Path]
 
 
 def ours(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[str]:

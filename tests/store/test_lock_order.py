@@ -2,30 +2,21 @@
 held (a mount in another process holds storage.lock and then waits for layers.lock; taking
 them the other way round deadlocks the two processes)."""
 
-# ruff: noqa: F811  (pytest fixtures imported from storefix are redefined as parameters)
-
 from __future__ import annotations
 
 import contextlib
 import io
-import tarfile
 from collections.abc import Iterator
 from typing import Any
 
 import containers_storage as cs
 import pytest
-from storefix import driver, no_leaked_mounts, roots, store  # noqa: F401
+
+from tests.tars import f, make_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("no_leaked_mounts")]
 
-
-def _tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        info = tarfile.TarInfo("f")
-        info.size = 1
-        t.addfile(info, io.BytesIO(b"x"))
-    return buf.getvalue()
+LAYER = make_tar([f("f", b"x")])
 
 
 class _GraphLockSpy:
@@ -53,7 +44,7 @@ def test_storage_lock_never_taken_under_a_record_lock(store: cs.Store) -> None:
     rl = store._layer_store()
     spy = _GraphLockSpy(store._graph_lock, [rl.lock, store._images.lock, store._containers.lock])
     store._graph_lock = spy  # type: ignore[assignment]
-    base, _ = store.put_layer(diff=io.BytesIO(_tar()), names=["base"])
+    base, _ = store.put_layer(diff=io.BytesIO(LAYER), names=["base"])
     top = store.create_layer(base.id, names=["top"])
     image = store.create_image(top.id, names=["img"])
     store.create_container(image.id)
@@ -61,7 +52,7 @@ def test_storage_lock_never_taken_under_a_record_lock(store: cs.Store) -> None:
     store.create_container(image.id, uid_map=contiguous, gid_map=contiguous)
     detached = [(0, 100000, 65536), (65536, 300000, 1)]
     store.create_container(image.id, uid_map=detached, gid_map=detached)
-    store.put_layer(top.id, io.BytesIO(_tar()), uid_map=contiguous, gid_map=contiguous)
+    store.put_layer(top.id, io.BytesIO(LAYER), uid_map=contiguous, gid_map=contiguous)
     path = store.mount(top.id)
     assert path
     store.unmount(top.id)

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -29,28 +28,36 @@ import stat
 import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import containers_storage as cs
 import pytest
-from conftest import SKOPEO
 from containers_storage import errors
 from containers_storage.oci import ImageProgress
-from storefix import go, go_json
-from tarfix import MTIME, d, f, gz, hard, make_tar, sha256, sym
+
+from tests.helpers import SKOPEO
+from tests.store.helpers import (
+    Roots,
+    assert_nothing_mounted_under,
+    compact,
+    cs_ref,
+    go,
+    go_json,
+    podman,
+    require,
+    run,
+    tool_env,
+)
+from tests.tars import d, f, gz, hard, hexpart, make_tar, sha256, sym
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 
-#: Debian's podman 4.3 and umoci 0.4 (the Go CLI and skopeo come from conftest).
-PODMAN = os.environ.get("PODMAN", "/usr/bin/podman")
+#: Debian's umoci 0.4 (the Go CLI, skopeo and podman come from tests.helpers and
+#: tests.store.helpers).
 UMOCI = os.environ.get("UMOCI", "/usr/bin/umoci")
 
-Roots = tuple[Path, Path]
-
-#: mtime of every tar entry: 2023-01-01T00:00:00Z.
 #: The image config's ``created``, which skopeo copies into the image record.
 CREATED = "2023-01-02T00:00:00Z"
 TAG = "test:1"
@@ -117,19 +124,11 @@ OTHER_UPPER = (
 )
 
 
-def hexof(digest: str) -> str:
-    return digest.split(":", 1)[1]
-
-
-def compact(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-
-
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """containers/image's layer IDs: the base's DiffID, then sha256(parentID + "+" + DiffID)."""
     out: list[str] = []
     for diff_id in diff_ids:
-        h = hexof(diff_id)
+        h = hexpart(diff_id)
         out.append(h if not out else hashlib.sha256(f"{out[-1]}+{h}".encode()).hexdigest())
     return out
 
@@ -153,7 +152,7 @@ class Built:
 
     @property
     def image_id(self) -> str:
-        return hexof(sha256(self.config))
+        return hexpart(sha256(self.config))
 
     @property
     def manifest_digest(self) -> str:
@@ -169,7 +168,7 @@ class Layout:
         (root / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
 
     def blob(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / hexof(digest)
+        return self.root / "blobs" / "sha256" / hexpart(digest)
 
     def put(self, data: bytes) -> str:
         digest = sha256(data)
@@ -275,19 +274,14 @@ def docker_archive(out: Path, image: Built, repo_tags: Sequence[str]) -> None:
     members: dict[str, bytes] = {}
     layers = []
     for t in image.tars:
-        name = f"{hexof(sha256(t))}/layer.tar"
+        name = f"{hexpart(sha256(t))}/layer.tar"
         members[name] = t
         layers.append(name)
     config_name = f"{image.image_id}.json"
     members[config_name] = image.config
     manifest = [{"Config": config_name, "RepoTags": list(repo_tags), "Layers": layers}]
     members["manifest.json"] = json.dumps(manifest).encode()
-    with tarfile.open(out, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = MTIME
-            tar.addfile(info, io.BytesIO(data))
+    out.write_bytes(make_tar([f(name, data) for name, data in members.items()]))
 
 
 @dataclasses.dataclass
@@ -342,37 +336,6 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
 # -- running the tools, cleaning up -------------------------------------------------------
 
 
-def run(
-    cmd: Sequence[str], env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    p = subprocess.run(list(cmd), capture_output=True, env=env, check=False)
-    if p.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")
-    return p
-
-
-def tool_env(r: Roots, driver: str) -> dict[str, str]:
-    """A storage.conf of the store's own so the host's default store is never touched."""
-    conf = r[0].parent / f"storage-{r[0].name}.conf"
-    conf.write_text(f'[storage]\ndriver = "{driver}"\ngraphroot = "{r[0]}"\nrunroot = "{r[1]}"\n')
-    return {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
-
-
-def cs_ref(r: Roots, driver: str, name: str) -> str:
-    return f"containers-storage:[{driver}@{r[0]}+{r[1]}]{name}"
-
-
-def mounted_under(path: Path) -> list[str]:
-    """Mount points at or below ``path`` (from /proc/self/mountinfo)."""
-    prefix = os.fspath(path)
-    out = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == prefix or point.startswith(prefix + "/"):
-            out.append(point)
-    return out
-
-
 class Stores:
     """Opens our Stores and runs skopeo/podman/Go on roots; closes all of them at the end."""
 
@@ -419,32 +382,12 @@ class Stores:
                 go(r, self.driver, "shutdown", check=False)
 
 
-@pytest.fixture(params=["vfs", "overlay"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def stores(tmp_path: Path, driver: str, images: Images) -> Iterator[Stores]:
     s = Stores(tmp_path, driver, images.policy)
     yield s
     s.close()
-    left = mounted_under(tmp_path)
-    for point in sorted(left, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False)
-    assert not left, f"left mounted: {left}"
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short directory in /tmp: podman refuses a run root longer than 50 characters."""
-    path = Path(tempfile.mkdtemp(prefix="cs-oci-", dir="/tmp"))
-    yield path
-    left = mounted_under(path)
-    for point in sorted(left, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False)
-    shutil.rmtree(path, ignore_errors=True)
-    assert not left, f"left mounted: {left}"
+    assert_nothing_mounted_under(tmp_path)
 
 
 # -- what a store holds -------------------------------------------------------------------
@@ -753,40 +696,9 @@ def test_unknown_tag_and_source(stores: Stores, images: Images, tmp_path: Path) 
 # -- 4. podman and skopeo use our image ---------------------------------------------------
 
 
-def require(tool: str) -> None:
-    """Skip (fail under CS_REQUIRE_ALL=1) when a Debian tool is missing."""
-    if not os.access(tool, os.X_OK):
-        if os.environ.get("CS_REQUIRE_ALL") == "1":
-            pytest.fail(f"needs {tool}")
-        pytest.skip(f"needs {tool}")
-
-
 def umoci(*args: str) -> subprocess.CompletedProcess[bytes]:
     require(UMOCI)
     return run([UMOCI, *args])
-
-
-def podman(r: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """Debian's podman on the store. Without systemd it needs cgroupfs and file events; its
-    run root must be at most 50 characters; --tmpdir keeps its state next to the store."""
-    require(PODMAN)
-    tmpdir = r[0].parent / "podman-tmp"
-    tmpdir.mkdir(exist_ok=True)
-    cmd = [
-        PODMAN,
-        "--root",
-        str(r[0]),
-        "--runroot",
-        str(r[1]),
-        "--storage-driver",
-        driver,
-        "--cgroup-manager=cgroupfs",
-        "--events-backend=file",
-        "--tmpdir",
-        str(tmpdir),
-        *args,
-    ]
-    return run(cmd, tool_env(r, driver))
 
 
 def test_podman_lists_ours(short_dir: Path, driver: str, images: Images) -> None:

@@ -1,11 +1,11 @@
-# ruff: noqa: F811
 """The overlay driver against Go containers/storage 1.43 (issue #6): on-disk layout, kernel
 mounts, short links, the private home bind mount, whiteouts, native diffs, ID maps, and
 sharing stores (and mount counts) with Debian's Go CLI and skopeo.
 
 Every test uses its own store(s) under ``tmp_path``, unmounts what it mounted, shuts its
 stores down (Go's ``shutdown`` too for stores Go touched) and must leave nothing mounted below
-``tmp_path`` (checked by an autouse fixture, which also cleans up after a failure).
+``tmp_path`` (checked by the ``nothing_left_mounted`` fixture, which also cleans up after a
+failure).
 """
 
 from __future__ import annotations
@@ -29,15 +29,19 @@ from typing import Any
 
 import containers_storage as cs
 import pytest
-from conftest import SKOPEO
 from containers_storage.drivers.overlay import mountpoints
-from storefix import go, go_json, roots  # noqa: F401
-from tarfix import d, f, hard, make_tar, sha256, sym
 
-pytestmark = [pytest.mark.root, pytest.mark.gotools]
+from tests.helpers import SKOPEO
+from tests.store.helpers import Roots, compact, cs_ref, go, go_json, mounted_under, run, tool_env
+from tests.tars import d, f, gz, hard, make_tar, sha256, sym
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.gotools,
+    pytest.mark.usefixtures("nothing_left_mounted"),
+]
 
 DRV = "overlay"
-Roots = tuple[Path, Path]
 
 LINK_RE = re.compile(r"^[A-Z2-7]{26}$")
 #: What Go's overlay driver caches in RUNROOT/overlay after creating a layer (section 8 of
@@ -181,25 +185,6 @@ def mountinfo() -> list[MountInfo]:
 def mounts_at(path: str | os.PathLike[str]) -> list[MountInfo]:
     p = os.fspath(path)
     return [m for m in mountinfo() if m.mount_point == p]
-
-
-def mounted_under(path: Path) -> list[str]:
-    prefix = os.fspath(path)
-    return [
-        m.mount_point
-        for m in mountinfo()
-        if m.mount_point == prefix or m.mount_point.startswith(prefix + "/")
-    ]
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_mounted(tmp_path: Path) -> Iterator[None]:
-    """Fail a test that leaves anything mounted below its tmp_path (and clean it up)."""
-    yield
-    left = mounted_under(tmp_path)
-    for point in sorted(left, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False)
-    assert not left, f"left mounted: {left}"
 
 
 @pytest.fixture
@@ -985,10 +970,6 @@ class Oci:
     tag: str
 
 
-def _compact(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
-
-
 @pytest.fixture(scope="module")
 def oci(tmp_path_factory: pytest.TempPathFactory) -> Oci:
     """An OCI layout with BASE and UPPER as gzip layers, tagged ``1``."""
@@ -1003,8 +984,8 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> Oci:
         return digest
 
     tars = [make_tar(BASE), make_tar(UPPER)]
-    gzs = [gzip.compress(t, compresslevel=9, mtime=0) for t in tars]
-    config = _compact(
+    gzs = [gz(t) for t in tars]
+    config = compact(
         {
             "created": "2023-01-02T00:00:00Z",
             "architecture": "amd64",
@@ -1013,7 +994,7 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> Oci:
             "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
         }
     )
-    manifest = _compact(
+    manifest = compact(
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -1043,8 +1024,8 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> Oci:
             }
         ],
     }
-    (layout / "index.json").write_bytes(_compact(index))
-    (layout / "oci-layout").write_bytes(_compact({"imageLayoutVersion": "1.0.0"}))
+    (layout / "index.json").write_bytes(compact(index))
+    (layout / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
     policy = base / "policy.json"
     policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
     return Oci(layout, policy, "1")
@@ -1055,20 +1036,9 @@ IMAGE = "localhost/x:1"
 
 def skopeo_copy(oci: Oci, r: Roots) -> None:
     """skopeo copy into the store, with a storage.conf of its own (never the host's store)."""
-    conf = r[0].parent / f"storage-{r[0].name}.conf"
-    conf.write_text(f'[storage]\ndriver = "{DRV}"\ngraphroot = "{r[0]}"\nrunroot = "{r[1]}"\n')
-    env = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}
-    cmd = [
-        SKOPEO,
-        "--policy",
-        str(oci.policy),
-        "copy",
-        "--quiet",
-        f"oci:{oci.layout}:{oci.tag}",
-        f"containers-storage:[{DRV}@{r[0]}+{r[1]}]{IMAGE}",
-    ]
-    p = subprocess.run(cmd, capture_output=True, env=env, check=False)
-    assert p.returncode == 0, p
+    source = f"oci:{oci.layout}:{oci.tag}"
+    cmd = [SKOPEO, "--policy", str(oci.policy), "copy", "--quiet", source, cs_ref(r, DRV, IMAGE)]
+    run(cmd, tool_env(r, DRV))
 
 
 def go_mount_tree(r: Roots, ref: str) -> Tree:

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from storefix are redefined as arguments)
 """Reliability of the Store across processes: crashes mid-write, concurrent writers, reloads.
 
 a) A child that puts layers is killed with SIGKILL at random moments; every reopen must find a
@@ -18,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import io
 import json
 import os
 import random
@@ -26,7 +24,6 @@ import select
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,9 +33,11 @@ from typing import Any
 
 import containers_storage as cs
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, HANG_GUARD, Child, proc_locks_holders
 from containers_storage import errors
-from storefix import driver, release_mounts, roots  # noqa: F401
+
+from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD, Child, proc_locks_holders
+from tests.store.helpers import release_mounts
+from tests.tars import MTIME, d, f, make_tar, sym
 
 pytestmark = [pytest.mark.root]
 
@@ -201,30 +200,14 @@ def make_tarballs(directory: Path, rnd: random.Random, count: int) -> list[tuple
     every layer overwrites) and the sha256 digest of each uncompressed tar."""
     out = []
     for k in range(count):
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-            members: list[tuple[str, bytes]] = [
-                ("etc/", b""),
-                ("etc/hello", f"hello {k}\n".encode()),
-                (f"etc/only-{k}", rnd.randbytes(rnd.randint(0, 5000))),
-                ("big.bin", rnd.randbytes(1_500_000)),
-            ]
-            for name, data in members:
-                info = tarfile.TarInfo(name.rstrip("/"))
-                info.mtime = 1_700_000_000 + k
-                if name.endswith("/"):
-                    info.type = tarfile.DIRTYPE
-                    info.mode = 0o755
-                    t.addfile(info)
-                else:
-                    info.size = len(data)
-                    info.mode = 0o644
-                    t.addfile(info, io.BytesIO(data))
-            link = tarfile.TarInfo("link")
-            link.type = tarfile.SYMTYPE
-            link.linkname = f"etc/only-{k}"
-            t.addfile(link)
-        raw = buf.getvalue()
+        entries = [
+            d("etc/"),
+            f("etc/hello", f"hello {k}\n".encode()),
+            f(f"etc/only-{k}", rnd.randbytes(rnd.randint(0, 5000))),
+            f("big.bin", rnd.randbytes(1_500_000)),
+            sym("link", f"etc/only-{k}"),
+        ]
+        raw = make_tar(entries, mtime=MTIME + k)
         path = directory / f"diff{k}.tar.gz"
         path.write_bytes(gzip.compress(raw, compresslevel=1))
         out.append((path, "sha256:" + hashlib.sha256(raw).hexdigest()))

@@ -1,28 +1,22 @@
 """The smallest end-to-end check: a layer we put is listed by the Go tool."""
 
-# ruff: noqa: F811  (pytest fixtures imported from storefix are redefined as parameters)
-
 from __future__ import annotations
 
 import io
-import tarfile
 from pathlib import Path
 
 import containers_storage as cs
 import pytest
-from storefix import driver, go_json, roots, store  # noqa: F401
+
+from tests.store.helpers import go_json
+from tests.tars import f, make_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 
 
 def test_put_layer_seen_by_go(store: cs.Store, roots: tuple[Path, Path], driver: str) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        data = b"hi\n"
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(data)
-        t.addfile(info, io.BytesIO(data))
-    layer, size = store.put_layer(diff=io.BytesIO(buf.getvalue()), names=["smoke"])
+    tar = make_tar([f("hello.txt", b"hi\n")])
+    layer, size = store.put_layer(diff=io.BytesIO(tar), names=["smoke"])
     assert size == 3
     listed = go_json(roots, driver, "layers", "-j")
     assert [entry["id"] for entry in listed] == [layer.id]

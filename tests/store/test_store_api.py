@@ -6,9 +6,6 @@ and checks the records, the files on disk and, where it matters, what Debian's G
 driver; the few vfs-only checks look at ``driver``.
 """
 
-# ruff: noqa: F811
-# (pytest fixtures imported from storefix are redefined as test parameters)
-
 from __future__ import annotations
 
 import gzip
@@ -26,16 +23,15 @@ from typing import Any
 
 import containers_storage as cs
 import pytest
-from conftest import GO_CONTAINERS_STORAGE, Child
 from containers_storage import errors
 from containers_storage.archive import ChangeKind
-from storefix import driver, go, go_json, no_leaked_mounts, roots, store  # noqa: F401
+
+from tests.helpers import GO_CONTAINERS_STORAGE, Child
+from tests.store.helpers import Roots, go, go_json
+from tests.tars import d, f, make_tar, sha256
 
 pytestmark = [pytest.mark.usefixtures("no_leaked_mounts"), pytest.mark.root, pytest.mark.gotools]
 
-Roots = tuple[Path, Path]
-
-MTIME = 1_600_000_000
 MAP = [(0, 100000, 65536)]
 MAP_JSON = [{"container_id": 0, "host_id": 100000, "size": 65536}]
 
@@ -43,66 +39,25 @@ MAP_JSON = [{"container_id": 0, "host_id": 100000, "size": 65536}]
 # -- helpers -------------------------------------------------------------------------------
 
 
-@dataclass
-class Entry:
-    """One tar member."""
-
-    name: str
-    data: bytes = b""
-    type: bytes = tarfile.REGTYPE
-    uid: int = 0
-    gid: int = 0
-    mode: int = 0o644
-    link: str = ""
-
-
-def d(name: str, uid: int = 0, gid: int = 0, mode: int = 0o755) -> Entry:
-    return Entry(name, type=tarfile.DIRTYPE, uid=uid, gid=gid, mode=mode)
-
-
-def f(name: str, data: bytes = b"", uid: int = 0, gid: int = 0, mode: int = 0o644) -> Entry:
-    return Entry(name, data, uid=uid, gid=gid, mode=mode)
-
-
-def make_tar(*entries: Entry) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for e in entries:
-            info = tarfile.TarInfo(e.name)
-            info.type = e.type
-            info.uid, info.gid = e.uid, e.gid
-            info.mode = e.mode
-            info.mtime = MTIME
-            info.linkname = e.link
-            if e.type == tarfile.REGTYPE:
-                info.size = len(e.data)
-                t.addfile(info, io.BytesIO(e.data))
-            else:
-                t.addfile(info)
-    return buf.getvalue()
-
-
 BASE_TAR = make_tar(
-    d("etc/"),
-    f("etc/a.txt", b"hello"),
-    f("etc/keep.txt", b"keep me\n"),
-    d("home/user/", uid=1000, gid=1001),
-    f("home/user/notes.txt", b"notes", uid=1000, gid=1001, mode=0o600),
+    [
+        d("etc/"),
+        f("etc/a.txt", b"hello"),
+        f("etc/keep.txt", b"keep me\n"),
+        d("home/user/", uid=1000, gid=1001),
+        f("home/user/notes.txt", b"notes", uid=1000, gid=1001, mode=0o600),
+    ]
 )
 #: Regular file bytes in BASE_TAR (what put_layer returns as the size).
 BASE_FILES_SIZE = 5 + 8 + 5
 
 CHILD_TAR = make_tar(
-    d("etc/"),
-    f("etc/.wh.a.txt"),
-    f("etc/b.txt", b"1234567"),
+    [
+        d("etc/"),
+        f("etc/.wh.a.txt"),
+        f("etc/b.txt", b"1234567"),
+    ]
 )
-
-
-def sha256(data: bytes) -> str:
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def zstd(data: bytes) -> bytes:
@@ -236,12 +191,14 @@ def test_put_layer_sources(
 
 def test_put_layer_record_fields_uncompressed(store: cs.Store, roots: Roots, driver: str) -> None:
     tar = make_tar(
-        d("etc/"),
-        f("etc/a", b"a", uid=0, gid=0),
-        f("etc/b", b"bb", uid=1000, gid=1001),
-        f("etc/c", b"ccc", uid=33, gid=7),
-        # Whiteouts do not count towards the owner sets.
-        f("etc/.wh.gone", uid=4242, gid=4343),
+        [
+            d("etc/"),
+            f("etc/a", b"a", uid=0, gid=0),
+            f("etc/b", b"bb", uid=1000, gid=1001),
+            f("etc/c", b"ccc", uid=33, gid=7),
+            # Whiteouts do not count towards the owner sets.
+            f("etc/.wh.gone", uid=4242, gid=4343),
+        ]
     )
     layer, size = store.put_layer(diff=io.BytesIO(tar))
     assert size == 6
@@ -359,7 +316,7 @@ def test_go_reads_our_records_unchanged(store: cs.Store, roots: Roots, driver: s
 
 def test_child_layer_contains_parent_files(store: cs.Store, driver: str, roots: Roots) -> None:
     parent, _ = store.put_layer(diff=io.BytesIO(BASE_TAR))
-    child, size = store.put_layer(parent.id, io.BytesIO(make_tar(f("new.txt", b"new"))))
+    child, size = store.put_layer(parent.id, io.BytesIO(make_tar([f("new.txt", b"new")])))
     assert size == 3
     assert child.parent == parent.id
     files = layer_files(store, child.id)
@@ -376,7 +333,7 @@ def test_child_layer_contains_parent_files(store: cs.Store, driver: str, roots: 
 
 def test_whiteouts_delete_parent_files(store: cs.Store) -> None:
     parent, _ = store.put_layer(diff=io.BytesIO(BASE_TAR))
-    opaque = make_tar(d("home/user/"), f("home/user/.wh..wh..opq"), f("home/user/fresh", b"x"))
+    opaque = make_tar([d("home/user/"), f("home/user/.wh..wh..opq"), f("home/user/fresh", b"x")])
     mid, _ = store.put_layer(parent.id, io.BytesIO(opaque))
     child, _ = store.put_layer(mid.id, io.BytesIO(CHILD_TAR))
     files = layer_files(store, child.id)
@@ -454,13 +411,13 @@ def _garbage() -> bytes:
 
 
 def _truncated_gzip() -> bytes:
-    big = make_tar(f("big", os.urandom(64 * 1024)))
+    big = make_tar([f("big", os.urandom(64 * 1024))])
     blob = gzip.compress(big)
     return blob[: len(blob) // 2]
 
 
 def _truncated_tar() -> bytes:
-    big = make_tar(f("big", b"z" * 8192))
+    big = make_tar([f("big", b"z" * 8192)])
     return big[:2048]
 
 
@@ -1574,7 +1531,7 @@ def test_ro_store_lists_read_only_items(ro_setup: ROSetup, driver: str) -> None:
 
 def test_ro_layer_as_parent(ro_setup: ROSetup, driver: str) -> None:
     b, ids = ro_setup.store, ro_setup.ids
-    child, size = b.put_layer("ro-top", io.BytesIO(make_tar(f("in-b.txt", b"b"))))
+    child, size = b.put_layer("ro-top", io.BytesIO(make_tar([f("in-b.txt", b"b")])))
     assert size == 1
     assert child.parent == ids["top"]
     assert not child.read_only
@@ -1593,7 +1550,7 @@ def test_ro_parent_diff(ro_setup: ROSetup, driver: str) -> None:
     # ID even when its own store does not know it, so changes, sizes and diffs are still
     # against the parent (and the diff is the applied tar, rebuilt from the tar-split).
     b = ro_setup.store
-    tar = make_tar(f("in-b.txt", b"b"))
+    tar = make_tar([f("in-b.txt", b"b")])
     child, _ = b.put_layer("ro-top", io.BytesIO(tar))
     go_args = ("--storage-opt", f"{driver}.imagestore={ro_setup.a_roots[0]}")
     assert go(ro_setup.b_roots, driver, *go_args, "diffsize", child.id).stdout == b"1\n"
@@ -1681,7 +1638,7 @@ def test_ro_store_refuses_writes(ro_setup: ROSetup, driver: str) -> None:
     with pytest.raises(errors.LayerUnknownError):
         b.set_names(ids["top"], ["n"])
     with pytest.raises(errors.LayerUnknownError):
-        b.apply_diff(ids["top"], io.BytesIO(make_tar(f("x", b"x"))))
+        b.apply_diff(ids["top"], io.BytesIO(make_tar([f("x", b"x")])))
     # The record stores of A themselves refuse writes.
     ro_layers = b._ro_layer_stores()[0]
     with pytest.raises(errors.StoreIsReadOnlyError):
