@@ -29,6 +29,14 @@ const DEPTH: usize = 8;
 const TAG_SEGMENT: u8 = b'S';
 const TAG_FILE: u8 = b'F';
 
+/// Where the tar-split record goes, and whether to gzip it (the store's `.tar-split.gz`).
+pub struct TarSplitSink {
+    /// The writer.
+    pub sink: Box<dyn Write + Send>,
+    /// Compress as gzip.
+    pub gzip: bool,
+}
+
 /// Records tar-split as the tar stream is read. Formatting (base64, JSON) and writing to the
 /// sink (usually gzip) run on a thread of their own: on a layer of small files they cost as
 /// much as the extraction itself.
