@@ -1,5 +1,5 @@
 //! Applying a layer tarball: [`apply`] runs the pipeline (the decoding thread of
-//! [`compress`](super::compress), then the extractor here, recording tar-split on the way), and
+//! [`compress`], then the extractor here, recording tar-split on the way), and
 //! the extractor writes the tar members into the layer directory, confined to it.
 //!
 //! Every file system operation is relative to a directory fd inside the target, obtained with
@@ -70,6 +70,15 @@ pub struct ApplyResult {
     pub entries: u64,
     /// Sum of the regular files' sizes (what Go's ApplyDiff returns as the layer size).
     pub size: u64,
+}
+
+/// The size of a layer read from `file`, for progress reports: known for a regular file, not
+/// for a pipe or a socket.
+pub fn input_size(file: &File) -> Option<u64> {
+    file.metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
 }
 
 /// Applies the layer tarball read from `source` onto `target` (an existing directory).

@@ -6,12 +6,16 @@
 //! thread parses the tar ([`tar`]), records tar-split ([`tarsplit`]) and writes entries through
 //! directory fds confined to the target. [`changes`] compares a layer with its parent (or
 //! reads an overlay upper directory), [`diff`] writes those changes as a tar and
-//! [`reassemble`] gives back the tar a layer was applied from.
+//! [`reassemble`] gives back the tar a layer was applied from, both through [`encode`] (the
+//! output compressions, Go's rules).
+//!
+//! This file only lists the modules and re-exports their main types.
 
 mod apply;
 pub mod changes;
 pub mod compress;
 pub mod diff;
+pub mod encode;
 pub mod idmap;
 mod options;
 pub mod reassemble;
@@ -20,8 +24,9 @@ pub mod tarsplit;
 pub mod whiteout;
 mod workers;
 
-pub use apply::{apply, ApplyResult};
+pub use apply::{apply, input_size, ApplyResult};
 pub use compress::Compression;
+pub use encode::Encoder;
 pub use idmap::IdMap;
 pub use options::{ApplyOptions, Limits, Progress};
 pub use tarsplit::TarSplitSink;

@@ -27,7 +27,9 @@ pub(crate) fn to_pyerr(err: Error) -> PyErr {
         Error::LockReadOnly { .. } => LockReadOnlyError::new_err(msg),
         Error::NotLocked { .. } => LockNotHeldError::new_err(msg),
         Error::LockUpgrade { .. } => LockUpgradeError::new_err(msg),
-        Error::InvalidArchive { .. } => ArchiveError::new_err(msg),
+        Error::InvalidArchive { .. } | Error::UnsupportedCompression { .. } => {
+            ArchiveError::new_err(msg)
+        }
         Error::UnsafePath { .. } => UnsafePathError::new_err(msg),
         _ => StorageError::new_err(msg),
     }
@@ -41,15 +43,4 @@ fn strerror(errno: i32) -> String {
         Some(desc) => desc.to_owned(),
         None => text,
     }
-}
-
-/// Go's `archive.CompressStream` error for formats it only reads.
-pub(crate) fn unsupported_compression(name: &str) -> PyErr {
-    let ext = match name {
-        "bzip2" => "tar.bz2",
-        "xz" => "tar.xz",
-        other => other,
-    };
-    // The Go 1.43 CLI's exact words (checked against Debian's containers-storage).
-    ArchiveError::new_err(format!("unsupported compression format {ext}"))
 }
