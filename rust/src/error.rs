@@ -67,6 +67,13 @@ pub enum Error {
         /// Why it is refused.
         reason: String,
     },
+    /// A tar was to be written in a compression that is only ever read (Go's
+    /// `archive.CompressStream` refuses bzip2 and xz in the same words).
+    #[error("unsupported compression format {extension}")]
+    UnsupportedCompression {
+        /// The tar's file name extension in that compression (`tar.bz2`, `tar.xz`).
+        extension: &'static str,
+    },
     /// The work was abandoned because another part of it failed or the caller asked.
     #[error("operation cancelled")]
     Cancelled,
@@ -133,6 +140,9 @@ impl Error {
                 name: name.clone(),
                 reason: reason.clone(),
             },
+            Error::UnsupportedCompression { extension } => {
+                Error::UnsupportedCompression { extension }
+            }
             Error::Cancelled => Error::Cancelled,
             Error::Interrupted { path } => Error::Interrupted { path: path.clone() },
         }

@@ -1,12 +1,15 @@
 //! Rust core of `containers-storage` for Python.
 //!
-//! This crate owns the syscall-heavy loops of the project: lock files shared with the Go
-//! containers/storage tools (podman, buildah, skopeo), and, as they land, layer archives
-//! (apply, diff, tar-split), tree copies and overlay mounts. It holds no JSON, naming or
-//! policy: those live in the Python package `containers_storage`.
+//! This crate owns the syscall-heavy work of the project: the lock files shared with the Go
+//! containers/storage tools, podman, buildah and skopeo ([`lock`]); layer archives, that is
+//! apply, changes, diffs, tar-split and reassembly ([`archive`]); whole-tree copies, chowns
+//! and removals for the drivers ([`tree`]); and overlay mounts ([`overlay`]). It holds none of
+//! the store's JSON, naming or policy: those live in the Python package `containers_storage`.
 //!
-//! The crate builds and tests without Python (`cargo test`); the PyO3 binding that becomes
-//! `containers_storage._native` sits behind the `python` feature.
+//! The crate builds and tests without Python (`cargo test`). The PyO3 binding that becomes
+//! `containers_storage._native` sits behind the `python` feature and only converts: Python
+//! arguments into the core's types, the core's errors into Python exceptions, with the GIL
+//! released around the work.
 
 pub mod archive;
 pub mod error;

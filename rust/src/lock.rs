@@ -34,9 +34,8 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg};
-use nix::libc;
+use rustix::fs::{fcntl_lock, FlockOperation};
+use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 
@@ -68,10 +67,13 @@ pub enum LockKind {
 }
 
 impl LockKind {
-    fn fcntl_type(self) -> libc::c_short {
+    /// The blocking whole-file record lock of this kind: rustix's `fcntl_lock` issues
+    /// `F_SETLKW` with `l_whence = SEEK_SET, l_start = 0, l_len = 0` (not an OFD lock, not
+    /// `flock`), the lock Go takes.
+    fn operation(self) -> FlockOperation {
         match self {
-            LockKind::Read => libc::F_RDLCK as libc::c_short,
-            LockKind::Write => libc::F_WRLCK as libc::c_short,
+            LockKind::Read => FlockOperation::LockShared,
+            LockKind::Write => FlockOperation::LockExclusive,
         }
     }
 }
@@ -289,20 +291,13 @@ impl LockFile {
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<File> {
         let file = open_lock_file(&self.path, self.read_only)?;
-        let request = libc::flock {
-            l_type: kind.fcntl_type(),
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: 0,
-            l_len: 0,
-            l_pid: 0,
-        };
         loop {
-            match fcntl(&file, FcntlArg::F_SETLKW(&request)) {
-                Ok(_) => return Ok(file),
-                Err(Errno::EINTR) => {}
+            match fcntl_lock(&file, kind.operation()) {
+                Ok(()) => return Ok(file),
+                Err(Errno::INTR) => {}
                 // EDEADLK: the kernel saw a cycle with another process's locks; Go retries
                 // after 10 ms, as the other side may give way. ENOLCK: out of lock records.
-                Err(Errno::EDEADLK | Errno::ENOLCK) => thread::sleep(RETRY_DELAY),
+                Err(Errno::DEADLK | Errno::NOLCK) => thread::sleep(RETRY_DELAY),
                 Err(e) => return Err(Error::io("locking", &self.path, e.into())),
             }
             if interrupted() {
@@ -526,6 +521,38 @@ mod tests {
         assert!(path.exists());
         assert!(lock.is_read_write());
         assert_eq!(fs::metadata(&path).expect("stat").len(), 0);
+    }
+
+    /// The lock other processes see in `/proc/locks` for `path`, held by this process:
+    /// `(class, kind, start, end)`, e.g. `("POSIX", "WRITE", "0", "EOF")`.
+    fn proc_lock(path: &Path) -> Option<(String, String, String, String)> {
+        let ino = fs::metadata(path).expect("stat").ino();
+        let pid = std::process::id().to_string();
+        let locks = fs::read_to_string("/proc/locks").expect("/proc/locks");
+        locks.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+            let ours =
+                f.len() == 8 && f[4] == pid && f[5].rsplit(':').next() == Some(&ino.to_string());
+            ours.then(|| (f[1].into(), f[3].into(), f[6].into(), f[7].into()))
+        })
+    }
+
+    #[test]
+    fn takes_whole_file_posix_record_locks() {
+        // Go's lockfile: fcntl(F_SETLKW) on the whole file, F_WRLCK or F_RDLCK; an OFD lock
+        // ("OFDLCK") or a flock ("FLOCK") would not exclude it.
+        let (_dir, path) = temp_lock();
+        let lock = LockFile::new(&path, false).expect("new");
+        assert_eq!(proc_lock(&path), None);
+        lock.lock(LockKind::Write).expect("w");
+        let want = |kind: &str| Some(("POSIX".into(), kind.into(), "0".into(), "EOF".into()));
+        assert_eq!(proc_lock(&path), want("WRITE"));
+        lock.unlock().expect("unlock");
+        assert_eq!(proc_lock(&path), None);
+        lock.lock(LockKind::Read).expect("r");
+        assert_eq!(proc_lock(&path), want("READ"));
+        lock.unlock().expect("unlock");
     }
 
     #[test]

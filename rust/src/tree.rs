@@ -1,5 +1,5 @@
 //! Whole-tree operations for the drivers: copy a layer (vfs create, ID-mapped copies), change
-//! owners through ID maps, remove a layer, and flush a file system.
+//! owners through ID maps, remove a layer, measure it, and flush or identify a file system.
 //!
 //! Everything walks directory file descriptors (`openat` with `O_NOFOLLOW`), never joined
 //! path strings, so a symlink planted in a layer cannot redirect the walk. A copy keeps what
@@ -551,6 +551,14 @@ pub fn sync_fs(path: &Path) -> Result<()> {
     rfs::syncfs(&fd).map_err(|e| err("syncing file system of", path, e))
 }
 
+/// `statfs(2)` `f_type` of the file system holding `path`: the backing file system's magic
+/// number, which the overlay driver names and refuses some of.
+pub fn fs_magic(path: &Path) -> Result<u64> {
+    let st = rfs::statfs(path).map_err(|e| err("statfs", path, e))?;
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+    Ok(st.f_type as u64)
+}
+
 /// Total size of everything but directories under `path` (symlinks count their target
 /// length), hard links counted once (Go's
 /// `directory.Size`); a missing path is 0.
@@ -623,6 +631,15 @@ mod tests {
         remove_tree(&dst)?;
         assert!(!dst.exists());
         remove_tree(&dst)?;
+        Ok(())
+    }
+
+    #[test]
+    fn fs_magic_of_proc() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+        assert_eq!(fs_magic(Path::new("/proc"))?, PROC_SUPER_MAGIC);
+        let missing = fs_magic(Path::new("/nonexistent/path"));
+        assert!(matches!(missing, Err(Error::Io { op: "statfs", .. })));
         Ok(())
     }
 }

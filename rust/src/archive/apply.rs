@@ -1,4 +1,6 @@
-//! Writing tar members into a layer directory, confined to it.
+//! Applying a layer tarball: [`apply`] runs the pipeline (the decoding thread of
+//! [`compress`], then the extractor here, recording tar-split on the way), and
+//! the extractor writes the tar members into the layer directory, confined to it.
 //!
 //! Every file system operation is relative to a directory fd inside the target, obtained with
 //! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`: the target acts as a chroot, as it
@@ -17,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -31,12 +33,12 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
-use super::compress::ChunkReader;
+use super::compress::{self, ChunkReader, Compression};
+use super::options::{ApplyOptions, Progress};
 use super::tar::{Entry, HeaderLimits, Kind, TarReader};
-use super::tarsplit::TarSplitWriter;
-use super::whiteout::{self, Whiteout};
+use super::tarsplit::{TarSplitSink, TarSplitWriter};
+use super::whiteout::{self, Whiteout, WhiteoutFormat};
 use super::workers::{self, Pool};
-use super::{ApplyOptions, Progress, WhiteoutFormat};
 use crate::error::{Error, Result};
 use crate::fsutil::{open_in_root, proc_path};
 
@@ -46,6 +48,95 @@ const COPY_BUF: usize = 256 * 1024;
 const DIR_CACHE: usize = 128;
 /// Least time between two progress reports.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// What [`apply`] measured, all from one pass over the input.
+#[derive(Clone, Debug)]
+pub struct ApplyResult {
+    /// The compression found.
+    pub compression: Compression,
+    /// sha256 of the input as given.
+    pub compressed_digest: [u8; 32],
+    /// Size of the input as given.
+    pub compressed_size: u64,
+    /// sha256 of the tar (the DiffID).
+    pub uncompressed_digest: [u8; 32],
+    /// Size of the tar.
+    pub uncompressed_size: u64,
+    /// Sorted, unique owners in the archive before mapping (whiteouts excluded).
+    pub uid_set: Vec<u64>,
+    /// Sorted, unique groups in the archive before mapping (whiteouts excluded).
+    pub gid_set: Vec<u64>,
+    /// Number of members.
+    pub entries: u64,
+    /// Sum of the regular files' sizes (what Go's ApplyDiff returns as the layer size).
+    pub size: u64,
+}
+
+/// The size of a layer read from `file`, for progress reports: known for a regular file, not
+/// for a pipe or a socket.
+pub fn input_size(file: &File) -> Option<u64> {
+    file.metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+}
+
+/// Applies the layer tarball read from `source` onto `target` (an existing directory).
+///
+/// `total` is the input's size when known (for progress). `tar_split` receives the tar-split
+/// NDJSON lines. On error, `target` may hold part of the layer, but nothing outside it was
+/// touched; callers remove the layer.
+pub fn apply(
+    source: Box<dyn Read + Send>,
+    total: Option<u64>,
+    target: &Path,
+    opts: &ApplyOptions,
+    tar_split: Option<TarSplitSink>,
+    progress: Option<Progress<'_>>,
+) -> Result<ApplyResult> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let decode_opts = compress::DecodeOptions {
+        zstd_window_log_max: opts.limits.zstd_window_log_max,
+        max_uncompressed: opts.limits.max_uncompressed_bytes,
+    };
+    let (reader, decoder) = compress::spawn_decoder(source, decode_opts, counter.clone())?;
+    let applied = extract(reader, target, opts, tar_split, progress, total, &counter);
+    // The extractor dropped its reader: the decoder thread ends, by EOF or a failed send.
+    let stats = decoder.join().map_err(|_| Error::InvalidArchive {
+        member: None,
+        offset: 0,
+        reason: "decoder thread panicked".into(),
+    });
+    let (summary, split, tar_digest) = match applied {
+        Ok(ok) => ok,
+        Err(Error::Cancelled) => return Err(stats?.err().unwrap_or(Error::Cancelled)),
+        Err(e) => {
+            // A decoding error explains an extraction failure better ("gzip stream: invalid
+            // checksum" rather than "unexpected EOF").
+            return Err(match stats {
+                Ok(Err(d)) if !matches!(d, Error::Cancelled) => d,
+                _ => e,
+            });
+        }
+    };
+    let stats = stats??;
+    if let Some(split) = split {
+        split
+            .finish()
+            .map_err(|e| Error::io("writing tar-split", "", e))?;
+    }
+    Ok(ApplyResult {
+        compression: stats.compression,
+        compressed_digest: stats.compressed_digest,
+        compressed_size: stats.compressed_size,
+        uncompressed_digest: tar_digest.unwrap_or(stats.uncompressed_digest),
+        uncompressed_size: stats.uncompressed_size,
+        uid_set: summary.uids.into_iter().collect(),
+        gid_set: summary.gids.into_iter().collect(),
+        entries: summary.entries,
+        size: summary.size,
+    })
+}
 
 /// xattrs a layer may not set: they steer overlayfs or containers/storage itself.
 fn forbidden_xattr(name: &[u8]) -> bool {
@@ -82,11 +173,11 @@ fn settable_xattrs(entry: &Entry) -> Result<Vec<&(Vec<u8>, Vec<u8>)>> {
 
 /// What the extraction counted.
 #[derive(Default)]
-pub(super) struct Summary {
-    pub uids: BTreeSet<u64>,
-    pub gids: BTreeSet<u64>,
-    pub entries: u64,
-    pub size: u64,
+struct Summary {
+    uids: BTreeSet<u64>,
+    gids: BTreeSet<u64>,
+    entries: u64,
+    size: u64,
 }
 
 /// Directory metadata applied at the end.
@@ -344,11 +435,11 @@ struct Extractor<'o> {
 }
 
 /// Extracts the tar read from `reader` into `target`.
-pub(super) fn extract(
+fn extract(
     reader: ChunkReader,
     target: &Path,
     opts: &ApplyOptions,
-    tar_split: Option<super::TarSplitSink>,
+    tar_split: Option<TarSplitSink>,
     mut progress: Option<Progress<'_>>,
     total: Option<u64>,
     counter: &AtomicU64,

@@ -277,6 +277,69 @@ fn add_changes(new: &Node, old: Option<&Node>, path: &[u8], added: bool, out: &m
     }
 }
 
+/// What a layer's directory is compared with.
+#[derive(Clone, Copy, Debug)]
+pub enum Base<'a> {
+    /// The parent layer's directory (Go's naive diff, as vfs has it), `None` for a layer
+    /// without a parent; the parent's files are owned through `uid_map` and `gid_map`.
+    Parent {
+        /// The parent's directory.
+        dir: Option<&'a Path>,
+        /// The parent's UID map.
+        uid_map: &'a IdMap,
+        /// The parent's GID map.
+        gid_map: &'a IdMap,
+    },
+    /// The layer's directory is an overlay upper directory over these lower directories
+    /// (nearest first).
+    Overlay(&'a [&'a Path]),
+}
+
+/// The trees of a layer and of its parent directory (if any), in container IDs.
+pub(super) fn layer_and_parent(
+    layer_dir: &Path,
+    uid_map: &IdMap,
+    gid_map: &IdMap,
+    parent: Option<&Path>,
+    parent_maps: (&IdMap, &IdMap),
+) -> Result<(Node, Option<Node>)> {
+    let new = read_tree(layer_dir, uid_map, gid_map)?;
+    let old = match parent {
+        Some(p) => Some(read_tree(p, parent_maps.0, parent_maps.1)?),
+        None => None,
+    };
+    Ok((new, old))
+}
+
+/// Go's `Changes` and `DiffSize` of the layer in `layer_dir`, whose files are owned through
+/// `uid_map` and `gid_map`, against `base`: the changes, and the bytes they add (the changed
+/// files' sizes against a parent; the whole upper directory's for overlay, as Go counts it).
+pub fn layer_changes(
+    layer_dir: &Path,
+    uid_map: &IdMap,
+    gid_map: &IdMap,
+    base: Base<'_>,
+) -> Result<(Vec<Change>, u64)> {
+    match base {
+        Base::Overlay(lowers) => {
+            let changes = overlay_changes(lowers, layer_dir)?;
+            let tree = read_tree(layer_dir, uid_map, gid_map)?;
+            Ok((changes, tree_size(&tree)))
+        }
+        Base::Parent {
+            dir,
+            uid_map: parent_uids,
+            gid_map: parent_gids,
+        } => {
+            let (new, old) =
+                layer_and_parent(layer_dir, uid_map, gid_map, dir, (parent_uids, parent_gids))?;
+            let changes = changes_dirs(&new, old.as_ref());
+            let size = changes_size(&new, &changes);
+            Ok((changes, size))
+        }
+    }
+}
+
 /// Changes of the tree `new` against `old` (Go `ChangesDirs`; `old` absent: everything is
 /// added).
 pub fn changes_dirs(new: &Node, old: Option<&Node>) -> Vec<Change> {
@@ -494,4 +557,83 @@ pub fn tree_size(root: &Node) -> u64 {
     let mut total = 0;
     walk(root, &mut seen, &mut total);
     total
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A parent with `a`, `c` and `d/`, and its child: `a` rewritten, `b` added, `c` gone.
+    pub(crate) fn parent_and_child() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (parent, child) = (dir.path().join("parent"), dir.path().join("child"));
+        for d in [&parent, &child] {
+            fs::create_dir_all(d.join("d")).expect("mkdir");
+        }
+        fs::write(parent.join("a"), "old").expect("write");
+        fs::write(parent.join("c"), "gone").expect("write");
+        fs::write(child.join("a"), "newer").expect("write");
+        fs::write(child.join("b"), "added!").expect("write");
+        (dir, parent, child)
+    }
+
+    fn kinds(changes: &[Change]) -> Vec<(&str, ChangeKind)> {
+        changes
+            .iter()
+            .map(|c| (std::str::from_utf8(&c.path).expect("utf-8"), c.kind))
+            .collect()
+    }
+
+    #[test]
+    fn layer_changes_against_a_parent() {
+        let (_dir, parent, child) = parent_and_child();
+        let id = IdMap::default();
+        let base = Base::Parent {
+            dir: Some(&parent),
+            uid_map: &id,
+            gid_map: &id,
+        };
+        let (changes, size) = layer_changes(&child, &id, &id, base).expect("changes");
+        assert_eq!(
+            kinds(&changes),
+            [
+                ("/a", ChangeKind::Modify),
+                ("/b", ChangeKind::Add),
+                ("/c", ChangeKind::Delete)
+            ]
+        );
+        assert_eq!(size, 11); // "newer" and "added!"
+
+        let orphan = Base::Parent {
+            dir: None,
+            uid_map: &id,
+            gid_map: &id,
+        };
+        let (changes, size) = layer_changes(&child, &id, &id, orphan).expect("changes");
+        assert_eq!(
+            kinds(&changes),
+            [
+                ("/a", ChangeKind::Add),
+                ("/b", ChangeKind::Add),
+                ("/d", ChangeKind::Add)
+            ]
+        );
+        assert_eq!(size, 11);
+    }
+
+    #[test]
+    fn layer_changes_of_an_upper_directory() {
+        let (_dir, lower, upper) = parent_and_child();
+        fs::remove_dir(upper.join("d")).expect("rmdir");
+        let id = IdMap::default();
+        let (changes, size) =
+            layer_changes(&upper, &id, &id, Base::Overlay(&[lower.as_path()])).expect("changes");
+        assert_eq!(
+            kinds(&changes),
+            [("/a", ChangeKind::Modify), ("/b", ChangeKind::Add)]
+        );
+        assert_eq!(size, 11);
+    }
 }

@@ -53,6 +53,30 @@ impl Compression {
         }
     }
 
+    /// The compression recorded under `name` (the inverse of [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<Compression> {
+        [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Bzip2,
+            Compression::Xz,
+            Compression::Zstd,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
+
+    /// The file name extension of a tar in this compression (Go: `Compression.Extension`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "tar",
+            Compression::Gzip => "tar.gz",
+            Compression::Bzip2 => "tar.bz2",
+            Compression::Xz => "tar.xz",
+            Compression::Zstd => "tar.zst",
+        }
+    }
+
     /// Detects the compression from the first bytes of a stream.
     pub fn detect(head: &[u8]) -> Compression {
         if head.starts_with(&[0x42, 0x5A, 0x68]) {
@@ -380,6 +404,22 @@ mod tests {
             Compression::Zstd
         );
         assert_eq!(Compression::detect(b"etc/"), Compression::None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Bzip2,
+            Compression::Xz,
+            Compression::Zstd,
+        ] {
+            assert_eq!(Compression::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Compression::from_name("lz4"), None);
+        assert_eq!(Compression::from_name(""), None);
+        assert_eq!(Compression::Zstd.extension(), "tar.zst");
     }
 
     #[test]

@@ -18,7 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use tar::{EntryType, Header};
 
-use super::changes::{Change, ChangeKind, Meta, Node};
+use super::changes::{
+    changes_dirs, layer_and_parent, read_tree, Base, Change, ChangeKind, Meta, Node,
+};
+use super::idmap::IdMap;
 use super::whiteout::{WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 use crate::fsutil::open_in_root;
@@ -241,6 +244,34 @@ impl<R: std::io::Read> std::io::Read for PadTo<R> {
     }
 }
 
+/// Go's `Diff` of the layer in `layer_dir`, whose files are owned through `uid_map` and
+/// `gid_map`, against `base`: the tar of its changes ([`export_changes`]) against a parent,
+/// the overlay native diff ([`export_overlay`]) of an upper directory. Returns `out`.
+pub fn layer_diff<W: Write>(
+    out: W,
+    layer_dir: &Path,
+    uid_map: &IdMap,
+    gid_map: &IdMap,
+    base: Base<'_>,
+) -> Result<W> {
+    match base {
+        Base::Overlay(lowers) => {
+            let tree = read_tree(layer_dir, uid_map, gid_map)?;
+            export_overlay(out, layer_dir, &tree, lowers)
+        }
+        Base::Parent {
+            dir,
+            uid_map: parent_uids,
+            gid_map: parent_gids,
+        } => {
+            let (new, old) =
+                layer_and_parent(layer_dir, uid_map, gid_map, dir, (parent_uids, parent_gids))?;
+            let changes = changes_dirs(&new, old.as_ref());
+            export_changes(out, layer_dir, &new, &changes)
+        }
+    }
+}
+
 /// Go `ExportChanges`: the tar of `changes` (sorted by path) read from `layer` (its tree).
 pub fn export_changes<W: Write>(
     out: W,
@@ -310,4 +341,60 @@ pub fn export_overlay<W: Write>(out: W, upper: &Path, tree: &Node, lowers: &[&Pa
     }
     walk(&mut w, tree, b"", &lowers)?;
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::changes::tests::parent_and_child;
+    use std::io::Read;
+
+    fn members(tar: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let mut archive = tar::Archive::new(tar);
+        let mut out = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let name = entry.path().expect("path").display().to_string();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("read");
+            out.push((name, data));
+        }
+        out
+    }
+
+    #[test]
+    fn layer_diff_writes_changes_and_whiteouts() {
+        let (_dir, parent, child) = parent_and_child();
+        let id = IdMap::default();
+        let base = Base::Parent {
+            dir: Some(&parent),
+            uid_map: &id,
+            gid_map: &id,
+        };
+        let tar = layer_diff(Vec::new(), &child, &id, &id, base).expect("diff");
+        assert_eq!(
+            members(&tar),
+            [
+                ("a".to_string(), b"newer".to_vec()),
+                ("b".to_string(), b"added!".to_vec()),
+                (".wh.c".to_string(), Vec::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn layer_diff_of_an_upper_directory() {
+        let (_dir, lower, upper) = parent_and_child();
+        let id = IdMap::default();
+        let tar = layer_diff(
+            Vec::new(),
+            &upper,
+            &id,
+            &id,
+            Base::Overlay(&[lower.as_path()]),
+        )
+        .expect("diff");
+        let names: Vec<String> = members(&tar).into_iter().map(|m| m.0).collect();
+        assert_eq!(names, ["a", "b", "d/"]);
+    }
 }

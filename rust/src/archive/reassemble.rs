@@ -8,15 +8,19 @@
 //! tar-split cannot read outside the layer (Go's FileGetter joins paths as strings).
 
 use std::fs::File;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::Path;
 
 use base64_simd::STANDARD as B64;
+use flate2::read::MultiGzDecoder;
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+
+/// The first bytes of a gzip stream.
+const GZIP_MAGIC: [u8; 2] = [0x1F, 0x8B];
 
 /// Counts of what was rebuilt.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,6 +41,23 @@ fn bad(line: u64, reason: impl Into<String>) -> Error {
 
 fn write_err(e: std::io::Error) -> Error {
     Error::io("writing the reassembled tar", "", e)
+}
+
+/// Opens a tar-split record file for [`reassemble`]: the store's gzip'd `.tar-split.gz`
+/// (recognised by the gzip magic, whatever the file's name) or plain NDJSON.
+pub fn open_record(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    let mut file = File::open(path).map_err(|e| Error::io("opening tar-split", path, e))?;
+    let mut magic = [0u8; 2];
+    // One read is enough for two bytes of a regular file; a record that cannot even give
+    // those is taken as plain and fails, if it must, where it is parsed.
+    let gzip = matches!(file.read(&mut magic), Ok(2)) && magic == GZIP_MAGIC;
+    file.rewind()
+        .map_err(|e| Error::io("reading tar-split", path, e))?;
+    Ok(if gzip {
+        Box::new(BufReader::new(MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    })
 }
 
 /// Writes the tar described by `tar_split` (uncompressed NDJSON lines) to `out`, reading file
@@ -174,4 +195,64 @@ fn open_member(
     // Back to blocking reads for the content.
     rfs::fcntl_setfl(&fd, OFlags::empty())?;
     Ok(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::tarsplit::{TarSplitSink, TarSplitWriter};
+
+    fn record(sink: TarSplitSink) {
+        let mut w = TarSplitWriter::new(sink.sink, sink.gzip);
+        w.segment_bytes(b"raw header bytes");
+        w.file(b"etc/hostname", 6, Some(7));
+        w.finish().expect("finish");
+    }
+
+    fn read_all(path: &Path) -> Vec<u8> {
+        let mut out = Vec::new();
+        open_record(path)
+            .expect("open")
+            .read_to_end(&mut out)
+            .expect("read");
+        out
+    }
+
+    #[test]
+    fn open_record_sniffs_gzip_whatever_the_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sink, buffer) = TarSplitSink::memory();
+        record(sink);
+        let lines = buffer.take();
+        assert!(lines.starts_with(b"{\"type\":2,"));
+
+        // The store's file: gzip, under a name that says nothing.
+        let gz = dir.path().join("layer-record");
+        record(TarSplitSink::gzip_file(&gz).expect("create"));
+        assert_eq!(std::fs::read(&gz).expect("read")[..2], GZIP_MAGIC);
+        assert_eq!(read_all(&gz), lines);
+
+        // Plain NDJSON, under a name that says gzip.
+        let plain = dir.path().join("plain.tar-split.gz");
+        std::fs::write(&plain, &lines).expect("write");
+        assert_eq!(read_all(&plain), lines);
+
+        // Too short to sniff: plain.
+        let short = dir.path().join("short");
+        std::fs::write(&short, [0x1F]).expect("write");
+        assert_eq!(read_all(&short), [0x1F]);
+
+        let missing = dir.path().join("missing");
+        let err = open_record(&missing).err().expect("missing");
+        assert!(
+            matches!(
+                &err,
+                Error::Io {
+                    op: "opening tar-split",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
 }

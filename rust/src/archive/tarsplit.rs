@@ -8,9 +8,14 @@
 //! for a member whose content lives in the layer's files (`size` omitted when 0, `payload`
 //! null without content, `name_raw` in base64 instead of `name` for non-UTF-8 names).
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
+
+use crate::error::{Error, Result};
 
 /// Largest segment record: long runs of raw bytes are split.
 const SEGMENT_MAX: usize = 64 * 1024;
@@ -28,6 +33,77 @@ const DEPTH: usize = 8;
 /// name, u64 size, u8 has-CRC, u64 CRC (a file entry). Integers little-endian.
 const TAG_SEGMENT: u8 = b'S';
 const TAG_FILE: u8 = b'F';
+
+/// Where the tar-split record goes, and whether to gzip it (the store's `.tar-split.gz`).
+pub struct TarSplitSink {
+    /// The writer.
+    pub sink: Box<dyn Write + Send>,
+    /// Compress as gzip.
+    pub gzip: bool,
+}
+
+impl TarSplitSink {
+    /// The store's `<id>.tar-split.gz` at `path`: created (or truncated), gzip'd, buffered,
+    /// and synced to disk when the record is complete.
+    pub fn gzip_file(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io("creating tar-split file", path, e))?;
+        Ok(TarSplitSink {
+            sink: Box::new(SyncedFile(BufWriter::new(file))),
+            gzip: true,
+        })
+    }
+
+    /// The plain NDJSON, kept in memory: take it from the returned buffer once the record is
+    /// finished.
+    pub fn memory() -> (Self, TarSplitBuffer) {
+        let buffer = TarSplitBuffer::default();
+        let sink = TarSplitSink {
+            sink: Box::new(buffer.clone()),
+            gzip: false,
+        };
+        (sink, buffer)
+    }
+}
+
+/// A tar-split file: buffered, synced when the record is complete.
+struct SyncedFile(BufWriter<File>);
+
+impl Write for SyncedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Called once, by the record's finish: make the record durable.
+        self.0.flush()?;
+        self.0.get_ref().sync_data()
+    }
+}
+
+/// The in-memory record of [`TarSplitSink::memory`], shared with the thread that writes it.
+#[derive(Clone, Default)]
+pub struct TarSplitBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl TarSplitBuffer {
+    /// Takes the bytes written so far out of the buffer.
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Write for TarSplitBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Records tar-split as the tar stream is read. Formatting (base64, JSON) and writing to the
 /// sink (usually gzip) run on a thread of their own: on a layer of small files they cost as
@@ -322,4 +398,27 @@ fn format_lines(
         }
     }
     out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sink_keeps_the_plain_lines() {
+        let (sink, buffer) = TarSplitSink::memory();
+        assert!(!sink.gzip);
+        let mut w = TarSplitWriter::new(sink.sink, sink.gzip);
+        w.segment_bytes(b"header");
+        w.file(b"etc/hostname", 6, Some(0x1234));
+        w.finish().expect("finish");
+        let text = String::from_utf8(buffer.take()).expect("utf-8");
+        assert_eq!(
+            text,
+            "{\"type\":2,\"payload\":\"aGVhZGVy\",\"position\":0}\n\
+             {\"type\":1,\"name\":\"etc/hostname\",\"size\":6,\
+             \"payload\":\"AAAAAAAAEjQ=\",\"position\":1}\n"
+        );
+        assert!(buffer.take().is_empty());
+    }
 }

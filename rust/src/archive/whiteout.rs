@@ -1,4 +1,5 @@
-//! AUFS whiteouts as OCI layers carry them, and their overlayfs form.
+//! AUFS whiteouts as OCI layers carry them, their overlayfs form, and the choice between the
+//! two when applying ([`WhiteoutFormat`]).
 
 /// Prefix of a whiteout: `.wh.NAME` deletes `NAME` (Go: `archive.WhiteoutPrefix`).
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -8,6 +9,19 @@ pub const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 pub const WHITEOUT_OPAQUE_DIR: &[u8] = b".wh..wh..opq";
 /// overlayfs xattr marking an opaque directory.
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// How whiteouts in the layer are written to the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhiteoutFormat {
+    /// The target holds a copy of the parent layer: whiteouts delete (vfs driver).
+    #[default]
+    Vfs,
+    /// overlayfs: `.wh.NAME` becomes a 0:0 character device, `.wh..wh..opq` the
+    /// `trusted.overlay.opaque=y` xattr.
+    Overlay,
+    /// Keep `.wh.` entries as the files they are.
+    Aufs,
+}
 
 /// What a member's base name says about whiteouts.
 #[derive(Debug, PartialEq, Eq)]

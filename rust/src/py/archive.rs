@@ -1,34 +1,24 @@
-//! `_native.apply_layer`: the archive pipeline for Python, with the GIL released.
+//! `_native` layer archives: apply, reassemble, changes and diff, with the GIL released.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::io::{BufRead, Cursor};
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use super::convert::{idmap, owned_file, Ranges};
 use super::errors::to_pyerr;
-use crate::archive::idmap::IdRange;
-use crate::archive::{self, ApplyOptions, IdMap, Limits, WhiteoutFormat};
+use crate::archive::changes::{self, Base};
+use crate::archive::{
+    self, diff, reassemble, ApplyOptions, Compression, Encoder, IdMap, Limits, TarSplitSink,
+    WhiteoutFormat,
+};
 use crate::Error;
 
-pub(super) fn idmap(ranges: Option<Vec<(u64, u64, u64)>>) -> IdMap {
-    IdMap(
-        ranges
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(container, host, size)| IdRange {
-                container,
-                host,
-                size,
-            })
-            .collect(),
-    )
-}
-
-fn parse_limits(d: Option<&Bound<'_, PyDict>>) -> PyResult<Limits> {
+fn limits(d: Option<&Bound<'_, PyDict>>) -> PyResult<Limits> {
     let mut l = Limits::default();
     let Some(d) = d else { return Ok(l) };
     for (k, v) in d.iter() {
@@ -50,35 +40,34 @@ fn parse_limits(d: Option<&Bound<'_, PyDict>>) -> PyResult<Limits> {
     Ok(l)
 }
 
-/// A `Write` into shared memory, so the NDJSON can be handed back after the apply.
-#[derive(Clone, Default)]
-struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+fn whiteouts(name: &str) -> PyResult<WhiteoutFormat> {
+    match name {
+        "vfs" => Ok(WhiteoutFormat::Vfs),
+        "overlay" => Ok(WhiteoutFormat::Overlay),
+        "aufs" => Ok(WhiteoutFormat::Aufs),
+        other => Err(PyValueError::new_err(format!(
+            "whiteouts must be \"vfs\", \"overlay\" or \"aufs\", not {other:?}"
+        ))),
     }
 }
 
-/// The tar-split file (`<id>.tar-split.gz`): buffered, synced when the record is complete.
-struct SyncedFile(BufWriter<File>);
+/// The compression of an output tar, by its recorded name (`""` is `none`); the core refuses
+/// the read-only ones (bzip2, xz) with Go's error.
+fn compression(name: &str) -> PyResult<Compression> {
+    match name {
+        "" => Ok(Compression::None),
+        name => Compression::from_name(name).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "compression must be \"none\", \"gzip\" or \"zstd\", not {name:?}"
+            ))
+        }),
+    }
+}
 
-impl Write for SyncedFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        // Called once, by the tar-split writer's finish: make the record durable.
-        self.0.flush()?;
-        self.0.get_ref().sync_data()
-    }
+/// An output tar into the owned `fd`, compressed as asked.
+fn encoder(fd: RawFd, name: &str) -> PyResult<Encoder<File>> {
+    let out = owned_file(fd)?;
+    Encoder::new(out, compression(name)?).map_err(to_pyerr)
 }
 
 /// Applies a layer tarball from `fd` (owned: closed when done) onto `target`.
@@ -92,8 +81,8 @@ pub fn apply_layer<'py>(
     fd: RawFd,
     target: PathBuf,
     whiteouts: &str,
-    uid_map: Option<Vec<(u64, u64, u64)>>,
-    gid_map: Option<Vec<(u64, u64, u64)>>,
+    uid_map: Ranges,
+    gid_map: Ranges,
     ignore_chown_errors: bool,
     limits: Option<&Bound<'py, PyDict>>,
     tar_split_path: Option<PathBuf>,
@@ -101,31 +90,13 @@ pub fn apply_layer<'py>(
     progress: Option<Bound<'py, PyAny>>,
     workers: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if fd < 0 {
-        return Err(PyValueError::new_err(
-            "fd must be a non-negative file descriptor",
-        ));
-    }
-    // SAFETY: the Python wrapper passes a descriptor it duplicated for us (os.dup) and never
-    // uses again; we own it from here and close it when the File drops.
-    #[allow(unsafe_code)]
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let source = File::from(owned);
+    let source = owned_file(fd)?;
     let opts = ApplyOptions {
-        whiteouts: match whiteouts {
-            "vfs" => WhiteoutFormat::Vfs,
-            "overlay" => WhiteoutFormat::Overlay,
-            "aufs" => WhiteoutFormat::Aufs,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "whiteouts must be \"vfs\", \"overlay\" or \"aufs\", not {other:?}"
-                )))
-            }
-        },
+        whiteouts: self::whiteouts(whiteouts)?,
         uid_map: idmap(uid_map),
         gid_map: idmap(gid_map),
         ignore_chown_errors,
-        limits: parse_limits(limits)?,
+        limits: self::limits(limits)?,
         workers,
     };
     if let Some(p) = progress.as_ref() {
@@ -133,26 +104,14 @@ pub fn apply_layer<'py>(
             return Err(PyTypeError::new_err("progress must be callable"));
         }
     }
-    let total = source
-        .metadata()
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| m.len());
-    let shared = SharedBuf::default();
-    let sink = match &tar_split_path {
-        Some(path) => {
-            let f = File::create(path)
-                .map_err(|e| to_pyerr(Error::io("creating tar-split file", path, e)))?;
-            Some(archive::TarSplitSink {
-                sink: Box::new(SyncedFile(BufWriter::new(f))),
-                gzip: true,
-            })
+    let total = archive::input_size(&source);
+    let (sink, kept) = match &tar_split_path {
+        Some(path) => (Some(TarSplitSink::gzip_file(path).map_err(to_pyerr)?), None),
+        None if keep_tar_split => {
+            let (sink, buffer) = TarSplitSink::memory();
+            (Some(sink), Some(buffer))
         }
-        None if keep_tar_split => Some(archive::TarSplitSink {
-            sink: Box::new(shared.clone()),
-            gzip: false,
-        }),
-        None => None,
+        None => (None, None),
     };
     let progress = progress.map(|p| p.unbind());
     let mut callback_error: Option<PyErr> = None;
@@ -198,70 +157,11 @@ pub fn apply_layer<'py>(
     out.set_item("gid_set", res.gid_set)?;
     out.set_item("entries", res.entries)?;
     out.set_item("size", res.size)?;
-    if tar_split_path.is_none() && keep_tar_split {
-        let data = shared.0.lock().map(|v| v.clone()).unwrap_or_default();
-        out.set_item("tar_split", PyBytes::new(py, &data))?;
-    } else {
-        out.set_item("tar_split", py.None())?;
+    match kept {
+        Some(buffer) => out.set_item("tar_split", PyBytes::new(py, &buffer.take()))?,
+        None => out.set_item("tar_split", py.None())?,
     }
     Ok(out)
-}
-
-/// A sink that compresses (or not) into a file, finished explicitly so errors surface.
-enum Sink {
-    Plain(BufWriter<File>),
-    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
-    Zstd(zstd::Encoder<'static, BufWriter<File>>),
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Sink::Plain(w) => w.write(buf),
-            Sink::Gzip(w) => w.write(buf),
-            Sink::Zstd(w) => w.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.flush(),
-            Sink::Gzip(w) => w.flush(),
-            Sink::Zstd(w) => w.flush(),
-        }
-    }
-}
-
-impl Sink {
-    fn new(file: File, compression: &str) -> PyResult<Sink> {
-        let out = BufWriter::with_capacity(256 * 1024, file);
-        Ok(match compression {
-            "none" | "" => Sink::Plain(out),
-            "gzip" => Sink::Gzip(flate2::write::GzEncoder::new(
-                out,
-                flate2::Compression::default(),
-            )),
-            "zstd" => Sink::Zstd(
-                zstd::Encoder::new(out, 3)
-                    .map_err(|e| to_pyerr(Error::io("starting zstd", "", e)))?,
-            ),
-            // Go: archive.CompressStream refuses the formats it can only read.
-            "bzip2" | "xz" => return Err(crate::py::errors::unsupported_compression(compression)),
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "compression must be \"none\", \"gzip\" or \"zstd\", not {other:?}"
-                )))
-            }
-        })
-    }
-
-    fn finish(self) -> std::io::Result<()> {
-        let mut out = match self {
-            Sink::Plain(w) => w,
-            Sink::Gzip(w) => w.finish()?,
-            Sink::Zstd(w) => w.finish()?,
-        };
-        out.flush()
-    }
 }
 
 /// Rebuilds a layer's original tar from its tar-split and its files, writing it to `fd`
@@ -275,38 +175,18 @@ pub fn reassemble_layer(
     fd: RawFd,
     compression: &str,
 ) -> PyResult<(u64, u64)> {
-    if fd < 0 {
-        return Err(PyValueError::new_err(
-            "fd must be a non-negative file descriptor",
-        ));
-    }
-    // SAFETY: the Python wrapper passes a descriptor it duplicated for us and never uses again.
-    #[allow(unsafe_code)]
-    let out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let mut sink = Sink::new(out, compression)?;
-    let source: Box<dyn std::io::BufRead + Send> = if let Ok(bytes) = tar_split.cast::<PyBytes>() {
-        Box::new(std::io::Cursor::new(bytes.as_bytes().to_vec()))
+    let mut out = encoder(fd, compression)?;
+    let source: Box<dyn BufRead + Send> = if let Ok(bytes) = tar_split.cast::<PyBytes>() {
+        Box::new(Cursor::new(bytes.as_bytes().to_vec()))
     } else {
         let path: PathBuf = tar_split.extract()?;
-        let mut f =
-            File::open(&path).map_err(|e| to_pyerr(Error::io("opening tar-split", &path, e)))?;
-        let mut magic = [0u8; 2];
-        let gz = std::io::Read::read(&mut f, &mut magic).unwrap_or(0) == 2 && magic == [0x1f, 0x8b];
-        std::io::Seek::rewind(&mut f)
-            .map_err(|e| to_pyerr(Error::io("reading tar-split", &path, e)))?;
-        if gz {
-            Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
-                f,
-            )))
-        } else {
-            Box::new(std::io::BufReader::new(f))
-        }
+        reassemble::open_record(&path).map_err(to_pyerr)?
     };
     let stats = py
         .detach(move || {
             let mut source = source;
-            let stats = archive::reassemble::reassemble(&mut source, &layer_dir, &mut sink)?;
-            sink.finish()
+            let stats = reassemble::reassemble(&mut source, &layer_dir, &mut out)?;
+            out.finish()
                 .map_err(|e| Error::io("writing the reassembled tar", "", e))?;
             Ok::<_, Error>(stats)
         })
@@ -314,30 +194,28 @@ pub fn reassemble_layer(
     Ok((stats.bytes, stats.files))
 }
 
-/// Reads the layer and parent trees (container IDs) with the GIL released.
-fn trees(
-    layer_dir: &std::path::Path,
-    parent_dir: Option<&std::path::Path>,
-    maps: (&IdMap, &IdMap),
-    parent_maps: (&IdMap, &IdMap),
-) -> crate::Result<(archive::changes::Node, Option<archive::changes::Node>)> {
-    let new = archive::changes::read_tree(layer_dir, maps.0, maps.1)?;
-    let old = match parent_dir {
-        Some(p) => Some(archive::changes::read_tree(
-            p,
-            parent_maps.0,
-            parent_maps.1,
-        )?),
-        None => None,
-    };
-    Ok((new, old))
+/// What the layer is compared with: the overlay lower directories when there are some,
+/// else the parent directory (if any) with its ID maps.
+fn base<'a>(
+    lowers: Option<&'a [&'a Path]>,
+    parent_dir: Option<&'a Path>,
+    parent_maps: &'a (IdMap, IdMap),
+) -> Base<'a> {
+    match lowers {
+        Some(lowers) => Base::Overlay(lowers),
+        None => Base::Parent {
+            dir: parent_dir,
+            uid_map: &parent_maps.0,
+            gid_map: &parent_maps.1,
+        },
+    }
 }
 
 /// `(path, kind)` pairs, kinds as Go's `ChangeKind` numbers.
 type ChangeList = Vec<(Vec<u8>, u8)>;
 
 /// Go's `Changes`: `[(path, kind)]` of `layer_dir` against `parent_dir` (naive), or of an
-/// overlay upper directory against its `lowers` (overlay).
+/// overlay upper directory against its `lowers` (overlay); and Go's `DiffSize`.
 #[pyfunction]
 #[pyo3(signature = (layer_dir, parent_dir = None, *, lowers = None, uid_map = None,
                     gid_map = None, parent_uid_map = None, parent_gid_map = None))]
@@ -347,31 +225,20 @@ pub fn layer_changes(
     layer_dir: PathBuf,
     parent_dir: Option<PathBuf>,
     lowers: Option<Vec<PathBuf>>,
-    uid_map: Option<Vec<(u64, u64, u64)>>,
-    gid_map: Option<Vec<(u64, u64, u64)>>,
-    parent_uid_map: Option<Vec<(u64, u64, u64)>>,
-    parent_gid_map: Option<Vec<(u64, u64, u64)>>,
+    uid_map: Ranges,
+    gid_map: Ranges,
+    parent_uid_map: Ranges,
+    parent_gid_map: Ranges,
 ) -> PyResult<(ChangeList, u64)> {
     let (um, gm) = (idmap(uid_map), idmap(gid_map));
-    let (pum, pgm) = (idmap(parent_uid_map), idmap(parent_gid_map));
-    let res = py.detach(|| -> crate::Result<(Vec<archive::changes::Change>, u64)> {
-        match &lowers {
-            Some(lowers) => {
-                let refs: Vec<&std::path::Path> = lowers.iter().map(|p| p.as_path()).collect();
-                let changes = archive::changes::overlay_changes(&refs, &layer_dir)?;
-                let tree = archive::changes::read_tree(&layer_dir, &um, &gm)?;
-                Ok((changes, archive::changes::tree_size(&tree)))
-            }
-            None => {
-                let (new, old) =
-                    trees(&layer_dir, parent_dir.as_deref(), (&um, &gm), (&pum, &pgm))?;
-                let changes = archive::changes::changes_dirs(&new, old.as_ref());
-                let size = archive::changes::changes_size(&new, &changes);
-                Ok((changes, size))
-            }
-        }
-    });
-    let (changes, size) = res.map_err(to_pyerr)?;
+    let parent_maps = (idmap(parent_uid_map), idmap(parent_gid_map));
+    let lowers: Option<Vec<&Path>> = lowers
+        .as_ref()
+        .map(|l| l.iter().map(PathBuf::as_path).collect());
+    let base = base(lowers.as_deref(), parent_dir.as_deref(), &parent_maps);
+    let (changes, size) = py
+        .detach(|| changes::layer_changes(&layer_dir, &um, &gm, base))
+        .map_err(to_pyerr)?;
     Ok((
         changes
             .into_iter()
@@ -382,7 +249,7 @@ pub fn layer_changes(
 }
 
 /// Writes the diff of `layer_dir` (against `parent_dir`, naive; or an overlay upper dir when
-/// `overlay`) as a tar to `fd` (owned). Returns the uncompressed content bytes.
+/// `overlay`) as a tar to `fd` (owned).
 #[pyfunction]
 #[pyo3(signature = (layer_dir, fd, parent_dir = None, *, overlay = false, compression = "none",
                     uid_map = None, gid_map = None, parent_uid_map = None, parent_gid_map = None,
@@ -395,36 +262,26 @@ pub fn layer_diff(
     parent_dir: Option<PathBuf>,
     overlay: bool,
     compression: &str,
-    uid_map: Option<Vec<(u64, u64, u64)>>,
-    gid_map: Option<Vec<(u64, u64, u64)>>,
-    parent_uid_map: Option<Vec<(u64, u64, u64)>>,
-    parent_gid_map: Option<Vec<(u64, u64, u64)>>,
+    uid_map: Ranges,
+    gid_map: Ranges,
+    parent_uid_map: Ranges,
+    parent_gid_map: Ranges,
     lowers: Option<Vec<PathBuf>>,
 ) -> PyResult<()> {
-    if fd < 0 {
-        return Err(PyValueError::new_err(
-            "fd must be a non-negative file descriptor",
-        ));
-    }
-    // SAFETY: the Python wrapper passes a descriptor it duplicated for us and never uses again.
-    #[allow(unsafe_code)]
-    let out = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let sink = Sink::new(out, compression)?;
+    let out = encoder(fd, compression)?;
     let (um, gm) = (idmap(uid_map), idmap(gid_map));
-    let (pum, pgm) = (idmap(parent_uid_map), idmap(parent_gid_map));
-    py.detach(move || -> crate::Result<()> {
-        let sink = if overlay {
-            let tree = archive::changes::read_tree(&layer_dir, &um, &gm)?;
-            let lowers = lowers.unwrap_or_default();
-            let refs: Vec<&std::path::Path> = lowers.iter().map(|p| p.as_path()).collect();
-            archive::diff::export_overlay(sink, &layer_dir, &tree, &refs)?
-        } else {
-            let (new, old) = trees(&layer_dir, parent_dir.as_deref(), (&um, &gm), (&pum, &pgm))?;
-            let changes = archive::changes::changes_dirs(&new, old.as_ref());
-            archive::diff::export_changes(sink, &layer_dir, &new, &changes)?
-        };
-        sink.finish()
+    let parent_maps = (idmap(parent_uid_map), idmap(parent_gid_map));
+    let lowers: Vec<&Path> = lowers.iter().flatten().map(PathBuf::as_path).collect();
+    let base = base(
+        overlay.then_some(lowers.as_slice()),
+        parent_dir.as_deref(),
+        &parent_maps,
+    );
+    py.detach(|| {
+        let out = diff::layer_diff(out, &layer_dir, &um, &gm, base)?;
+        out.finish()
             .map_err(|e| Error::io("writing the diff", "", e))
     })
+    .map(drop)
     .map_err(to_pyerr)
 }

@@ -19,7 +19,7 @@ pub(crate) fn to_pyerr(err: Error) -> PyErr {
     match err {
         Error::Io { op, path, source } => match source.raw_os_error() {
             Some(errno) => {
-                let desc = nix::errno::Errno::from_raw(errno).desc();
+                let desc = strerror(errno);
                 PyOSError::new_err((errno, format!("{op}: {desc}"), path.into_os_string()))
             }
             None => PyOSError::new_err(msg),
@@ -27,19 +27,20 @@ pub(crate) fn to_pyerr(err: Error) -> PyErr {
         Error::LockReadOnly { .. } => LockReadOnlyError::new_err(msg),
         Error::NotLocked { .. } => LockNotHeldError::new_err(msg),
         Error::LockUpgrade { .. } => LockUpgradeError::new_err(msg),
-        Error::InvalidArchive { .. } => ArchiveError::new_err(msg),
+        Error::InvalidArchive { .. } | Error::UnsupportedCompression { .. } => {
+            ArchiveError::new_err(msg)
+        }
         Error::UnsafePath { .. } => UnsafePathError::new_err(msg),
         _ => StorageError::new_err(msg),
     }
 }
 
-/// Go's `archive.CompressStream` error for formats it only reads.
-pub(crate) fn unsupported_compression(name: &str) -> PyErr {
-    let ext = match name {
-        "bzip2" => "tar.bz2",
-        "xz" => "tar.xz",
-        other => other,
-    };
-    // The Go 1.43 CLI's exact words (checked against Debian's containers-storage).
-    ArchiveError::new_err(format!("unsupported compression format {ext}"))
+/// The C library's text for `errno` (`strerror`, the words Python's own `OSError`s and Go's
+/// `syscall.Errno` use): the standard library's message without its ` (os error N)` tail.
+fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.strip_suffix(&format!(" (os error {errno})")) {
+        Some(desc) => desc.to_owned(),
+        None => text,
+    }
 }

@@ -2,11 +2,13 @@
 //!
 //! Thin wrappers only: copy arguments out of Python objects, release the GIL for anything
 //! that touches the disk or may block, and map [`crate::Error`] onto the exception hierarchy
-//! of `containers_storage.errors`. Policy stays in the Python package.
+//! of `containers_storage.errors`. Policy stays in the Python package, logic in the core
+//! modules: nothing here that `cargo test` could not reach but a conversion.
 
 use pyo3::prelude::*;
 
 mod archive;
+mod convert;
 mod errors;
 mod lock;
 mod overlay;

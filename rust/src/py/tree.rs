@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use super::archive::idmap;
+use super::convert::{idmap, Ranges};
 use super::errors::to_pyerr;
 use crate::tree::{self, Remap};
-
-type Ranges = Option<Vec<(u64, u64, u64)>>;
 
 fn remap(uid_from: Ranges, gid_from: Ranges, uid_to: Ranges, gid_to: Ranges) -> Remap {
     Remap {
@@ -74,9 +72,6 @@ pub fn dir_size(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
 
 /// `statfs(2)` `f_type` of the file system holding `path` (the backing-fs magic).
 #[pyfunction]
-pub fn fs_magic(path: PathBuf) -> PyResult<u64> {
-    let st = rustix::fs::statfs(&path)
-        .map_err(|e| to_pyerr(crate::Error::io("statfs", &path, e.into())))?;
-    #[allow(clippy::unnecessary_cast)]
-    Ok(st.f_type as u64)
+pub fn fs_magic(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
+    py.detach(|| tree::fs_magic(&path)).map_err(to_pyerr)
 }
