@@ -510,8 +510,7 @@ def _create_image(
         # c/image: SetNames(new names first, then the names the image had).
         store.set_names(image_id, [*names, *(n for n in existing.names if n not in names)])
     for item in big_data:
-        digester = (lambda _b, d=item.digest: d) if item.digest else None
-        store.set_image_big_data(image_id, item.key, item.data, digester)
+        store.set_image_big_data(image_id, item.key, item.data, item.manifest_digester())
     return store.image(image_id)
 
 

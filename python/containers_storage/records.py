@@ -51,6 +51,12 @@ class ImageBigData:
     data: bytes
     digest: str = ""
 
+    def manifest_digester(self) -> Callable[[bytes], str] | None:
+        """What :meth:`~containers_storage.Store.set_image_big_data` takes to record
+        ``digest`` for a manifest (``None``: sha256 of the data)."""
+        digest = self.digest
+        return (lambda _data: digest) if digest else None
+
 
 def idmaps_from(
     value: Iterable[IDMap | tuple[int, int, int] | Mapping[str, int]] | None,

@@ -587,9 +587,9 @@ class Store:
                 rec = images.create(id, names, layer_id, metadata, created, digest)
                 try:
                     for item in big_data:
-                        images.set_big_data(rec.id, item.key, item.data, _fixed(item.digest))
+                        images.set_big_data(rec.id, item.key, item.data, item.manifest_digester())
                     if add_names:
-                        images.update_names(rec.id, list(dict.fromkeys(add_names)), "add")
+                        images.update_names(rec.id, add_names, "add")
                 except BaseException:
                     images.delete(rec.id)
                     raise
@@ -1409,11 +1409,6 @@ def _first(
         if rec is not None:
             return s, rec
     return None
-
-
-def _fixed(digest: str) -> Callable[[bytes], str] | None:
-    """A manifest digester that answers ``digest`` (none for an empty one)."""
-    return (lambda _data: digest) if digest else None
 
 
 def _unknown(error: type[errors.StorageError], kind: str, ref: str | None) -> errors.StorageError:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import GO_CONTAINERS_STORAGE
+from tests.tars import hexpart, sha256
 
 #: Debian's podman 4.3 (built against containers/storage 1.43).
 PODMAN = os.environ.get("PODMAN", "/usr/bin/podman")
@@ -104,6 +105,13 @@ def podman_args(roots: Roots) -> list[str]:
         "--tmpdir",
         str(tmpdir),
     ]
+
+
+def put_blob(layout: Path, blob: bytes) -> str:
+    """Write ``blob`` into an OCI layout's ``blobs/sha256``; returns its digest."""
+    digest = sha256(blob)
+    (layout / "blobs" / "sha256" / hexpart(digest)).write_bytes(blob)
+    return digest
 
 
 def compact(obj: Any) -> bytes:

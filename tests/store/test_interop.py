@@ -38,6 +38,7 @@ from tests.store.helpers import (
     go_json,
     podman,
     podman_args,
+    put_blob,
     run,
     tool_env,
 )
@@ -242,13 +243,10 @@ class OciImage:
 
 
 def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...], bytes, bytes]:
-    blobs_dir = layout / "blobs" / "sha256"
-    blobs_dir.mkdir(parents=True)
+    (layout / "blobs" / "sha256").mkdir(parents=True)
 
     def put(blob: bytes) -> str:
-        digest = sha256(blob)
-        (blobs_dir / hexpart(digest)).write_bytes(blob)
-        return digest
+        return put_blob(layout, blob)
 
     tars = (make_tar(LAYER1), make_tar(LAYER2))
     blobs = tuple(gz(t) for t in tars)
@@ -1157,12 +1155,9 @@ def _variant(oci: OciImage, layout: Path, n: int) -> str:
     """A copy of the test layout whose config (so image ID) differs by ``n``: the same
     layers, another image."""
     shutil.copytree(oci.layout, layout)
-    blobs = layout / "blobs" / "sha256"
 
     def put(blob: bytes) -> str:
-        digest = sha256(blob)
-        (blobs / hexpart(digest)).write_bytes(blob)
-        return digest
+        return put_blob(layout, blob)
 
     config = json.loads(oci.config)
     config["config"]["Env"].append(f"VARIANT={n}")

@@ -32,7 +32,17 @@ import pytest
 from containers_storage.drivers.overlay import mountpoints
 
 from tests.helpers import SKOPEO
-from tests.store.helpers import Roots, compact, cs_ref, go, go_json, mounted_under, run, tool_env
+from tests.store.helpers import (
+    Roots,
+    compact,
+    cs_ref,
+    go,
+    go_json,
+    mounted_under,
+    put_blob,
+    run,
+    tool_env,
+)
 from tests.tars import d, f, gz, hard, make_tar, sha256, sym
 
 pytestmark = [
@@ -975,13 +985,10 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> Oci:
     """An OCI layout with BASE and UPPER as gzip layers, tagged ``1``."""
     base = tmp_path_factory.mktemp("oci")
     layout = base / "layout"
-    blobs = layout / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
+    (layout / "blobs" / "sha256").mkdir(parents=True)
 
     def put(blob: bytes) -> str:
-        digest = sha256(blob)
-        (blobs / digest.removeprefix("sha256:")).write_bytes(blob)
-        return digest
+        return put_blob(layout, blob)
 
     tars = [make_tar(BASE), make_tar(UPPER)]
     gzs = [gz(t) for t in tars]
