@@ -463,6 +463,30 @@ def test_mount_unmount_mounted(pair: Pair) -> None:
     pair.same("delete-layer", L1)
 
 
+@pytest.mark.parametrize("driver", ["vfs", "overlay"])
+def test_deliberate_differences_for_layer_names(tmp_path: Path, driver: str) -> None:
+    """The two Go 1.43 bugs we do not copy (README: the command line): Go deletes a parent
+    named NAME and leaves its child without a parent; Go fails to mount a layer by name."""
+    p = Pair(tmp_path, driver)
+    try:
+        p.same("create-layer", "-i", L1, "-n", "base")
+        p.same("create-layer", "-i", L2, "-n", "child", "base")
+        ours, go = p.both("delete-layer", "base")
+        assert ours.code == 1 and ours.err == f"base: used by layer {L2}: layer has children\n"
+        assert go.code == 0
+        assert [layer["id"] for layer in json.loads(p.go("layers", "-j").out)] == [L2]
+        assert len(json.loads(p.ours("layers", "-j").out)) == 2
+        ours, go = p.both("mount", "child")
+        assert ours.code == 0 and Path(ours.out.strip()).is_dir()
+        assert go.code == 1 and "no such file or directory while mounting child" in go.err
+        assert p.ours("unmount", "child").code == 0
+        p.same("delete-layer", "child")
+        assert p.ours("delete-layer", "base").code == 0
+        p.same("layers")
+    finally:
+        p.cleanup()
+
+
 # -- contents (changes.bats, diff.bats, diffsize.bats, apply-diff.bats, import-layer.bats) ---
 
 
