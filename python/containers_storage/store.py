@@ -1299,7 +1299,9 @@ class Store:
         chunk_size: int = 1 << 20,
     ) -> Generator[bytes, None, None]:
         """:meth:`diff_to` as an iterator of chunks (the layer store stays read-locked
-        until the iterator is exhausted or closed)."""
+        until the iterator is exhausted or closed, as Go's ``Diff`` reader: the loop that
+        consumes it must not call the store, which would wait for storage.lock under
+        layers.lock, against the lock order)."""
         with ExitStack() as stack:
             home, _ = self._find_layer(stack, to_layer)
 
