@@ -2,8 +2,17 @@
 
 Every method of Go's ``storage.Store`` (1.43) is here under its snake_case name; Go's
 ``(value, err)`` becomes a return value or an exception from :mod:`containers_storage.errors`.
-Locks are taken in Go's order (``storage.lock`` briefly, then layers, images, containers), each
-store reloading its JSON only when another process wrote it since.
+Each store reloads its JSON only when another process wrote it since.
+
+Lock order, for the threads of this process and the other processes alike (each lock file is
+an fcntl lock plus an in-process reader/writer lock, as Go's): ``storage.lock``, ``userns.lock``,
+``layers.lock`` (ours, then additional stores' read-only), ``images.lock`` (likewise),
+``containers.lock``, then a layer store's load mutex and ``mountpoints.lock``, innermost. A
+lock may be skipped, never taken after a later one; ``storage.lock`` is held only briefly to
+get the layer stores (``_all_layer_stores``, before any record lock) and around a mount or
+shutdown. The driver and the layer stores are made in ``__init__`` or under ``storage.lock``,
+never under a thread lock of their own, so no thread lock is held while waiting for a file lock
+(the load mutex only for ``mountpoints.lock``, which is innermost).
 
 Example:
     >>> import containers_storage as cs
@@ -144,7 +153,6 @@ class Store:
         self._disable_volatile = disable_volatile
         self._graph_lock = Lockfile(os.path.join(graph, "storage.lock"))
         self._userns_lock = Lockfile(os.path.join(graph, "userns.lock"))
-        self._state_lock = threading.RLock()
         self._driver: Driver | None = None
         self._layers: LayerStore | None = None
         self._ro_layers: list[LayerStore] | None = None
@@ -243,40 +251,52 @@ class Store:
     # -- internal store access --------------------------------------------------------------
 
     def _get_driver(self) -> Driver:
-        if self._driver is None:
-            self._driver = new_driver(
+        """The driver, made if needed: called in ``__init__`` or under storage.lock."""
+        driver = self._driver
+        if driver is None:
+            driver = self._driver = new_driver(
                 self._driver_name, self._graph_root, self._run_root, self._driver_options
             )
-        return self._driver
+        return driver
 
     def _reset_driver(self) -> None:
+        """Forget the driver and the layer store (storage.lock held): another process's
+        shutdown touched storage.lock, or ours released them."""
         self._driver = None
         self._layers = None
         self._last_loaded = time.time()
 
-    def _layer_store(self) -> LayerStore:
-        with self._state_lock:
-            with self._graph_lock.writing():
-                if self._graph_lock.touched_since(self._last_loaded):
-                    self._reset_driver()
-                if self._layers is not None:
-                    return self._layers
-                driver = self._get_driver()
-                prefix = self._driver_name + "-"
-                store = LayerStore(
-                    os.path.join(self._graph_root, prefix + "layers"),
-                    os.path.join(self._run_root, prefix + "layers"),
-                    driver,
-                    read_only=False,
-                )
-                with store.writing():
-                    pass
-                store.ensure_mounts_file()
-                self._layers = store
-                return store
+    def _open_layer_store(self) -> LayerStore:
+        """This store's layer store, made on first use and again after another process
+        touched storage.lock (storage.lock held: Go's ``LayerStore``)."""
+        if self._graph_lock.touched_since(self._last_loaded):
+            self._reset_driver()
+        if self._layers is None:
+            prefix = self._driver_name + "-"
+            store = LayerStore(
+                os.path.join(self._graph_root, prefix + "layers"),
+                os.path.join(self._run_root, prefix + "layers"),
+                self._get_driver(),
+                read_only=False,
+            )
+            with store.writing():
+                pass
+            store.ensure_mounts_file()
+            self._layers = store
+        return self._layers
 
-    def _ro_layer_stores(self) -> list[LayerStore]:
-        with self._state_lock:
+    def _layer_store(self) -> LayerStore:
+        """This store's layer store; takes storage.lock (see :meth:`_all_layer_stores`)."""
+        with self._graph_lock.writing():
+            return self._open_layer_store()
+
+    def _all_layer_stores(self) -> list[LayerStore]:
+        """This store's layer store, then the additional stores' (read-only) ones.
+
+        Getting them takes ``storage.lock``: a caller that will hold ``layers.lock`` gets
+        them first (Go's order is ``storage.lock``, then the layers)."""
+        with self._graph_lock.writing():
+            rl = self._open_layer_store()
             if self._ro_layers is None:
                 driver = self._get_driver()
                 prefix = self._driver_name + "-"
@@ -284,14 +304,7 @@ class Store:
                     LayerStore(os.path.join(p, prefix + "layers"), None, driver, read_only=True)
                     for p in driver.image_stores
                 ]
-            return self._ro_layers
-
-    def _all_layer_stores(self) -> list[LayerStore]:
-        """This store's layer store, then the additional stores' (read-only) ones.
-
-        Getting them takes ``storage.lock``: a caller that will hold ``layers.lock`` gets
-        them first (Go's order is ``storage.lock``, then the layers)."""
-        return [self._layer_store(), *self._ro_layer_stores()]
+            return [rl, *self._ro_layers]
 
     def _all_image_stores(self) -> list[ImageStore]:
         return [self._images, *self._ro_images]
@@ -376,7 +389,7 @@ class Store:
         # Go asks the driver whether it can shift owners whenever a layer is made (and the
         # overlay driver caches the answer in the run root): do the same, so the run root
         # looks as Go leaves it, although layers made here never rely on it.
-        self._get_driver().supports_shifting()
+        rl.driver.supports_shifting()
         with ExitStack() as stack:
             stack.enter_context(rl.writing())
             stack.enter_context(self._containers.writing())
@@ -720,12 +733,13 @@ class Store:
             image_rec: Image | None = None
             home: ImageStore | None = None
             if image:
+                # The additional layer stores before any image store (the lock order).
+                for s in stores[1:]:
+                    stack.enter_context(s.reading())
                 home, image_rec = self._find_image(stack, image, write=True, locating=True)
             top: Layer | None = None
             inherit = (self._uid_map, self._gid_map)
             if image_rec is not None and image_rec.layer:
-                for s in stores[1:]:
-                    stack.enter_context(s.reading())
                 top = self._top_layer_for_mapping(
                     stores,
                     image_rec,
@@ -1196,10 +1210,10 @@ class Store:
                 unmapped = (layer_maps.uidmap, layer_maps.gidmap) != (ctr.uidmap, ctr.gidmap)
             except errors.LayerUnknownError:
                 unmapped = False
-            # The driver object, not graph_driver(): taking storage.lock here would take it
-            # twice (_mount takes it).
+            # The layer store's driver, got under storage.lock: another thread may be
+            # replacing the store's own (see _open_layer_store).
             shift = unmapped and userns.can_use_shifting(
-                self._get_driver().supports_shifting(), ctr.uidmap, ctr.gidmap
+                self._layer_store().driver.supports_shifting(), ctr.uidmap, ctr.gidmap
             )
             options = MountOptions(
                 mount_label=mount_label,
@@ -1285,7 +1299,9 @@ class Store:
         chunk_size: int = 1 << 20,
     ) -> Generator[bytes, None, None]:
         """:meth:`diff_to` as an iterator of chunks (the layer store stays read-locked
-        until the iterator is exhausted or closed)."""
+        until the iterator is exhausted or closed, as Go's ``Diff`` reader: the loop that
+        consumes it must not call the store, which would wait for storage.lock under
+        layers.lock, against the lock order)."""
         with ExitStack() as stack:
             home, _ = self._find_layer(stack, to_layer)
 

@@ -1640,7 +1640,7 @@ def test_ro_store_refuses_writes(ro_setup: ROSetup, driver: str) -> None:
     with pytest.raises(errors.LayerUnknownError):
         b.apply_diff(ids["top"], io.BytesIO(make_tar([f("x", b"x")])))
     # The record stores of A themselves refuse writes.
-    ro_layers = b._ro_layer_stores()[0]
+    ro_layers = b._all_layer_stores()[1]
     with pytest.raises(errors.StoreIsReadOnlyError):
         ro_layers.set_big_data(ids["top"], "k", b"v")
     with pytest.raises(errors.StoreIsReadOnlyError):
