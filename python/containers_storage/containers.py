@@ -8,8 +8,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from . import _native, errors
+from . import errors
 from ._jsonstore import atomic_write, now
+from ._mounts import remove_all
 from ._recordstore import RecordStore, big_data_file_name, dedupe_names
 from ._struct import replace
 from .digests import sha256_digest
@@ -112,12 +113,19 @@ class ContainerStore(RecordStore[Container]):
         self.put_record(replace(rec, metadata=metadata))
         self.save()
 
+    def remove_directories(self, ctr_id: str) -> None:
+        """Remove the container's directories in the graph and run roots, unmounting what
+        is mounted in them (podman's ``userdata/shm``), as Go's ``DeleteContainer`` does."""
+        remove_all(self.data_dir(ctr_id))
+        remove_all(os.path.join(self.run_directory, ctr_id))
+
     def delete(self, ref: str) -> None:
+        """Remove the container's directories, then its record: a failure leaves it listed,
+        for a retry to finish, never a record gone with its directories left."""
         rec = self.get(ref)
+        self.remove_directories(rec.id)
         self.remove(rec.id)
         self.save()
-        _native.remove_tree(self.data_dir(rec.id))
-        _native.remove_tree(os.path.join(self.run_directory, rec.id))
 
     def wipe(self) -> None:
         for rec in list(self.records):

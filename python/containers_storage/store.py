@@ -1156,6 +1156,9 @@ class Store:
             ctr = self._containers.lookup(ref)
             if ctr is None:
                 raise errors.NotAContainerError()
+            # Directories first (unmounting podman's shm and any other mount in them): what
+            # fails there leaves the container and its layer as they were, for a retry.
+            self._containers.remove_directories(ctr.id)
             if rl.lookup(ctr.layer) is not None:
                 rl.delete(ctr.layer)
             self._containers.delete(ctr.id)

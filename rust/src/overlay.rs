@@ -7,8 +7,6 @@
 //! need to `chdir` (which a threaded process cannot do safely) for relative paths.
 
 use std::path::{Path, PathBuf};
-use std::thread;
-use std::time::Duration;
 
 use rustix::fs::CWD;
 use rustix::io::Errno;
@@ -178,17 +176,12 @@ pub fn mount(target: &Path, m: &OverlayMount) -> Result<bool> {
     Ok(true)
 }
 
-/// Unmounts `target`, retrying while it is busy, then detaching lazily as a last resort.
-/// A path that is not mounted (or missing) is not an error.
-pub fn unmount(target: &Path, retries: u32) -> Result<()> {
-    for _ in 0..retries {
-        match rmount::unmount(target, UnmountFlags::empty()) {
-            Ok(()) => return Ok(()),
-            Err(Errno::INVAL) | Err(Errno::NOENT) => return Ok(()),
-            Err(Errno::BUSY) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(err("unmounting", target, e)),
-        }
-    }
+/// Detaches the mount on `target` (`umount2(MNT_DETACH)`), once, as Go's overlay `Put`
+/// does: the mount leaves the tree at once even while a process works inside it, and the
+/// kernel drops it when its last user goes. Nothing is lost by not waiting: an overlay's
+/// writes are already in its upper directory. A path that is not mounted (or missing) is
+/// not an error.
+pub fn unmount(target: &Path) -> Result<()> {
     match rmount::unmount(target, UnmountFlags::DETACH) {
         Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(err("unmounting", target, e)),

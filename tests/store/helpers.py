@@ -147,5 +147,5 @@ def release_mounts(under: Path) -> list[str]:
     prefix = str(under).rstrip("/") + "/"
     found = sorted((p for p in mountpoints() if p.startswith(prefix)), reverse=True)
     for path in found:
-        _native.unmount(path, 0)
+        _native.unmount(path)
     return found

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .. import _native
+from .._mounts import mountpoints, remove_all
 from .._strconv import parse_bool
 from .._struct import replace
 from ..errors import LayerUnknownError, NotSupportedError
@@ -61,38 +62,6 @@ FS_NAMES = {
     0x3153464A: "jfs",
 }
 _UNSUPPORTED_BACKING = {"aufs", "zfs", "overlayfs", "ecryptfs"}
-
-
-def _unescape(field: str) -> str:
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def mountpoints() -> set[str]:
-    """Mount points of this process's mount namespace (from ``/proc/self/mountinfo``)."""
-    return set(mounts_in_order())
-
-
-def mounts_in_order() -> list[str]:
-    """Mount points of this process's mount namespace, oldest first (a mount stacked on,
-    or using, another comes after it)."""
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split(" ", 5)
-            if len(fields) > 4:
-                points.append(_unescape(fields[4]))
-    return points
 
 
 #: Each byte value to a base32 letter (A-Z, 2-7) by its low five bits: 8 values a letter.
@@ -201,7 +170,7 @@ class OverlayDriver(Driver):
         try:
             yield d
         finally:
-            _native.unmount(os.path.join(d, "merged"), 1)
+            _native.unmount(os.path.join(d, "merged"))
             _native.remove_tree(d)
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(d))
@@ -482,10 +451,7 @@ class OverlayDriver(Driver):
         if link:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self.home, _LINK_DIR, link.strip()))
-        merged = os.path.join(d, "merged")
-        if merged in mountpoints():
-            _native.unmount(merged)
-        _native.remove_tree(d)
+        remove_all(d)
 
     def recreate_symlinks(self) -> None:
         """Go's ``recreateSymlinks``: restore lost ``l/`` links from the ``link`` files and
@@ -621,7 +587,7 @@ class OverlayDriver(Driver):
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(root, 0o700)
                 _native.idmapped_mount(src, root, userns)
-                stack.callback(_native.unmount, root, 0)
+                stack.callback(_native.unmount, root)
                 roots[src] = root
             out.append(os.path.join(root, os.path.relpath(lower, src)))
         return out
@@ -654,7 +620,7 @@ class OverlayDriver(Driver):
                     )
                     _native.unmount(os.path.join(d, "merged"))
                 finally:
-                    _native.unmount(mapped, 0)
+                    _native.unmount(mapped)
             except OSError:
                 return False
             return True
@@ -684,7 +650,7 @@ class OverlayDriver(Driver):
 
     def cleanup(self) -> None:
         if not self.skip_mount_home and self.home in mountpoints():
-            _native.unmount(self.home, 0)
+            _native.unmount(self.home)
 
     def status(self) -> list[tuple[str, str]]:
         return [
@@ -723,19 +689,12 @@ class OverlayDriver(Driver):
             names = os.listdir(root)
         except FileNotFoundError:
             return
-        points: list[str] | None = None
         for name in names:
             pid = name.split("-", 1)[0]
             if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                left = os.path.join(root, name)
                 # A feature probe killed mid-way leaves its mounts (merged/, and mapped/
-                # under it): the newest first.
-                if points is None:
-                    points = mounts_in_order()
-                for point in reversed(points):
-                    if point.startswith(left + "/"):
-                        _native.unmount(point, 1)
-                _native.remove_tree(left)
+                # under it).
+                remove_all(os.path.join(root, name))
 
     def stage(
         self,

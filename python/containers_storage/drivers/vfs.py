@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .. import _native
+from .._mounts import remove_all
 from .._strconv import parse_bool
 from ..errors import LayerUnknownError
 from ..records import IDMap, idmaps_to_tuples
@@ -101,7 +102,7 @@ class VfsDriver(Driver):
             raise
 
     def remove(self, layer_id: str) -> None:
-        _native.remove_tree(self._own_dir(layer_id))
+        remove_all(self._own_dir(layer_id))
 
     def get(self, layer_id: str, options: MountOptions) -> str:
         path = self.layer_dir(layer_id)

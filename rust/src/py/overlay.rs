@@ -27,12 +27,10 @@ pub fn overlay_mount(
     py.detach(|| overlay::mount(&target, &m)).map_err(to_pyerr)
 }
 
-/// Unmounts `target`, retrying on EBUSY, then lazily.
+/// Detaches the mount on `target` (once, `MNT_DETACH`); not mounted is not an error.
 #[pyfunction]
-#[pyo3(signature = (target, retries=50))]
-pub fn unmount(py: Python<'_>, target: PathBuf, retries: u32) -> PyResult<()> {
-    py.detach(|| overlay::unmount(&target, retries))
-        .map_err(to_pyerr)
+pub fn unmount(py: Python<'_>, target: PathBuf) -> PyResult<()> {
+    py.detach(|| overlay::unmount(&target)).map_err(to_pyerr)
 }
 
 /// Makes `path` a private mount (bind-mounting it on itself unless already a mount point).
