@@ -464,7 +464,7 @@ def test_tar_split_reproduces_the_tar(tmp_path: Path, fmt: str, compressed: bool
     tar = plain.read_bytes()
     layer = tmp_path / "l.tar.gz"
     layer.write_bytes(gzip(tar) if compressed else tar)
-    res = apply(layer, tmp_path / "t")
+    res = apply(layer, tmp_path / "t", keep_tar_split=True)
     rebuilt, files = reassemble(res.tar_split, tmp_path / "t")
     assert rebuilt == tar
     with tarfile.open(plain) as tf:
@@ -476,7 +476,7 @@ def test_tar_split_reproduces_the_tar(tmp_path: Path, fmt: str, compressed: bool
 def test_tar_split_of_python_tarfile_layer(tmp_path: Path) -> None:
     """Record padding of tarfile (to 10240 bytes) and PAX headers are raw segments."""
     tar = sample_layer()
-    res = apply(io.BytesIO(tar), tmp_path / "t")
+    res = apply(io.BytesIO(tar), tmp_path / "t", keep_tar_split=True)
     rebuilt, files = reassemble(res.tar_split, tmp_path / "t")
     assert rebuilt == tar
     hard = next(f for f in files if f["name"] == "etc/config.hard")

@@ -74,7 +74,7 @@ fn encoder(fd: RawFd, name: &str) -> PyResult<Encoder<File>> {
 #[pyfunction]
 #[pyo3(signature = (fd, target, *, whiteouts = "vfs", uid_map = None, gid_map = None,
                     ignore_chown_errors = false, limits = None, tar_split_path = None,
-                    keep_tar_split = true, progress = None, workers = None))]
+                    keep_tar_split = false, progress = None, workers = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn apply_layer<'py>(
     py: Python<'py>,
