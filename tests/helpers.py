@@ -4,10 +4,13 @@ locks seen in /proc/locks, and Python child processes driven line by line."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +98,16 @@ class Child:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.communicate(timeout=HANG_GUARD)
+
+
+def interrupt_when(proc: subprocess.Popen[Any], ready: Callable[[], bool]) -> None:
+    """Send SIGINT (Ctrl-C) to ``proc`` as soon as ``ready()`` holds (polled every 10 ms);
+    fail if the process ends first or ``ready()`` never holds."""
+    deadline = time.monotonic() + HANG_GUARD
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"the child ended ({proc.returncode}) before it showed progress")
+        if time.monotonic() > deadline:
+            pytest.fail("the child never showed progress")
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)

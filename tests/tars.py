@@ -263,3 +263,27 @@ def sha256(data: bytes) -> str:
 
 def hexpart(digest: str) -> str:
     return digest.split(":", 1)[1]
+
+
+def write_many_members(
+    path: Path, count: int, *, size: int = 0, pax_bytes: int = 0, last: str = "last"
+) -> str:
+    """Write a plain tar to ``path``: ``d/``, then ``count`` files ``d/NNNNNN`` of ``size``
+    bytes (each with a PAX comment of ``pax_bytes`` when non-zero), then the file ``last``,
+    whose presence after an apply shows that the apply got to the end. Streamed to the
+    file, so large layers cost no memory here. Returns ``last``."""
+    data = b"x" * size
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("d")
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, MTIME
+        tar.addfile(info)
+        for i in range(count):
+            info = tarfile.TarInfo(f"d/{i:06d}")
+            info.size, info.mode, info.mtime = size, 0o644, MTIME
+            if pax_bytes:
+                info.pax_headers = {"comment": "c" * pax_bytes}
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo(last)
+        info.mtime = MTIME
+        tar.addfile(info, io.BytesIO(b""))
+    return last

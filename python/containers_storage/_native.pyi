@@ -56,7 +56,7 @@ def apply_layer(
     ignore_chown_errors: bool = False,
     limits: dict[str, int | None] | None = None,
     tar_split_path: str | PathLike[str] | None = None,
-    keep_tar_split: bool = True,
+    keep_tar_split: bool = False,
     progress: Callable[[int, int | None], object] | None = None,
     workers: int | None = None,
 ) -> dict[str, Any]: ...

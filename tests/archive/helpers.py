@@ -237,6 +237,34 @@ class GoStore:
         return self.graph / "vfs" / "dir" / layer_id
 
 
+class GoOverlayStore(GoStore):
+    """An overlay store driven by Go's CLI (native diff: ``Native Overlay Diff: true``)."""
+
+    driver = "overlay"
+
+    def diff_dir(self, layer: str) -> Path:
+        return self.graph / "overlay" / layer / "diff"
+
+    def lowers(self, layer: str) -> list[Path]:
+        """The lower layers' diff directories, nearest first (Go's getLowerDiffPaths)."""
+        lower = self.graph / "overlay" / layer / "lower"
+        if not lower.exists():
+            return []
+        links = [p for p in lower.read_text().strip().split(":") if p]
+        return [(self.graph / "overlay" / p).resolve() for p in links]
+
+    def close(self) -> None:
+        """Shut the driver down; Go bind-mounts its overlay home on itself: unmount what
+        is left under the store."""
+        if self.graph.exists():
+            subprocess.run(self.argv("shutdown"), capture_output=True, check=False)
+        base = os.fspath(self.graph.parent)
+        mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
+        for point in reversed([line.split()[4] for line in mountinfo]):
+            if point == base or point.startswith(base + "/"):
+                subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
 def child_layer(big_bin_mtime: int) -> bytes:
     """Whiteouts, an opaque dir, and replacements over the tree of populate_common.
 

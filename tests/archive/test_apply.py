@@ -34,6 +34,7 @@ from containers_storage.errors import ArchiveError, UnsafePathError
 from tests.archive.helpers import (
     CAPABILITY,
     SPARSE_FILES,
+    GoOverlayStore,
     GoStore,
     TreeBuilder,
     apply,
@@ -463,7 +464,7 @@ def test_tar_split_reproduces_the_tar(tmp_path: Path, fmt: str, compressed: bool
     tar = plain.read_bytes()
     layer = tmp_path / "l.tar.gz"
     layer.write_bytes(gzip(tar) if compressed else tar)
-    res = apply(layer, tmp_path / "t")
+    res = apply(layer, tmp_path / "t", keep_tar_split=True)
     rebuilt, files = reassemble(res.tar_split, tmp_path / "t")
     assert rebuilt == tar
     with tarfile.open(plain) as tf:
@@ -475,7 +476,7 @@ def test_tar_split_reproduces_the_tar(tmp_path: Path, fmt: str, compressed: bool
 def test_tar_split_of_python_tarfile_layer(tmp_path: Path) -> None:
     """Record padding of tarfile (to 10240 bytes) and PAX headers are raw segments."""
     tar = sample_layer()
-    res = apply(io.BytesIO(tar), tmp_path / "t")
+    res = apply(io.BytesIO(tar), tmp_path / "t", keep_tar_split=True)
     rebuilt, files = reassemble(res.tar_split, tmp_path / "t")
     assert rebuilt == tar
     hard = next(f for f in files if f["name"] == "etc/config.hard")
@@ -865,6 +866,54 @@ def test_go_hardlink_header_mtime(tmp_path: Path) -> None:
         without_root_mtime(manifest(go.layer_dir(layer))),
         "hard link mtime vs Go",
     )
+
+
+def implicit_dirs_layer() -> bytes:
+    """Directories the tar does not list, under setgid and plain parents, and empty
+    ``SCHILY.xattr.*`` records beside set ones."""
+    t = TarBuilder(uid=0)
+    t.dir("./")
+    t.dir("s", mode=0o2775, gid=99)  # setgid: made before its implicit children
+    t.file("s/a/b/f", b"x", gid=5)  # s/a and s/a/b are implicit
+    t.dir("s/plain", mode=0o755, gid=6)  # explicit, not setgid, in a setgid parent
+    t.file("s/plain/c/f", b"y")  # s/plain/c implicit: no setgid to inherit
+    t.dir("n", mode=0o750, gid=7)
+    t.file("n/c/f", b"z")
+    t.file("x", b"x", pax={"SCHILY.xattr.user.empty": "", "SCHILY.xattr.user.set": "v"})
+    t.dir("xd", pax={"SCHILY.xattr.user.empty": ""})
+    return t.getvalue()
+
+
+@pytest.mark.gotools
+@pytest.mark.root
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+@pytest.mark.parametrize("driver", ["vfs", "overlay"])
+def test_go_implicit_dirs_and_empty_xattrs(tmp_path: Path, driver: str, umask: int) -> None:
+    """Missing parents get Go's mode, group and setgid bit (vfs: 0755 under Go's umask 0,
+    the setgid parent's group; overlay: 0777 less the umask, owned by root), also under a
+    setgid directory the same tar made; an empty xattr record sets nothing, as in Go."""
+    archive = tmp_path / "l.tar"
+    archive.write_bytes(implicit_dirs_layer())
+    go = GoStore(tmp_path / "go") if driver == "vfs" else GoOverlayStore(tmp_path / "go")
+    old = os.umask(umask)
+    try:
+        layer = go.create_layer()
+        go.applydiff(archive, layer)
+        ours = tmp_path / "ours"
+        apply(archive, ours, whiteouts=driver)
+        layer_dir = go.diff_dir(layer) if isinstance(go, GoOverlayStore) else go.layer_dir(layer)
+        want = manifest(layer_dir, include_root=False, mtimes=False)
+    finally:
+        os.umask(old)
+        if isinstance(go, GoOverlayStore):
+            go.close()
+    assert_same_tree(manifest(ours, include_root=False, mtimes=False), want, "vs Go")
+    # The oracle shows what the test is about.
+    umask_free = driver == "vfs" or umask == 0o022
+    assert want["s/a/b"]["mode"] == ("2755" if umask_free else "2700")
+    assert want["s/a/b"]["gid"] == (99 if driver == "vfs" else 0)
+    assert want["s/plain/c"]["mode"] == ("0755" if umask_free else "0700")
+    assert "user.empty" not in str(want["x"]) and "user.set" in str(want["x"])
 
 
 # --------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -48,7 +47,14 @@ from containers_storage.errors import ArchiveError
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.archive.helpers import CAPABILITY, GoStore, TreeBuilder, WriteOnly, run
+from tests.archive.helpers import (
+    CAPABILITY,
+    GoOverlayStore,
+    GoStore,
+    TreeBuilder,
+    WriteOnly,
+    run,
+)
 from tests.archive.manifest import Manifest, assert_same_tree, manifest, raw_typeflags
 from tests.tars import MTIME, TarBuilder
 
@@ -180,34 +186,6 @@ def go_driver_diff(go: GoStore, layer: str, driver: str) -> bytes:
     out = go.graph.parent / f"{layer}.diff.tar"
     go.cli("diff", "-u", "-f", out, layer)
     return out.read_bytes()
-
-
-class GoOverlayStore(GoStore):
-    """An overlay store driven by Go's CLI (native diff: ``Native Overlay Diff: true``)."""
-
-    driver = "overlay"
-
-    def diff_dir(self, layer: str) -> Path:
-        return self.graph / "overlay" / layer / "diff"
-
-    def lowers(self, layer: str) -> list[Path]:
-        """The lower layers' diff directories, nearest first (Go's getLowerDiffPaths)."""
-        lower = self.graph / "overlay" / layer / "lower"
-        if not lower.exists():
-            return []
-        links = [p for p in lower.read_text().strip().split(":") if p]
-        return [(self.graph / "overlay" / p).resolve() for p in links]
-
-    def close(self) -> None:
-        """Shut the driver down; Go bind-mounts its overlay home on itself: unmount what
-        is left under the store."""
-        if self.graph.exists():
-            subprocess.run(self.argv("shutdown"), capture_output=True, check=False)
-        base = os.fspath(self.graph.parent)
-        mountinfo = Path("/proc/self/mountinfo").read_text().splitlines()
-        for point in reversed([line.split()[4] for line in mountinfo]):
-            if point == base or point.startswith(base + "/"):
-                subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ def layer(tmp_path: Path) -> tuple[Path, bytes, str]:
     data = t.getvalue()
     target = tmp_path / "layer"
     target.mkdir()
-    result = apply_layer(io.BytesIO(data), target)
+    result = apply_layer(io.BytesIO(data), target, keep_tar_split=True)
     assert result.tar_split is not None
     return target, result.tar_split, result.uncompressed_digest
 

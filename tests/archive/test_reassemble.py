@@ -93,6 +93,7 @@ def round_trip(
     """Apply ``tar`` (or ``source``, whose uncompressed stream is ``tar``), reassemble the
     layer, and check the output is ``tar`` byte for byte, with the DiffID as its sha256."""
     layer = tmp / "layer" if layer is None else layer
+    kwargs.setdefault("keep_tar_split", True)
     res = apply(io.BytesIO(tar) if source is None else source, layer, **kwargs)
     assert res.tar_split is not None
     assert res.uncompressed_digest == "sha256:" + sha256_hex(tar)
@@ -421,7 +422,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, ApplyResul
     """One applied layer (tar, result, layer directory) for the sink and record tests."""
     tmp = tmp_path_factory.mktemp("applied")
     tar = tarfile_layer(tarfile.GNU_FORMAT)
-    res = apply(io.BytesIO(tar), tmp / "layer")
+    res = apply(io.BytesIO(tar), tmp / "layer", keep_tar_split=True)
     return tar, res, tmp / "layer"
 
 
@@ -594,7 +595,7 @@ def test_sink_write_error_raised(applied: tuple[bytes, ApplyResult, Path]) -> No
 def test_tar_split_variants(tmp_path: Path) -> None:
     """The record as bytes, as the store's gzip'd file, and as a plain NDJSON file."""
     tar = tarfile_layer(tarfile.PAX_FORMAT)
-    res = apply(io.BytesIO(tar), tmp_path / "layer")
+    res = apply(io.BytesIO(tar), tmp_path / "layer", keep_tar_split=True)
     assert res.tar_split is not None
     gz = tmp_path / "id.tar-split.gz"
     res_gz = apply(io.BytesIO(tar), tmp_path / "layer2", tar_split_path=gz)
@@ -612,7 +613,7 @@ def test_tar_split_variants(tmp_path: Path) -> None:
 def test_tar_split_gz_multistream(tmp_path: Path) -> None:
     """A record gzip'd in several members (as concatenated gzip files are) still reads."""
     tar = tarfile_layer(tarfile.GNU_FORMAT)
-    res = apply(io.BytesIO(tar), tmp_path / "layer")
+    res = apply(io.BytesIO(tar), tmp_path / "layer", keep_tar_split=True)
     assert res.tar_split is not None
     lines = res.tar_split.splitlines(keepends=True)
     half = len(lines) // 2
@@ -680,7 +681,7 @@ def fresh(tmp_path: Path) -> tuple[bytes, ApplyResult, Path]:
         .file("d/last", b"last file")
         .getvalue()
     )
-    res = apply(io.BytesIO(tar), tmp_path / "layer")
+    res = apply(io.BytesIO(tar), tmp_path / "layer", keep_tar_split=True)
     return tar, res, tmp_path / "layer"
 
 

@@ -35,9 +35,15 @@ import containers_storage as cs
 import pytest
 from containers_storage import errors
 
-from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD, Child, proc_locks_holders
+from tests.helpers import (
+    GO_CONTAINERS_STORAGE,
+    HANG_GUARD,
+    Child,
+    interrupt_when,
+    proc_locks_holders,
+)
 from tests.store.helpers import release_mounts
-from tests.tars import MTIME, d, f, make_tar, sym
+from tests.tars import MTIME, d, f, make_tar, sym, write_many_members
 
 pytestmark = [pytest.mark.root]
 
@@ -371,6 +377,80 @@ def test_sigkill_during_put_layer(tmp_path: Path, roots: tuple[Path, Path], driv
     )
     assert kills >= 5, f"only {kills} kills: the test did not exercise crashes"
     assert state.interrupted >= 1, "no kill landed inside put_layer"
+
+
+#: argv: graph run driver layer last. Prints "interrupted" when put_layer raises
+#: KeyboardInterrupt, "done" when it returns; before that, "stopped early" or "applied to
+#: the end" when the interrupt comes out of the apply (the rollback then removes the files).
+PUT_INTERRUPTED_CHILD = r"""
+import os, sys
+import containers_storage as cs
+from containers_storage import archive
+graph, run, driver, layer, last = sys.argv[1:6]
+apply_layer = archive.apply_layer
+
+def watched(source, target_dir, **kwargs):
+    try:
+        return apply_layer(source, target_dir, **kwargs)
+    except KeyboardInterrupt:
+        end = os.path.lexists(os.path.join(target_dir, last))
+        print("applied to the end" if end else "stopped early", flush=True)
+        raise
+
+archive.apply_layer = watched
+store = cs.Store(graph, run, driver)
+try:
+    store.put_layer(None, layer)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+print("done", flush=True)
+"""
+
+
+def test_ctrl_c_during_put_layer(
+    tmp_path: Path, roots: tuple[Path, Path], driver: str, no_leaked_mounts: None
+) -> None:
+    """SIGINT once the layer's first files are on disk: put_layer raises KeyboardInterrupt
+    part-way (the apply checks signals about every 100 ms) and its rollback leaves no
+    layer record, no layer directory and no tar-split behind."""
+    graph, run = roots
+    layer = tmp_path / "layer.tar"
+    last = write_many_members(layer, 60_000, size=1024)
+    cs.Store(graph, run, driver).shutdown(True)
+    progress = ("vfs/dir/*" if driver == "vfs" else "overlay/*/diff") + "/d/*"
+    seen: list[Path] = []
+
+    def applying() -> bool:
+        for p in graph.glob(progress):
+            seen.append(p.parent.parent)
+            return True
+        return False
+
+    argv = [str(graph), str(run), driver, str(layer), last]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PUT_INTERRUPTED_CHILD, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        interrupt_when(proc, applying)
+        out, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, out) == (3, "stopped early\ninterrupted\n"), err
+    store = cs.Store(graph, run, driver)
+    try:
+        assert store.layers() == []
+        assert driver_layer_dirs(graph, driver) == set()
+        assert tar_split_files(graph, driver) == (set(), [])
+        assert not staging_left(graph, driver)
+        assert not seen[0].exists()
+    finally:
+        store.shutdown(True)
 
 
 # -- b) concurrent random operations -----------------------------------------------------------

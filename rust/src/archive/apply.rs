@@ -188,9 +188,78 @@ struct DirMeta {
     mtime: Timespec,
 }
 
+/// How a directory the tar does not list (a missing parent) is made: as Go makes it.
+#[derive(Clone, Copy)]
+enum Implicit {
+    /// Go's naive apply (`UnpackLayer`, vfs), which runs under umask 0: mode 0755 whatever
+    /// the umask; a setgid parent passes on its setgid bit and group (the kernel's rule).
+    UnpackLayer,
+    /// Go's `Unpack` (the overlay driver, `CopyWithTar`): 0777 less the umask, setgid
+    /// inherited, then owned by the layer's root (container 0:0 on the host) when mappable.
+    Unpack {
+        owner: Option<(u32, u32)>,
+        ignore_chown_errors: bool,
+    },
+}
+
+impl Implicit {
+    fn new(opts: &ApplyOptions) -> Implicit {
+        match opts.whiteouts {
+            WhiteoutFormat::Vfs => Implicit::UnpackLayer,
+            WhiteoutFormat::Overlay | WhiteoutFormat::Aufs => {
+                let host =
+                    |m: &super::idmap::IdMap| m.to_host(0).and_then(|id| u32::try_from(id).ok());
+                Implicit::Unpack {
+                    owner: host(&opts.uid_map).zip(host(&opts.gid_map)),
+                    ignore_chown_errors: opts.ignore_chown_errors,
+                }
+            }
+        }
+    }
+
+    /// The mode `mkdir` is given (the umask applies to it).
+    fn mkdir_mode(self) -> Mode {
+        match self {
+            Implicit::UnpackLayer => Mode::from_raw_mode(0o755),
+            Implicit::Unpack { .. } => Mode::from_raw_mode(0o777),
+        }
+    }
+
+    /// Finishes the directory `fd` just made for member `name`.
+    fn finish(self, fd: &OwnedFd, name: &[u8]) -> Result<()> {
+        match self {
+            Implicit::UnpackLayer => {
+                let st = rfs::fstat(fd).map_err(|e| member_io(name, "examining directory", e))?;
+                let want = 0o755 | (st.st_mode & SETGID);
+                if st.st_mode & 0o7777 != want {
+                    rfs::fchmod(fd, Mode::from_raw_mode(want))
+                        .map_err(|e| member_io(name, "changing mode", e))?;
+                }
+            }
+            Implicit::Unpack {
+                owner: Some((u, g)),
+                ignore_chown_errors,
+            } => {
+                let res = rfs::fchown(fd, Some(rfs::Uid::from_raw(u)), Some(rfs::Gid::from_raw(g)));
+                match res {
+                    Ok(()) => {}
+                    Err(_) if ignore_chown_errors => {}
+                    Err(e) => return Err(member_io(name, "changing owner", e)),
+                }
+            }
+            Implicit::Unpack { owner: None, .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// The setgid bit of a mode.
+const SETGID: u32 = 0o2000;
+
 /// The target directory and the open parent directories under it.
 struct Root {
     fd: Arc<OwnedFd>,
+    implicit: Implicit,
     cache: HashMap<Vec<u8>, Arc<OwnedFd>>,
     /// Directories this apply created (the root too when it started empty): nothing but this
     /// layer's members can be in them.
@@ -248,7 +317,7 @@ pub(super) fn clean(name: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Root {
-    fn open(target: &Path) -> Result<Root> {
+    fn open(target: &Path, implicit: Implicit) -> Result<Root> {
         let fd = rfs::open(
             target,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -274,6 +343,7 @@ impl Root {
         }
         Ok(Root {
             fd: Arc::new(fd),
+            implicit,
             cache: HashMap::new(),
             fresh,
         })
@@ -318,19 +388,26 @@ impl Root {
                     let (parent, base) = split_parent(path);
                     let parent = parent.to_vec();
                     let base = base.to_vec();
+                    let implicit = self.implicit;
                     let pfd = match self.dir(&parent, true, name)? {
                         Some(fd) => fd,
                         None => return Ok(None),
                     };
-                    match rfs::mkdirat(pfd, base.as_slice(), Mode::from_raw_mode(0o755)) {
+                    let made = match rfs::mkdirat(pfd, base.as_slice(), implicit.mkdir_mode()) {
                         Ok(()) => {
                             self.fresh.insert(path.to_vec());
+                            true
                         }
-                        Err(Errno::EXIST) => {}
+                        Err(Errno::EXIST) => false,
                         Err(e) => return Err(member_io(name, "creating parent directory", e)),
+                    };
+                    let fd = self
+                        .open_beneath(path, true)
+                        .map_err(|e| member_io(name, "opening parent directory", e))?;
+                    if made {
+                        self.implicit.finish(&fd, name)?;
                     }
-                    self.open_beneath(path, true)
-                        .map_err(|e| member_io(name, "opening parent directory", e))?
+                    fd
                 }
                 Err(Errno::NOENT) => return Ok(None),
                 Err(Errno::NOTDIR) => {
@@ -415,10 +492,37 @@ fn timespec(t: (i64, u32)) -> Timespec {
     }
 }
 
+/// Progress reports, which are also where the caller may cancel (a pending Ctrl-C): called
+/// between members and between data chunks, at most once per [`PROGRESS_EVERY`].
+struct Ticker<'p, 'c> {
+    progress: Option<Progress<'p>>,
+    total: Option<u64>,
+    counter: &'c AtomicU64,
+    last: Instant,
+}
+
+impl Ticker<'_, '_> {
+    fn tick(&mut self) -> Result<()> {
+        let Some(cb) = self.progress.as_mut() else {
+            return Ok(());
+        };
+        if self.last.elapsed() < PROGRESS_EVERY {
+            return Ok(());
+        }
+        self.last = Instant::now();
+        if cb(self.counter.load(Ordering::Relaxed), self.total) {
+            Ok(())
+        } else {
+            Err(Error::Cancelled)
+        }
+    }
+}
+
 /// The extraction state.
-struct Extractor<'o> {
+struct Extractor<'o, 'p, 'c> {
     root: Root,
     opts: &'o ApplyOptions,
+    ticker: Ticker<'p, 'c>,
     dirs: Vec<DirMeta>,
     opaque: Vec<Vec<u8>>,
     /// Paths this layer wrote, and their ancestors (vfs opaque handling).
@@ -440,7 +544,7 @@ fn extract(
     target: &Path,
     opts: &ApplyOptions,
     tar_split: Option<TarSplitSink>,
-    mut progress: Option<Progress<'_>>,
+    progress: Option<Progress<'_>>,
     total: Option<u64>,
     counter: &AtomicU64,
 ) -> Result<(Summary, Option<TarSplitWriter>, Option<[u8; 32]>)> {
@@ -450,8 +554,14 @@ fn extract(
     };
     let mut tar = TarReader::new(reader, limits, split);
     let mut ex = Extractor {
-        root: Root::open(target)?,
+        root: Root::open(target, Implicit::new(opts))?,
         opts,
+        ticker: Ticker {
+            progress,
+            total,
+            counter,
+            last: Instant::now(),
+        },
         dirs: Vec::new(),
         opaque: Vec::new(),
         written: HashSet::new(),
@@ -462,7 +572,6 @@ fn extract(
         pending: HashSet::new(),
         seen_before: false,
     };
-    let mut last_report = Instant::now();
     while let Some(entry) = tar.next_entry()? {
         ex.summary.entries += 1;
         if ex.summary.entries > opts.limits.max_entries {
@@ -476,21 +585,14 @@ fn extract(
             });
         }
         ex.entry(&mut tar, entry)?;
-        if let Some(cb) = progress.as_mut() {
-            if last_report.elapsed() >= PROGRESS_EVERY {
-                last_report = Instant::now();
-                if !cb(counter.load(Ordering::Relaxed), total) {
-                    return Err(Error::Cancelled);
-                }
-            }
-        }
+        ex.ticker.tick()?;
     }
     ex.finish()?;
     let (split, reader) = tar.into_parts();
     Ok((ex.summary, split, reader.digest()))
 }
 
-impl Extractor<'_> {
+impl Extractor<'_, '_, '_> {
     fn check_limits(&self, entry: &Entry, path: &[u8]) -> Result<()> {
         let limits = &self.opts.limits;
         let reason = if entry.name.len() > limits.max_path_length {
@@ -839,6 +941,7 @@ impl Extractor<'_> {
                     let n = chunk.len();
                     out.write_all(chunk).map_err(werr)?;
                     tar.consume_data(n);
+                    self.ticker.tick()?;
                 }
             }
             Some(map) => {
@@ -862,6 +965,7 @@ impl Extractor<'_> {
                         file.write_all_at(&self.buf[..want], offset + done)
                             .map_err(werr)?;
                         done += want as u64;
+                        self.ticker.tick()?;
                     }
                 }
                 file.set_len(entry.size).map_err(werr)?;
@@ -882,6 +986,15 @@ impl Extractor<'_> {
                 Some(rfs::Gid::from_raw(g)),
             );
             self.chown_result(entry, res)?;
+        }
+        // Go gives a directory its mode when it makes it, so directories made later under it
+        // (a missing parent, by the kernel's rule) inherit its setgid bit and group: that
+        // bit now, after the chown; the rest of the mode at the end.
+        let st = rfs::fstat(&fd).map_err(|e| member_io(&entry.name, "examining directory", e))?;
+        if st.st_mode & SETGID != entry.mode & SETGID {
+            let mode = (st.st_mode & 0o7777 & !SETGID) | (entry.mode & SETGID);
+            rfs::fchmod(&fd, Mode::from_raw_mode(mode))
+                .map_err(|e| member_io(&entry.name, "changing mode", e))?;
         }
         self.set_xattrs(entry, fd.as_fd())
     }

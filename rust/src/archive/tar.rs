@@ -794,6 +794,26 @@ impl Pax {
                     .and_then(|s| s.parse::<u64>().ok())
                     .ok_or_else(|| format!("invalid tar header: bad PAX number {:?}", lossy(v)))
             };
+            if value.is_empty() && !key.starts_with(b"GNU.sparse.") {
+                // Go's reader keeps the header's own value for an empty record, and sets no
+                // xattr for an empty `SCHILY.xattr.*` one; a later record overrides an
+                // earlier one of the same key, so an empty one also drops it.
+                match key {
+                    b"path" => self.path = None,
+                    b"linkpath" => self.linkpath = None,
+                    b"size" => self.size = None,
+                    b"uid" => self.uid = None,
+                    b"gid" => self.gid = None,
+                    b"mtime" => self.mtime = None,
+                    b"atime" => self.atime = None,
+                    _ => {
+                        if let Some(name) = key.strip_prefix(b"SCHILY.xattr.".as_slice()) {
+                            self.xattrs.retain(|(n, _)| n != name);
+                        }
+                    }
+                }
+                continue;
+            }
             match key {
                 b"path" | b"linkpath" => {
                     // Go rejects NUL in PAX path and linkpath.
@@ -895,6 +915,18 @@ mod tests {
         assert!(Pax::default().parse(b"99 path=x\n").is_err());
         assert!(Pax::default().parse(b"8 path=x\n").is_err());
         assert!(Pax::default().parse(b"9 path=x\n").is_ok());
+    }
+
+    #[test]
+    fn empty_pax_records_set_nothing() {
+        // Go keeps the header's value for an empty record and sets no empty xattr; a later
+        // empty record drops an earlier one.
+        let mut pax = Pax::default();
+        pax.parse(b"25 SCHILY.xattr.user.a=b\n25 SCHILY.xattr.user.c=d\n24 SCHILY.xattr.user.a=\n")
+            .expect("parse");
+        pax.parse(b"7 uid=\n9 mtime=\n8 path=\n").expect("parse");
+        assert_eq!(pax.xattrs, vec![(b"user.c".to_vec(), b"d".to_vec())]);
+        assert_eq!((pax.uid, pax.mtime, pax.path), (None, None, None));
     }
 
     #[test]

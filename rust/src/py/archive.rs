@@ -74,7 +74,7 @@ fn encoder(fd: RawFd, name: &str) -> PyResult<Encoder<File>> {
 #[pyfunction]
 #[pyo3(signature = (fd, target, *, whiteouts = "vfs", uid_map = None, gid_map = None,
                     ignore_chown_errors = false, limits = None, tar_split_path = None,
-                    keep_tar_split = true, progress = None, workers = None))]
+                    keep_tar_split = false, progress = None, workers = None))]
 #[allow(clippy::too_many_arguments)]
 pub fn apply_layer<'py>(
     py: Python<'py>,
@@ -116,15 +116,20 @@ pub fn apply_layer<'py>(
     let progress = progress.map(|p| p.unbind());
     let mut callback_error: Option<PyErr> = None;
     let result = py.detach(|| {
+        // Called about ten times a second: a pending signal (Ctrl-C: KeyboardInterrupt)
+        // or an exception from the callback stops the apply there.
         let mut report = |done: u64, total: Option<u64>| -> bool {
-            let Some(cb) = progress.as_ref() else {
-                return true;
-            };
-            Python::attach(|py| match cb.bind(py).call1((done, total)) {
-                Ok(_) => true,
-                Err(e) => {
-                    callback_error = Some(e);
-                    false
+            Python::attach(|py| {
+                let res = py.check_signals().and_then(|()| match progress.as_ref() {
+                    Some(cb) => cb.bind(py).call1((done, total)).map(drop),
+                    None => Ok(()),
+                });
+                match res {
+                    Ok(()) => true,
+                    Err(e) => {
+                        callback_error = Some(e);
+                        false
+                    }
                 }
             })
         };
@@ -139,6 +144,10 @@ pub fn apply_layer<'py>(
     });
     if let Some(e) = callback_error {
         return Err(e);
+    }
+    if result.is_err() {
+        // A signal may have cut a system call short (EINTR): it is the cause to report.
+        py.check_signals()?;
     }
     let res = result.map_err(to_pyerr)?;
     let out = PyDict::new(py);

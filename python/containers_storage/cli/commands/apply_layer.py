@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -34,7 +33,6 @@ def run(ctx: Context) -> int:
     path = ctx.text("file")
     bar = ProgressBar("applying", enabled=not ctx.json)
     try:
-        os.makedirs(target, exist_ok=True)
         if not path:
             from ...sample import sample_layer, sample_upper_layer
 
@@ -54,7 +52,6 @@ def run(ctx: Context) -> int:
                     whiteouts=whiteouts,
                     ignore_chown_errors=ctx.flag("ignore_chown_errors"),
                     progress=bar,
-                    keep_tar_split=False,  # not printed; would grow with the layer
                 )
             ]
     except (ArchiveError, OSError) as e:
