@@ -204,3 +204,22 @@ def test_cli_diff_is_gos(
     argv = ["--graph", str(roots[0]), "--run", str(roots[1]), "--storage-driver", driver]
     assert main([*argv, "diff", "-u", "-f", str(out), layer.id]) == 0
     assert out.read_bytes() == go(roots, driver, "diff", "-u", layer.id).stdout
+
+
+def test_mapped_layer_diff_is_gos(store: cs.Store, roots: tuple[Path, Path], driver: str) -> None:
+    """In a layer with ID maps, a header carries the container IDs and the names of the host
+    IDs (Go names the owner lstat gives, then maps the numbers)."""
+    layer = store.create_layer(None, uid_map=[(0, 1, 65536)], gid_map=[(0, 2, 65536)])
+    root = Path(store.mount(layer.id))
+    try:
+        (root / "f").write_bytes(b"owned by container root")
+        os.chown(root / "f", 1, 2)  # host daemon:bin
+        (root / "d").mkdir()
+        os.chown(root / "d", 4242, 4343)
+    finally:
+        store.unmount(layer.id)
+    ours = our_diff(store, layer.id)
+    assert_go_bytes(roots, driver, ours, layer.id)
+    f_header = next(blk for _, blk in headers(ours) if blk[:2] == b"f\0")
+    assert f_header[108:124] == b"0000000\0" * 2  # uid, gid 0
+    assert f_header[265:273] == b"daemon\0\0" and f_header[297:301] == b"bin\0"
