@@ -502,7 +502,8 @@ def diff(
         parent_dir: The parent layer's tree (naive mode).
         overlay: Read ``layer_dir`` as an overlay upper directory.
         lowers: The lower layers' directories (overlay mode), nearest first: an opaque
-            directory gets its ``.wh..wh..opq`` marker only when one of them has it.
+            directory gets its ``.wh..wh..opq`` marker only when one of them has it (none
+            given: no marker, as Go writes a layer without lower layers).
         compression: ``"none"``, ``"gzip"`` or ``"zstd"``; bzip2 and xz are refused.
         uid_map: Container-to-host UID ranges of the layer.
         gid_map: Container-to-host GID ranges of the layer.

@@ -944,7 +944,7 @@ def test_overlay_changes(lower_and_upper: tuple[Path, Path]) -> None:
 @pytest.mark.root
 def test_overlay_diff_members(lower_and_upper: tuple[Path, Path], tmp_path: Path) -> None:
     lower, upper = lower_and_upper
-    data = diff_bytes(upper, overlay=True)
+    data = diff_bytes(upper, overlay=True, lowers=[lower])
     got = members(data)
     assert [(r["name"], r["type"], r["size"]) for r in got] == [
         (".wh.d", "file", 0),
@@ -1077,7 +1077,7 @@ def test_kernel_overlay(tmp_path: Path) -> None:
         ("/tree/x", M),
     ]
     layer = tmp_path / "layer.tar"
-    diff(upper, layer, overlay=True)
+    diff(upper, layer, overlay=True, lowers=[lower])
     target = tmp_path / "target"
     run("cp", "-a", lower, target)
     apply_layer(layer, target, whiteouts="vfs")

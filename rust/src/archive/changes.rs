@@ -52,13 +52,16 @@ pub struct Meta {
     pub uid: u64,
     /// Group.
     pub gid: u64,
+    /// Owner and group as `lstat` gave them (host IDs: a diff names them).
+    pub host_ids: (u32, u32),
     /// Device number.
     pub rdev: u64,
     /// Size in bytes.
     pub size: u64,
     /// mtime seconds and nanoseconds.
     pub mtime: (i64, i64),
-    /// `security.capability` and `user.*` xattrs, sorted (what Go compares).
+    /// `security.capability`, `security.ima` and `user.*` xattrs, sorted (what Go exports;
+    /// it compares all but `security.ima`).
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Inode, for hard-link detection.
     pub ino: u64,
@@ -86,7 +89,7 @@ fn io_err(op: &'static str, path: &Path, e: Errno) -> Error {
     Error::io(op, path, e.into())
 }
 
-/// The xattrs Go 1.43 compares and exports: `security.capability` and `user.*`, sorted.
+/// The xattrs Go 1.43 exports: `security.capability`, `security.ima` and `user.*`, sorted.
 pub(super) fn read_xattrs(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let path = proc_path(dir, name);
     let mut names = vec![0u8; 4096];
@@ -103,7 +106,7 @@ pub(super) fn read_xattrs(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<(Vec<u8>, Vec
     };
     let mut out = Vec::new();
     for key in names[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
-        if key != b"security.capability" && !key.starts_with(b"user.") {
+        if key != b"security.capability" && key != IMA && !key.starts_with(b"user.") {
             continue;
         }
         let mut value = vec![0u8; 64 * 1024];
@@ -115,6 +118,9 @@ pub(super) fn read_xattrs(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<(Vec<u8>, Vec
     out.sort();
     out
 }
+
+/// Exported in diffs, not compared by `changes`.
+const IMA: &[u8] = b"security.ima";
 
 fn stat_meta(
     dir: BorrowedFd<'_>,
@@ -137,6 +143,7 @@ fn stat_meta(
         // Go compares owners as container IDs; unmappable IDs stay as they are.
         uid: map.0.to_container(uid).unwrap_or(uid),
         gid: map.1.to_container(gid).unwrap_or(gid),
+        host_ids: (st.st_uid, st.st_gid),
         rdev: st.st_rdev,
         size: st.st_size as u64,
         mtime: (st.st_mtime, st.st_mtime_nsec as i64),
@@ -211,7 +218,11 @@ fn differs(old: &Meta, new: &Meta) -> bool {
         || old.gid != new.gid
         || old.rdev != new.rdev
         || (!old.is_dir() && (!same_time(old.mtime, new.mtime) || old.size != new.size))
-        || old.xattrs != new.xattrs
+        || !old
+            .xattrs
+            .iter()
+            .filter(|x| x.0 != IMA)
+            .eq(new.xattrs.iter().filter(|x| x.0 != IMA))
 }
 
 fn child_path(parent: &[u8], name: &[u8]) -> Vec<u8> {

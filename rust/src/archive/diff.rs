@@ -1,13 +1,18 @@
-//! Writing a layer's changes as a tar (Go `ExportChanges`, and the overlay native diff).
+//! Writing a layer's changes as a tar, byte for byte as containers/storage 1.43 does (Go's
+//! naive `Diff`: `ExportChanges` of the changes against a parent, `TarWithOptions` of a layer
+//! without one; the overlay native diff: `TarWithOptions` of the upper directory with the
+//! overlay whiteout converter), so that a layer committed through us has the DiffID podman
+//! or buildah would give it.
 //!
-//! Each change becomes a member read from the layer through directory fds confined to it;
-//! deletions become `.wh.NAME` whiteouts (Go: mode 0, size 0, the current time), hard links
-//! within the layer become link members after their first occurrence, owners are mapped back
-//! to container IDs, and `security.capability` and `user.*` xattrs travel as PAX records.
-//! Headers are written with the `tar` crate (GNU long names and links).
+//! Each member is Go's `FileInfoHeader` of the entry, read through directory fds confined to
+//! the layer: the mode with its file-type bits, owners mapped back to container IDs and named
+//! after the host IDs (see [`owners`](super::owners)), whole-second mtimes (truncated),
+//! `security.capability`, `security.ima` and `user.*` xattrs as PAX records; a non-directory
+//! with several links becomes a link to the first path written for its inode. Headers are
+//! laid out by [`gotar`](super::gotar). Deletions (naive) become `.wh.NAME` members with mode,
+//! owner and names empty and the time of the diff, as Go writes them.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,12 +21,13 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags};
-use tar::{EntryType, Header};
 
 use super::changes::{
     changes_dirs, layer_and_parent, read_tree, Base, Change, ChangeKind, Meta, Node,
 };
+use super::gotar::{self, typeflag, GoHeader};
 use super::idmap::IdMap;
+use super::owners::OwnerNames;
 use super::whiteout::{WHITEOUT_OPAQUE_DIR, WHITEOUT_PREFIX};
 use crate::error::{Error, Result};
 use crate::fsutil::open_in_root;
@@ -30,37 +36,28 @@ fn werr(e: std::io::Error) -> Error {
     Error::io("writing the diff", "", e)
 }
 
-/// A PAX extended header member carrying `records`.
-fn pax_member<W: Write>(b: &mut tar::Builder<W>, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-    let mut data = Vec::new();
-    for (key, value) in records {
-        let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
-        let mut len = body_len + body_len.to_string().len();
-        if len.to_string().len() != body_len.to_string().len() {
-            len += 1;
-        }
-        data.extend_from_slice(len.to_string().as_bytes());
-        data.push(b' ');
-        data.extend_from_slice(key);
-        data.push(b'=');
-        data.extend_from_slice(value);
-        data.push(b'\n');
-    }
-    let mut h = Header::new_ustar();
-    h.set_entry_type(EntryType::XHeader);
-    h.set_path("PaxHeaders/x").map_err(werr)?;
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append(&h, data.as_slice()).map_err(werr)
+/// containers/storage's `major`/`minor` of a device number (`setHeaderForSpecialDevice`:
+/// the 12-bit major and 20-bit minor of the old encoding).
+fn dev_numbers(rdev: u64) -> (u64, u64) {
+    (
+        (rdev >> 8) & 0xfff,
+        (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+    )
+}
+
+/// `dir/` + `prefix` + the base name of a `/`-free-at-the-ends relative path.
+fn with_base_prefix(rel: &[u8], prefix: &[u8]) -> Vec<u8> {
+    let cut = rel.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    [&rel[..cut], prefix, &rel[cut..]].concat()
 }
 
 /// Writes tar members for the layer's paths.
 pub struct DiffWriter<W: Write> {
-    builder: tar::Builder<W>,
+    out: W,
     root: OwnedFd,
-    /// First path seen for each hard-linked inode.
+    /// First path written for each inode with several links (Go's `SeenFiles`).
     links: HashMap<u64, Vec<u8>>,
+    names: OwnerNames,
     /// Uncompressed bytes of content written.
     pub content_bytes: u64,
 }
@@ -75,149 +72,130 @@ impl<W: Write> DiffWriter<W> {
             Mode::empty(),
         )
         .map_err(|e| Error::io("opening layer directory", layer_dir, e.into()))?;
-        let mut builder = tar::Builder::new(out);
-        builder.mode(tar::HeaderMode::Complete);
         Ok(DiffWriter {
-            builder,
+            out,
             root,
             links: HashMap::new(),
+            names: OwnerNames::default(),
             content_bytes: 0,
         })
     }
 
-    fn header(&self, meta: &Meta, ty: EntryType) -> Header {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(ty);
-        h.set_mode(meta.mode & 0o7777);
-        h.set_uid(meta.uid);
-        h.set_gid(meta.gid);
-        h.set_mtime(meta.mtime.0.max(0) as u64);
-        h.set_size(0);
-        h
+    /// Go's `FileInfoHeader` of the entry at `rel` (no leading `/`), after `addTarFile`'s
+    /// hard-link and owner handling; `None` for sockets, which Go skips.
+    fn header(&mut self, rel: &[u8], meta: &Meta) -> Result<Option<GoHeader>> {
+        let ft = FileType::from_raw_mode(meta.mode);
+        let (ty, size) = match ft {
+            FileType::RegularFile => (typeflag::REG, meta.size),
+            FileType::Directory => (typeflag::DIR, 0),
+            FileType::Symlink => (typeflag::SYMLINK, 0),
+            FileType::CharacterDevice => (typeflag::CHAR, 0),
+            FileType::BlockDevice => (typeflag::BLOCK, 0),
+            FileType::Fifo => (typeflag::FIFO, 0),
+            _ => return Ok(None),
+        };
+        let mut name = rel.to_vec();
+        if ft == FileType::Directory {
+            name.push(b'/');
+        }
+        let linkname = if ft == FileType::Symlink {
+            rfs::readlinkat(self.root.as_fd(), rel, Vec::new())
+                .map_err(|e| Error::io("reading symlink", bytes_path(rel), e.into()))?
+                .into_bytes()
+        } else {
+            Vec::new()
+        };
+        let (devmajor, devminor) = dev_numbers(meta.rdev);
+        let mut h = GoHeader {
+            name,
+            linkname,
+            typeflag: ty,
+            mode: u64::from(meta.mode),
+            uid: meta.uid,
+            gid: meta.gid,
+            uname: self.names.user(meta.host_ids.0).to_vec(),
+            gname: self.names.group(meta.host_ids.1).to_vec(),
+            size,
+            mtime: meta.mtime.0,
+            devmajor,
+            devminor,
+            xattrs: meta.xattrs.clone(),
+        };
+        if ft != FileType::Directory && meta.nlink > 1 {
+            if let Some(first) = self.links.get(&meta.ino) {
+                h.typeflag = typeflag::LINK;
+                h.linkname = first.clone();
+                h.size = 0;
+            } else {
+                self.links.insert(meta.ino, rel.to_vec());
+            }
+        }
+        Ok(Some(h))
     }
 
-    /// A whiteout `.wh.NAME` for a deleted `/`-rooted path.
+    /// Writes `h`, then for a regular file with content, `size` bytes of the file at `rel`.
+    /// A header Go's writer refuses is left out, as containers/storage leaves it out.
+    fn write(&mut self, h: &GoHeader, rel: &[u8]) -> Result<()> {
+        let Ok(bytes) = gotar::encode(h) else {
+            return Ok(());
+        };
+        self.out.write_all(&bytes).map_err(werr)?;
+        if h.typeflag != typeflag::REG || h.size == 0 {
+            return Ok(());
+        }
+        let fd = open_in_root(
+            &self.root,
+            rel,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW,
+        )
+        .map_err(|e| Error::io("opening layer file", bytes_path(rel), e.into()))?;
+        // A file that changes size while we read would corrupt the stream: read exactly the
+        // size we announced, zeros for what went missing.
+        let mut reader = PadTo {
+            inner: std::io::Read::take(File::from(fd), h.size),
+            left: h.size,
+        };
+        std::io::copy(&mut reader, &mut self.out).map_err(werr)?;
+        self.content_bytes += h.size;
+        let pad = gotar::padding(h.size);
+        self.out
+            .write_all(&[0u8; gotar::BLOCK][..pad])
+            .map_err(werr)
+    }
+
+    /// A whiteout `.wh.NAME` for a deleted `/`-rooted path, as `ExportChanges` writes it:
+    /// a bare header stamped with the time of the diff.
     pub fn whiteout(&mut self, path: &[u8]) -> Result<()> {
         let rel = path.strip_prefix(b"/").unwrap_or(path);
-        let (dir, base) = match rel.iter().rposition(|&b| b == b'/') {
-            Some(i) => (&rel[..=i], &rel[i + 1..]),
-            None => (&b""[..], rel),
-        };
-        let mut name = dir.to_vec();
-        name.extend_from_slice(WHITEOUT_PREFIX);
-        name.extend_from_slice(base);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.plain_member(&name, 0, (0, 0), now)
-    }
-
-    /// A zero-size regular member (whiteouts, opaque markers).
-    fn plain_member(
-        &mut self,
-        name: &[u8],
-        mode: u32,
-        owner: (u64, u64),
-        mtime: u64,
-    ) -> Result<()> {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(EntryType::Regular);
-        h.set_mode(mode);
-        h.set_uid(owner.0);
-        h.set_gid(owner.1);
-        h.set_mtime(mtime);
-        h.set_size(0);
-        self.builder
-            .append_data(&mut h, OsStr::from_bytes(name), std::io::empty())
-            .map_err(werr)
+            .map_or(0, |d| (d.as_nanos() + 500_000_000) / 1_000_000_000);
+        let h = GoHeader {
+            name: with_base_prefix(rel, WHITEOUT_PREFIX),
+            typeflag: typeflag::REG,
+            mtime: i64::try_from(now).unwrap_or(0),
+            ..GoHeader::default()
+        };
+        self.write(&h, b"")
     }
 
     /// The member for the layer's entry at `rel` (no leading `/`), with its metadata.
     pub fn entry(&mut self, rel: &[u8], meta: &Meta) -> Result<()> {
-        let ft = FileType::from_raw_mode(meta.mode);
-        // The tree read them (security.capability and user.*, as Go 1.43 exports).
-        if !meta.xattrs.is_empty() {
-            let records: Vec<(Vec<u8>, Vec<u8>)> = meta
-                .xattrs
-                .iter()
-                .map(|(k, v)| ([b"SCHILY.xattr.".as_slice(), k].concat(), v.clone()))
-                .collect();
-            pax_member(&mut self.builder, &records)?;
-        }
-        let path = OsStr::from_bytes(rel);
-        match ft {
-            FileType::Directory => {
-                let mut h = self.header(meta, EntryType::Directory);
-                let mut name = rel.to_vec();
-                name.push(b'/');
-                self.builder
-                    .append_data(&mut h, OsStr::from_bytes(&name), std::io::empty())
-                    .map_err(werr)
-            }
-            FileType::RegularFile => {
-                if meta.nlink > 1 {
-                    if let Some(first) = self.links.get(&meta.ino).cloned() {
-                        let mut h = self.header(meta, EntryType::Link);
-                        return self
-                            .builder
-                            .append_link(&mut h, path, OsStr::from_bytes(&first))
-                            .map_err(werr);
-                    }
-                    self.links.insert(meta.ino, rel.to_vec());
-                }
-                let fd = open_in_root(
-                    &self.root,
-                    rel,
-                    OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW,
-                )
-                .map_err(|e| Error::io("opening layer file", Path::new(path), e.into()))?;
-                let file = File::from(fd);
-                let mut h = self.header(meta, EntryType::Regular);
-                h.set_size(meta.size);
-                // A file that changes size while we read would corrupt the stream: read
-                // exactly the size we announced.
-                let reader = std::io::Read::take(file, meta.size);
-                self.content_bytes += meta.size;
-                self.builder
-                    .append_data(
-                        &mut h,
-                        path,
-                        PadTo {
-                            inner: reader,
-                            left: meta.size,
-                        },
-                    )
-                    .map_err(werr)
-            }
-            FileType::Symlink => {
-                let target = rfs::readlinkat(self.root.as_fd(), rel, Vec::new())
-                    .map_err(|e| Error::io("reading symlink", Path::new(path), e.into()))?;
-                let mut h = self.header(meta, EntryType::Symlink);
-                self.builder
-                    .append_link(&mut h, path, OsStr::from_bytes(target.as_bytes()))
-                    .map_err(werr)
-            }
-            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-                let ty = match ft {
-                    FileType::CharacterDevice => EntryType::Char,
-                    FileType::BlockDevice => EntryType::Block,
-                    _ => EntryType::Fifo,
-                };
-                let mut h = self.header(meta, ty);
-                let _ = h.set_device_major(rfs::major(meta.rdev));
-                let _ = h.set_device_minor(rfs::minor(meta.rdev));
-                self.builder
-                    .append_data(&mut h, path, std::io::empty())
-                    .map_err(werr)
-            }
-            _ => Ok(()), // sockets and the like are not layer content
+        match self.header(rel, meta)? {
+            Some(h) => self.write(&h, rel),
+            None => Ok(()),
         }
     }
 
-    /// Ends the archive; returns the writer.
-    pub fn finish(self) -> Result<W> {
-        self.builder.into_inner().map_err(werr)
+    /// Ends the archive (two zero blocks); returns the writer.
+    pub fn finish(mut self) -> Result<W> {
+        self.out.write_all(&[0u8; 2 * gotar::BLOCK]).map_err(werr)?;
+        Ok(self.out)
     }
+}
+
+fn bytes_path(rel: &[u8]) -> &Path {
+    Path::new(std::ffi::OsStr::from_bytes(rel))
 }
 
 /// Pads a short read with zeros so a file that shrank mid-diff keeps the stream well formed.
@@ -246,7 +224,8 @@ impl<R: std::io::Read> std::io::Read for PadTo<R> {
 
 /// Go's `Diff` of the layer in `layer_dir`, whose files are owned through `uid_map` and
 /// `gid_map`, against `base`: the tar of its changes ([`export_changes`]) against a parent,
-/// the overlay native diff ([`export_overlay`]) of an upper directory. Returns `out`.
+/// of its whole tree without one, the overlay native diff ([`export_overlay`]) of an upper
+/// directory. Returns `out`.
 pub fn layer_diff<W: Write>(
     out: W,
     layer_dir: &Path,
@@ -258,6 +237,12 @@ pub fn layer_diff<W: Write>(
         Base::Overlay(lowers) => {
             let tree = read_tree(layer_dir, uid_map, gid_map)?;
             export_overlay(out, layer_dir, &tree, lowers)
+        }
+        Base::Parent { dir: None, .. } => {
+            let tree = read_tree(layer_dir, uid_map, gid_map)?;
+            let mut w = DiffWriter::new(out, layer_dir)?;
+            walk(&mut w, &tree, b"", None)?;
+            w.finish()
         }
         Base::Parent {
             dir,
@@ -293,54 +278,72 @@ pub fn export_changes<W: Write>(
     w.finish()
 }
 
-/// The overlay native diff: every entry of the upper directory, 0:0 character devices as
-/// `.wh.NAME` and opaque directories followed by `DIR/.wh..wh..opq`.
+/// The overlay native diff: every entry of the upper directory (Go `TarWithOptions` with the
+/// overlay whiteout converter).
 pub fn export_overlay<W: Write>(out: W, upper: &Path, tree: &Node, lowers: &[&Path]) -> Result<W> {
     let mut w = DiffWriter::new(out, upper)?;
     let lowers = super::changes::open_lowers(lowers);
-    fn walk<W: Write>(
-        w: &mut DiffWriter<W>,
-        node: &Node,
-        rel: &[u8],
-        lowers: &[OwnedFd],
-    ) -> Result<()> {
-        for (name, child) in &node.children {
-            let crel = if rel.is_empty() {
-                name.clone()
-            } else {
-                [rel, b"/", name].concat()
-            };
-            let ft = FileType::from_raw_mode(child.meta.mode);
-            if ft == FileType::CharacterDevice && child.meta.rdev == 0 {
-                let mut wh = if rel.is_empty() {
-                    Vec::new()
-                } else {
-                    [rel, b"/"].concat()
-                };
-                wh.extend_from_slice(WHITEOUT_PREFIX);
-                wh.extend_from_slice(name);
-                // Go (containers/storage 1.43): mode 0, the device's owner and time.
-                let owner = (child.meta.uid, child.meta.gid);
-                w.plain_member(&wh, 0, owner, child.meta.mtime.0.max(0) as u64)?;
-                continue;
-            }
-            w.entry(&crel, &child.meta)?;
-            if child.meta.is_dir() {
-                // Go writes the marker only when a lower layer has the directory to hide.
-                if super::changes::is_opaque(&w.root, &crel)
-                    && (lowers.is_empty() || super::changes::lower_entry(lowers, &crel).is_some())
-                {
-                    let marker = [crel.as_slice(), b"/", WHITEOUT_OPAQUE_DIR].concat();
-                    let owner = (child.meta.uid, child.meta.gid);
-                    w.plain_member(&marker, child.meta.mode & 0o777, owner, 0)?;
-                }
-                walk(w, child, &crel, lowers)?;
-            }
-        }
-        Ok(())
-    }
-    walk(&mut w, tree, b"", &lowers)?;
+    walk(&mut w, tree, b"", Some(&lowers))?;
     w.finish()
+}
+
+/// Go's `TarWithOptions` walk: every entry under `node` in name order, parents first.
+/// With `overlay` (the lower layers, nearest first), Go's overlay whiteout converter: a 0:0
+/// character device becomes `.wh.NAME` (mode 0, a regular file, its owner and time kept,
+/// and the link name it got as a second link of a shared whiteout inode); an opaque
+/// directory that a lower layer has is followed by `DIR/.wh..wh..opq` (its permissions,
+/// owner and names, time 0).
+fn walk<W: Write>(
+    w: &mut DiffWriter<W>,
+    node: &Node,
+    rel: &[u8],
+    overlay: Option<&[OwnedFd]>,
+) -> Result<()> {
+    for (name, child) in &node.children {
+        let crel = if rel.is_empty() {
+            name.clone()
+        } else {
+            [rel, b"/", name].concat()
+        };
+        let Some(mut h) = w.header(&crel, &child.meta)? else {
+            continue;
+        };
+        let ft = FileType::from_raw_mode(child.meta.mode);
+        if let Some(lowers) = overlay {
+            if ft == FileType::CharacterDevice && (h.devmajor, h.devminor) == (0, 0) {
+                h.name = with_base_prefix(&crel, WHITEOUT_PREFIX);
+                h.mode = 0;
+                h.typeflag = typeflag::REG;
+                h.size = 0;
+            }
+            w.write(&h, &crel)?;
+            // Go: no lower layers, no marker; else the first lower that has the path
+            // decides (a whiteout there, or of a parent, means no marker).
+            if ft == FileType::Directory
+                && !lowers.is_empty()
+                && super::changes::is_opaque(&w.root, &crel)
+                && super::changes::lower_entry(lowers, &crel).is_some()
+            {
+                let marker = GoHeader {
+                    name: [crel.as_slice(), b"/", WHITEOUT_OPAQUE_DIR].concat(),
+                    typeflag: typeflag::REG,
+                    mode: h.mode & 0o777,
+                    uid: h.uid,
+                    gid: h.gid,
+                    uname: h.uname.clone(),
+                    gname: h.gname.clone(),
+                    ..GoHeader::default()
+                };
+                w.write(&marker, b"")?;
+            }
+        } else {
+            w.write(&h, &crel)?;
+        }
+        if child.meta.is_dir() {
+            walk(w, child, &crel, overlay)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
