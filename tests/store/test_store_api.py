@@ -1797,8 +1797,10 @@ bogus_vfs_key = "x"
     clean_env.setenv("CONTAINERS_STORAGE_CONF", str(conf))
     with pytest.warns(UserWarning, match="Failed to decode the keys") as record:
         opts = cs.StoreOptions.default()
-    text = " ".join(str(w.message) for w in record)
-    assert "no_such_key" in text and "bogus_vfs_key" in text
+    assert [str(w.message) for w in record] == [
+        'Failed to decode the keys ["storage.no_such_key" "storage.options.vfs.bogus_vfs_key"] '
+        f'from "{conf}"'
+    ]
     assert opts.graph_root == f"{tmp_path}/graph"
 
 
