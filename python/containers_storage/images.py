@@ -200,7 +200,7 @@ class ImageStore(RecordStore[Image]):
             with open(self.data_path(rec.id, key), "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise missing_item(key, rec.id) from None
+            raise missing_image_item(key, rec.id) from None
 
     def big_data_size(self, ref: str, key: str) -> int:
         if not key:
@@ -236,7 +236,7 @@ class ImageStore(RecordStore[Image]):
         raise errors.DigestUnknownError()
 
 
-def missing_item(key: str, image_id: str) -> FileNotFoundError:
+def missing_image_item(key: str, image_id: str) -> FileNotFoundError:
     """Go's ``ImageBigData`` error for an image without the item (or with an empty key)."""
     return FileNotFoundError(
         f"locating item named {go_quote(key)} for image with ID {go_quote(image_id)} (consider "

@@ -593,10 +593,7 @@ class LayerStore(RecordStore[Layer]):
             with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise FileNotFoundError(
-                f"locating item named {go_quote(key)} for layer with ID {go_quote(rec.id)}: "
-                "file does not exist"
-            ) from None
+            raise missing_layer_item(key, rec.id) from None
 
     # -- contents ---------------------------------------------------------------------------
 
@@ -694,3 +691,11 @@ def _check_digests(result: ApplyResult, compressed: str, uncompressed: str) -> N
             f"Digest did not match, expected {uncompressed}, got {result.uncompressed_digest}"
             " (the layer's DiffID)"
         )
+
+
+def missing_layer_item(key: str, layer_id: str) -> FileNotFoundError:
+    """Go's ``LayerBigData`` error for a layer without the item (or with an empty key)."""
+    return FileNotFoundError(
+        f"locating item named {go_quote(key)} for layer with ID {go_quote(layer_id)}: "
+        "file does not exist"
+    )

@@ -31,8 +31,8 @@ from ._struct import replace
 from .containers import ContainerStore
 from .digests import validate_digest
 from .drivers import Driver, MountOptions, new_driver
-from .images import ImageStore, missing_item
-from .layers import LayerStore, StagedLayer
+from .images import ImageStore, missing_image_item
+from .layers import LayerStore, StagedLayer, missing_layer_item
 from .lockfile import Lockfile
 from .options import StoreOptions
 from .records import Container, IDMap, Image, ImageBigData, Layer, idmaps_from
@@ -541,9 +541,15 @@ class Store:
             return list(rec.big_data_names)
 
     def layer_big_data(self, ref: str, key: str) -> bytes:
-        """One big-data item of a layer."""
+        """One big-data item of a layer.
+
+        Raises:
+            FileNotFoundError: The layer has no such item, or the key is empty (Go's text).
+        """
         with ExitStack() as stack:
             s, rec = self._find_layer(stack, ref, locating=True)
+            if not key:
+                raise missing_layer_item(key, rec.id)
             return s.big_data(rec.id, key)
 
     def set_layer_big_data(self, ref: str, key: str, data: bytes | Any) -> None:
@@ -645,7 +651,7 @@ class Store:
         with ExitStack() as stack:
             s, rec = self._find_image(stack, ref, locating=True)
             if not key:
-                raise missing_item(key, rec.id)
+                raise missing_image_item(key, rec.id)
             return s.big_data(rec.id, key)
 
     def image_big_data_size(self, ref: str, key: str) -> int:

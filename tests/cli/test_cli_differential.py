@@ -102,6 +102,8 @@ def _command(rng: random.Random, files: dict[str, Path]) -> list[str]:
             "container-dirs",
             "owners",
             "mount",
+            "contents",
+            "missing-file",
         ]
     )
     if what == "create-layer":
@@ -169,6 +171,18 @@ def _command(rng: random.Random, files: dict[str, Path]) -> list[str]:
         return [rng.choice(["get-container-dir", "get-container-run-dir"]), _ref(rng, "C")]
     if what == "owners":
         return [rng.choice(["layer-parent-owners", "container-parent-owners"]), _ref(rng, kind)]
+    if what == "contents":
+        return [rng.choice(["changes", "diffsize"]), _ref(rng, "L")]
+    if what == "missing-file":
+        missing = str(next(iter(files.values())).parent / "missing")
+        return rng.choice(
+            [
+                ["import-layer", "-f", missing, "-i", rng.choice(LAYERS)],
+                ["create-image", "-f", missing, "-i", rng.choice(IMAGES)],
+                ["set-metadata", "-f", missing, _ref(rng, "A")],
+                [f"set-{noun}-data", "-f", missing, _ref(rng, kind), "k1"],
+            ]
+        )
     # mount: IDs only (see the module docstring), then unmount or mounted.
     kind = rng.choice("LC")
     return [rng.choice(["mount", "unmount", "mounted"]), rng.choice(REFS[kind])]
