@@ -791,9 +791,9 @@ def test_big_data_errors_are_gos(store: cs.Store) -> None:
         f'locating item named "" for layer with ID "{layer.id}": file does not exist'
     )
     for ref, key in ((img.id, ""), (img.id, "nope"), ("nosuch", "k")):
-        with pytest.raises(errors.SizeUnknownError, match="^size is not known$"):
+        with pytest.raises(errors.SizeUnknownError, match=r"^size is not known$"):
             store.image_big_data_size(ref, key)
-        with pytest.raises(errors.DigestUnknownError, match="^could not compute digest of item$"):
+        with pytest.raises(errors.DigestUnknownError, match=r"^could not compute digest of item$"):
             store.image_big_data_digest(ref, key)
 
 
