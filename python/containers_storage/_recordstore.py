@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from . import errors
 from ._jsonstore import atomic_write, dumps, load_array
+from ._strconv import go_quote
 from ._struct import replace
 from .lockfile import Lockfile
 from .records import _Record
@@ -150,7 +151,8 @@ class RecordStore(Generic[R]):
     def require_writable(self, what: str) -> None:
         if self.read_only:
             raise errors.StoreIsReadOnlyError(
-                f"not allowed to {what} at {self.path!r}: {errors.StoreIsReadOnlyError.go_message}"
+                f"not allowed to {what} at {go_quote(self.path)}: "
+                + errors.StoreIsReadOnlyError.go_message
             )
 
     # -- load and save ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ from . import errors
 from ._jsonstore import atomic_write, now
 from ._mounts import remove_all
 from ._recordstore import RecordStore, big_data_file_name, dedupe_names
+from ._strconv import go_quote
 from ._struct import replace
 from .digests import sha256_digest
 from .records import Container, IDMap
@@ -83,8 +84,8 @@ class ContainerStore(RecordStore[Container]):
             other = self.by_name.get(name)
             if other is not None:
                 raise errors.DuplicateNameError(
-                    f"the container name {name!r} is already in use by {other.id}. You have "
-                    "to remove that container to be able to reuse that name: "
+                    f"the container name {go_quote(name)} is already in use by {other.id}. "
+                    "You have to remove that container to be able to reuse that name: "
                     + errors.DuplicateNameError.go_message
                 )
         for maps in (uid_map, gid_map):
@@ -162,11 +163,15 @@ class ContainerStore(RecordStore[Container]):
             with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise FileNotFoundError(
-                f"locating item named {key!r} for container with ID {rec.id!r}: file does not exist"
-            ) from None
+            # Go returns os.ReadFile's error as it is.
+            raise FileNotFoundError(f"open {path}: no such file or directory") from None
 
     def big_data_size(self, ref: str, key: str) -> int:
+        if not key:
+            raise errors.InvalidBigDataNameError(
+                "can't retrieve size of container big data with empty name: "
+                + errors.InvalidBigDataNameError.go_message
+            )
         rec = self.get(ref)
         if key in rec.big_data_sizes:
             return int(rec.big_data_sizes[key])
@@ -179,6 +184,11 @@ class ContainerStore(RecordStore[Container]):
         return len(data)
 
     def big_data_digest(self, ref: str, key: str) -> str:
+        if not key:
+            raise errors.InvalidBigDataNameError(
+                "can't retrieve digest of container big data value with empty name: "
+                + errors.InvalidBigDataNameError.go_message
+            )
         rec = self.get(ref)
         d = rec.big_data_digests.get(key)
         if d:

@@ -65,7 +65,7 @@ class ImageStore(RecordStore[Image]):
         rec = self.lookup(ref)
         if rec is None:
             raise errors.ImageUnknownError(
-                f"locating image with ID {ref!r}: {errors.ImageUnknownError.go_message}"
+                f"locating image with ID {go_quote(ref)}: {errors.ImageUnknownError.go_message}"
             )
         return rec
 
@@ -85,7 +85,7 @@ class ImageStore(RecordStore[Image]):
             image_id = self.new_id()
         if image_id in self.by_id:
             raise errors.DuplicateIDError(
-                f"an image with ID {image_id!r} already exists: "
+                f"an image with ID {go_quote(image_id)} already exists: "
                 + errors.DuplicateIDError.go_message
             )
         names = dedupe_names(names)
@@ -93,8 +93,8 @@ class ImageStore(RecordStore[Image]):
             other = self.by_name.get(name)
             if other is not None:
                 raise errors.DuplicateNameError(
-                    f"image name {name!r} is already associated with image {other.id!r}: "
-                    + errors.DuplicateNameError.go_message
+                    f"image name {go_quote(name)} is already associated with image "
+                    f"{go_quote(other.id)}: " + errors.DuplicateNameError.go_message
                 )
         if digest:
             try:
@@ -200,10 +200,7 @@ class ImageStore(RecordStore[Image]):
             with open(self.data_path(rec.id, key), "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise FileNotFoundError(
-                f"locating item named {key!r} for image with ID {rec.id!r} (consider removing "
-                "the image to resolve the issue): file does not exist"
-            ) from None
+            raise missing_image_item(key, rec.id) from None
 
     def big_data_size(self, ref: str, key: str) -> int:
         if not key:
@@ -237,3 +234,11 @@ class ImageStore(RecordStore[Image]):
         if d:
             return str(d)
         raise errors.DigestUnknownError()
+
+
+def missing_image_item(key: str, image_id: str) -> FileNotFoundError:
+    """Go's ``ImageBigData`` error for an image without the item (or with an empty key)."""
+    return FileNotFoundError(
+        f"locating item named {go_quote(key)} for image with ID {go_quote(image_id)} (consider "
+        "removing the image to resolve the issue): file does not exist"
+    )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import _native, errors
 from ._jsonstore import atomic_write, dumps, loads, now
 from ._recordstore import NeedsWriteLockError, RecordStore, big_data_file_name, dedupe_names
+from ._strconv import go_quote
 from ._struct import replace, struct
 from .drivers import Driver, MountOptions
 from .lockfile import Lockfile
@@ -255,7 +256,7 @@ class LayerStore(RecordStore[Layer]):
     def require_writable_mounts(self) -> None:
         if self.read_only or self.mounts_lock is None:
             raise errors.StoreIsReadOnlyError(
-                f"no mount information for layers at {self.path!r}: "
+                f"no mount information for layers at {go_quote(self.mounts_path or self.path)}: "
                 f"{errors.StoreIsReadOnlyError.go_message}"
             )
 
@@ -263,7 +264,8 @@ class LayerStore(RecordStore[Layer]):
         """Mount the layer (count + 1) and return its path (Go ``layerStore.Mount``)."""
         if self.read_only and "ro" not in options.options:
             raise errors.StoreIsReadOnlyError(
-                f"not allowed to update mount locations for layers at {self.path!r}: "
+                "not allowed to update mount locations for layers at "
+                f"{go_quote(self.mounts_path or self.path)}: "
                 f"{errors.StoreIsReadOnlyError.go_message}"
             )
         self.require_writable_mounts()
@@ -566,7 +568,7 @@ class LayerStore(RecordStore[Layer]):
         rec = self.lookup(ref)
         if rec is None:
             raise errors.LayerUnknownError(
-                f"locating layer with ID {ref!r} to write bigdata: "
+                f"locating layer with ID {go_quote(ref)} to write bigdata: "
                 + errors.LayerUnknownError.go_message
             )
         os.makedirs(self.data_dir(rec.id), mode=0o700, exist_ok=True)
@@ -584,16 +586,14 @@ class LayerStore(RecordStore[Layer]):
         rec = self.lookup(ref)
         if rec is None:
             raise errors.LayerUnknownError(
-                f"locating layer with ID {ref!r}: " + errors.LayerUnknownError.go_message
+                f"locating layer with ID {go_quote(ref)}: " + errors.LayerUnknownError.go_message
             )
         path = self.data_path(rec.id, key)
         try:
             with open(path, "rb") as f:
                 return f.read()
         except FileNotFoundError:
-            raise FileNotFoundError(
-                f"locating item named {key!r} for layer with ID {rec.id!r}: file does not exist"
-            ) from None
+            raise missing_layer_item(key, rec.id) from None
 
     # -- contents ---------------------------------------------------------------------------
 
@@ -691,3 +691,11 @@ def _check_digests(result: ApplyResult, compressed: str, uncompressed: str) -> N
             f"Digest did not match, expected {uncompressed}, got {result.uncompressed_digest}"
             " (the layer's DiffID)"
         )
+
+
+def missing_layer_item(key: str, layer_id: str) -> FileNotFoundError:
+    """Go's ``LayerBigData`` error for a layer without the item (or with an empty key)."""
+    return FileNotFoundError(
+        f"locating item named {go_quote(key)} for layer with ID {go_quote(layer_id)}: "
+        "file does not exist"
+    )

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _native, errors
+from ._strconv import go_quote
 from ._struct import field, struct
 from .archive import apply_layer
 from .digests import sha256_digest, sha256_file, sha256_hex, validate_digest
@@ -69,7 +70,7 @@ def _hex_of(digest: str) -> str:
     try:
         validate_digest(digest)
     except errors.InvalidDigestError as e:
-        raise errors.InvalidDigestError(f"invalid digest {digest!r}: {e}") from None
+        raise errors.InvalidDigestError(f"invalid digest {go_quote(digest)}: {e}") from None
     return digest[len("sha256:") :]
 
 
@@ -78,7 +79,7 @@ def parse_reference(ref: str) -> tuple[str, str, str]:
     transport, sep, rest = ref.partition(":")
     if not sep or transport not in ("oci", "oci-archive", "docker-archive"):
         raise ValueError(
-            f"invalid image reference {ref!r}: expected oci:DIR[:TAG], "
+            f"invalid image reference {go_quote(ref)}: expected oci:DIR[:TAG], "
             "oci-archive:FILE[:TAG] or docker-archive:FILE"
         )
     path, _, tag = rest.partition(":")
@@ -141,7 +142,7 @@ def _resolve_oci(root: str, tag: str) -> _Source:
     if tag:
         matches = [d for d in descriptors if (d.get("annotations") or {}).get(REF_NAME) == tag]
         if not matches:
-            raise errors.ImageUnknownError(f"no descriptor found for reference {tag!r}")
+            raise errors.ImageUnknownError(f"no descriptor found for reference {go_quote(tag)}")
     else:
         matches = descriptors
         if len(matches) != 1:

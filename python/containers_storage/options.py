@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from ._strconv import go_quote
 from ._struct import field, struct
 from .idtools import parse_idmap
 from .records import IDMap
@@ -181,7 +182,8 @@ class StoreOptions:
             elif isinstance(value, dict):
                 _warn_unknown(value, "storage", path, bad)
         if bad:
-            warnings.warn(f"Failed to decode the keys {bad!r} from {path!r}", stacklevel=3)
+            keys = "[" + " ".join(go_quote(k) for k in bad) + "]"  # Go's %q of a []string
+            warnings.warn(f"Failed to decode the keys {keys} from {go_quote(path)}", stacklevel=3)
         storage = doc.get("storage", {})
         if driver := driver_override or storage.get("driver"):
             self.graph_driver_name = str(driver)

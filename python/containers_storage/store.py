@@ -40,8 +40,8 @@ from ._struct import replace
 from .containers import ContainerStore
 from .digests import validate_digest
 from .drivers import Driver, MountOptions, new_driver
-from .images import ImageStore
-from .layers import LayerStore, StagedLayer
+from .images import ImageStore, missing_image_item
+from .layers import LayerStore, StagedLayer, missing_layer_item
 from .lockfile import Lockfile
 from .options import StoreOptions
 from .records import Container, IDMap, Image, ImageBigData, Layer, idmaps_from
@@ -554,9 +554,15 @@ class Store:
             return list(rec.big_data_names)
 
     def layer_big_data(self, ref: str, key: str) -> bytes:
-        """One big-data item of a layer."""
+        """One big-data item of a layer.
+
+        Raises:
+            FileNotFoundError: The layer has no such item, or the key is empty (Go's text).
+        """
         with ExitStack() as stack:
             s, rec = self._find_layer(stack, ref, locating=True)
+            if not key:
+                raise missing_layer_item(key, rec.id)
             return s.big_data(rec.id, key)
 
     def set_layer_big_data(self, ref: str, key: str, data: bytes | Any) -> None:
@@ -618,9 +624,13 @@ class Store:
         return out
 
     def image(self, ref: str) -> Image:
-        """One image by ID, name or ID prefix."""
+        """One image by ID, name or ID prefix.
+
+        Raises:
+            ImageUnknownError: ``locating image with ID "ref": image not known`` (Go's text).
+        """
         with ExitStack() as stack:
-            return self._find_image(stack, ref)[1]
+            return self._find_image(stack, ref, locating=True)[1]
 
     def images_by_top_layer(self, ref: str) -> list[Image]:
         """Images whose top layer (or an ID-mapped copy of it) is the layer."""
@@ -646,22 +656,42 @@ class Store:
             return list(self._find_image(stack, ref, locating=True)[1].big_data_names)
 
     def image_big_data(self, ref: str, key: str) -> bytes:
-        """One big-data item of an image."""
+        """One big-data item of an image.
+
+        Raises:
+            FileNotFoundError: The image has no such item, or the key is empty (Go's text).
+        """
         with ExitStack() as stack:
             s, rec = self._find_image(stack, ref, locating=True)
+            if not key:
+                raise missing_image_item(key, rec.id)
             return s.big_data(rec.id, key)
 
     def image_big_data_size(self, ref: str, key: str) -> int:
-        """The size of one big-data item of an image."""
+        """The size of one big-data item of an image.
+
+        Raises:
+            SizeUnknownError: No such image or item, or an empty key (Go says only that).
+        """
         with ExitStack() as stack:
-            s, rec = self._find_image(stack, ref, locating=True)
-            return s.big_data_size(rec.id, key)
+            try:
+                s, rec = self._find_image(stack, ref)
+                return s.big_data_size(rec.id, key)
+            except (errors.ImageUnknownError, errors.InvalidBigDataNameError):
+                raise errors.SizeUnknownError() from None
 
     def image_big_data_digest(self, ref: str, key: str) -> str:
-        """The digest of one big-data item of an image."""
+        """The digest of one big-data item of an image.
+
+        Raises:
+            DigestUnknownError: No such image or item, or an empty key (Go says only that).
+        """
         with ExitStack() as stack:
-            s, rec = self._find_image(stack, ref, locating=True)
-            return s.big_data_digest(rec.id, key)
+            try:
+                s, rec = self._find_image(stack, ref)
+                return s.big_data_digest(rec.id, key)
+            except (errors.ImageUnknownError, errors.InvalidBigDataNameError):
+                raise errors.DigestUnknownError() from None
 
     def set_image_big_data(
         self,
@@ -1114,7 +1144,8 @@ class Store:
             img = self._images.lookup(ref)
             if img is None:
                 raise errors.NotAnImageError()
-            for ctr in self._containers.records:
+            # Go names the last such container (its map of image to container keeps the last).
+            for ctr in reversed(self._containers.records):
                 if ctr.image == img.id:
                     raise errors.ImageUsedByContainerError(
                         f"image used by {ctr.id}: {errors.ImageUsedByContainerError.go_message}"
@@ -1434,4 +1465,4 @@ def _unknown(error: type[errors.StorageError], kind: str, ref: str | None) -> er
     """``error`` with Go's plain text, or with its ``locating KIND with ID %q`` prefix."""
     if ref is None:
         return error()
-    return error(f"locating {kind} with ID {ref!r}: {error.go_message}")
+    return error(f"locating {kind} with ID {go_quote(ref)}: {error.go_message}")

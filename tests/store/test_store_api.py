@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -765,6 +766,37 @@ def test_image_big_data_missing_key(store: cs.Store) -> None:
         store.image_big_data("no-image", "manifest")
 
 
+def test_big_data_errors_are_gos(store: cs.Store) -> None:
+    """Go's texts, with its %q quoting, for unknown images and items and empty keys; Go's
+    store reports any failure of a size or digest lookup as ErrSizeUnknown/ErrDigestUnknown."""
+    layer = store.create_layer()
+    img = store.create_image()
+
+    def text(call: Any, *args: str) -> str:
+        with pytest.raises((errors.StorageError, FileNotFoundError)) as info:
+            call(*args)
+        return str(info.value)
+
+    assert text(store.image, 'no"such\t') == (
+        'locating image with ID "no\\"such\\t": image not known'
+    )
+    assert text(store.image_big_data, img.id, "") == (
+        f'locating item named "" for image with ID "{img.id}" (consider removing the image to '
+        "resolve the issue): file does not exist"
+    )
+    assert text(store.layer_big_data, layer.id, "k\x01") == (
+        f'locating item named "k\\x01" for layer with ID "{layer.id}": file does not exist'
+    )
+    assert text(store.layer_big_data, layer.id, "") == (
+        f'locating item named "" for layer with ID "{layer.id}": file does not exist'
+    )
+    for ref, key in ((img.id, ""), (img.id, "nope"), ("nosuch", "k")):
+        with pytest.raises(errors.SizeUnknownError, match=r"^size is not known$"):
+            store.image_big_data_size(ref, key)
+        with pytest.raises(errors.DigestUnknownError, match=r"^could not compute digest of item$"):
+            store.image_big_data_digest(ref, key)
+
+
 def test_image_big_data_empty_key(store: cs.Store) -> None:
     img = store.create_image()
     with pytest.raises(errors.InvalidBigDataNameError):
@@ -790,7 +822,8 @@ def test_container_big_data(store: cs.Store, roots: Roots, driver: str) -> None:
     rec = containers_json(roots, driver)[0]
     assert rec["big-data-sizes"] == {"config.json": 7, "custom-key": 7}
     assert go(roots, driver, "get-container-data", ctr.id, "custom-key").stdout == b"y" * 7
-    with pytest.raises(FileNotFoundError, match="file does not exist"):
+    # Go returns os.ReadFile's error as it is.
+    with pytest.raises(FileNotFoundError, match=f"^open {cdir}/nope: no such file or directory$"):
         store.container_big_data(ctr.id, "nope")
     with pytest.raises(errors.ContainerUnknownError):
         store.container_big_data("no-ctr", "config.json")
@@ -1797,8 +1830,10 @@ bogus_vfs_key = "x"
     clean_env.setenv("CONTAINERS_STORAGE_CONF", str(conf))
     with pytest.warns(UserWarning, match="Failed to decode the keys") as record:
         opts = cs.StoreOptions.default()
-    text = " ".join(str(w.message) for w in record)
-    assert "no_such_key" in text and "bogus_vfs_key" in text
+    assert [str(w.message) for w in record] == [
+        'Failed to decode the keys ["storage.no_such_key" "storage.options.vfs.bogus_vfs_key"] '
+        f'from "{conf}"'
+    ]
     assert opts.graph_root == f"{tmp_path}/graph"
 
 
@@ -1896,3 +1931,30 @@ def test_shutdown_touches_layers_lock(store: cs.Store, roots: Roots, driver: str
     store.shutdown()
     after = lock_token(lock)
     assert len(after) == 64 and after != before
+
+
+def test_delete_image_names_its_last_container(store: cs.Store) -> None:
+    """Go's DeleteImage maps each image to its containers in list order, the last one
+    winning, and names that one."""
+    img = store.create_image(store.create_layer().id, id="a" * 64)
+    store.create_container(img.id, id="c" * 64)
+    store.create_container(img.id, id="d" * 64)
+    with pytest.raises(errors.ImageUsedByContainerError, match=f"^image used by {'d' * 64}: "):
+        store.delete_image(img.id)
+
+
+def test_vfs_changes_of_a_layer_without_its_parent_directory(roots: Roots) -> None:
+    """Go's naive diff gets the parent with the driver's Get, which fails with os.Stat's
+    error (a layer orphaned by ``delete``, which does not check children, can get here)."""
+    store = cs.Store(roots[0], roots[1], "vfs")
+    try:
+        parent = store.create_layer()
+        child = store.create_layer(parent.id)
+        shutil.rmtree(roots[0] / "vfs" / "dir" / parent.id)
+        with pytest.raises(FileNotFoundError) as info:
+            store.changes(None, child.id)
+        assert str(info.value) == (
+            f"stat {roots[0]}/vfs/dir/{parent.id}: no such file or directory"
+        )
+    finally:
+        store.shutdown(True)

@@ -33,4 +33,4 @@ def new_driver(name: str, graph_root: str, run_root: str, options: Sequence[str]
         from .vfs import VfsDriver
 
         return VfsDriver(graph_root, run_root, options)
-    raise NotSupportedError(f"driver not supported: {name!r}")
+    raise NotSupportedError(f"failed to GetDriver graph {name} {graph_root}: driver not supported")

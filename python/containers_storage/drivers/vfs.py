@@ -110,6 +110,14 @@ class VfsDriver(Driver):
             raise LayerUnknownError(f"{path}: {LayerUnknownError.go_message}")
         return path
 
+    def _contents(self, layer_id: str) -> str:
+        """The layer's directory, for reading its contents: Go's naive diff gets it with
+        ``Get``, which fails with ``os.Stat``'s error."""
+        path = self.layer_dir(layer_id)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"stat {path}: no such file or directory")
+        return path
+
     def put(self, layer_id: str) -> None:
         # Nothing is mounted; Go's vfs Put is a no-op too.
         return None
@@ -141,8 +149,8 @@ class VfsDriver(Driver):
         from .. import archive  # on first use of layer contents
 
         return archive._changes_and_size(
-            self.layer_dir(layer_id),
-            None if not parent else self.layer_dir(parent),
+            self._contents(layer_id),
+            None if not parent else self._contents(parent),
             None,
             idmaps_to_tuples(uid_map) or None,
             idmaps_to_tuples(gid_map) or None,
@@ -164,9 +172,9 @@ class VfsDriver(Driver):
         from .. import archive  # on first use of layer contents
 
         archive.diff(
-            self.layer_dir(layer_id),
+            self._contents(layer_id),
             out,
-            None if not parent else self.layer_dir(parent),
+            None if not parent else self._contents(parent),
             compression=compression,  # type: ignore[arg-type]
             uid_map=idmaps_to_tuples(uid_map) or None,
             gid_map=idmaps_to_tuples(gid_map) or None,

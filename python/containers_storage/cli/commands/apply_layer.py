@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from ..._strconv import go_quote
 from ..progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ def run(ctx: Context) -> int:
     if whiteouts is None:
         print(
             "containers-storage: --whiteouts must be vfs, overlay or aufs, "
-            f"not {ctx.text('whiteouts')!r}",
+            f"not {go_quote(ctx.text('whiteouts'))}",
             file=sys.stderr,
         )
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from ..._strconv import go_quote
 from ..output import stderr
 from .table import COMMANDS, GLOBAL_FLAGS, TOP_FLAGS
 
@@ -174,7 +175,7 @@ def completion(ctx: Context) -> int:
     scripts = {"bash": bash_script, "zsh": zsh_script, "fish": fish_script}
     make = scripts.get(ctx.args[0])
     if make is None:
-        stderr(f"completion: unsupported shell {ctx.args[0]!r} (use bash, zsh or fish)")
+        stderr(f"completion: unsupported shell {go_quote(ctx.args[0])} (use bash, zsh or fish)")
         return 1
     sys.stdout.write(make())
     return 0
