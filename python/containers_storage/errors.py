@@ -26,6 +26,7 @@ __all__ = [
     "InvalidBigDataNameError",
     "InvalidDigestError",
     "InvalidMappingsError",
+    "InvalidReferenceError",
     "LayerHasChildrenError",
     "LayerNotMountedError",
     "LayerUnknownError",
@@ -247,6 +248,13 @@ class InvalidDigestError(StorageError, ValueError):
     ``ErrDigestInvalidFormat``, ``ErrDigestInvalidLength``, ``ErrDigestUnsupported``)."""
 
     go_message = "invalid checksum digest format"
+
+
+class InvalidReferenceError(StorageError, ValueError):
+    """An image name is not a valid reference (containers/image's storage transport:
+    ``ErrInvalidReference``; the text says why, as c/image's does)."""
+
+    go_message = "invalid reference"
 
 
 class InvalidMappingsError(StorageError, ValueError):

@@ -5,7 +5,11 @@
 chained from the DiffIDs (the base layer's ID is its DiffID, each next one is
 ``sha256(parentID + "+" + diffID)``), the image ID is the config digest, big data
 ``sha256:<config>``, ``manifest-<digest>``, ``manifest`` and an empty signature item,
-``digest`` and ``created`` from the manifest and config. Every blob is verified against the
+``digest`` and ``created`` from the manifest and config, the metadata
+``{"signatures-sizes":{"<manifest digest>":[]}}`` (replaced on a re-import). Names are
+stored as skopeo's ``containers-storage:NAME`` stores them (``myimg`` ->
+``docker.io/library/myimg:latest``, see :mod:`._reference`); without names, the source's
+tag or ``RepoTags`` are taken the same way. Every blob is verified against the
 manifest and every layer against the config's DiffIDs; on any mismatch nothing stays.
 Layers already in the store are reused. With overlay, layers are applied in parallel in
 staging directories (they do not depend on each other) and adopted in order.
@@ -24,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _native, errors
+from . import _native, _reference, errors
 from ._strconv import go_quote
 from ._struct import field, struct
 from .archive import apply_layer
@@ -305,15 +309,26 @@ def import_image(
     """Import an image into ``store`` as skopeo would (see the module docstring).
 
     Raises:
-        DigestMismatchError: A blob or a layer does not match its digest (nothing is kept).
+        InvalidReferenceError: A name is not a valid reference (c/image's text).
+        DigestMismatchError: A blob or a layer does not match its digest, or a digested
+            name does not name the manifest or its index (nothing is kept).
         ImageUnknownError: The tag is not in the layout.
         ArchiveError: A layer is not a valid tarball (nothing is kept).
     """
+    given = [_reference.storage_name(n) for n in names]
     tmp_root = os.path.join(store.graph_root(), "tmp")
     os.makedirs(tmp_root, mode=0o700, exist_ok=True)
     src = _resolve(source, tmp_root)
     try:
-        return _import(store, src, list(names) or src.tags, progress, workers)
+        refs = given or [_reference.storage_name(t) for t in src.tags]
+        for _name, digest in refs:
+            # c/image's copy: a digested destination must name the manifest (or its index).
+            if digest and digest not in (src.manifest_digest, src.index_digest):
+                raise errors.DigestMismatchError(
+                    "Digest of source image's manifest would not match destination reference"
+                )
+        stored = list(dict.fromkeys(name for name, _digest in refs))
+        return _import(store, src, stored, progress, workers)
     finally:
         src.cleanup()
 
@@ -507,11 +522,13 @@ def _create_image(
         except errors.DuplicateIDError:
             # Another process imported it meanwhile: as c/image, take theirs.
             existing = store.image(image_id)
-    if names:
-        # c/image: SetNames(new names first, then the names the image had).
-        store.set_names(image_id, [*names, *(n for n in existing.names if n not in names)])
+    # c/image's order: big data, then the metadata (replaced: only this manifest's
+    # signature sizes stay), then AddNames (new names first, then the ones it had).
     for item in big_data:
         store.set_image_big_data(image_id, item.key, item.data, item.manifest_digester())
+    store.set_metadata(image_id, metadata)
+    if names:
+        store.set_names(image_id, [*names, *(n for n in existing.names if n not in names)])
     return store.image(image_id)
 
 

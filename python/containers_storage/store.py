@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _native, errors, userns
 from ._jsonstore import atomic_write
 from ._pipe import iter_written
-from ._recordstore import RecordStore, random_id
+from ._recordstore import R, RecordStore, random_id
 from ._strconv import go_quote
 from ._struct import replace
 from .containers import ContainerStore
@@ -990,17 +990,21 @@ class Store:
     def _find_any(self, ref: str) -> Layer | Image | Container | None:
         """The layer, else image, else container that ``ref`` names (Go's search order),
         each store read under its lock."""
+        ambiguous: list[errors.AmbiguousPrefixError] = []
         with ExitStack() as stack:
-            in_layers = _first(stack, self._all_layer_stores(), ref)
+            in_layers = _first(stack, self._all_layer_stores(), ref, ambiguous=ambiguous)
             if in_layers is not None:
                 layer: Layer = in_layers[1]
                 return layer
-            in_images = _first(stack, self._all_image_stores(), ref)
+            in_images = _first(stack, self._all_image_stores(), ref, ambiguous=ambiguous)
             if in_images is not None:
                 image: Image = in_images[1]
                 return image
             stack.enter_context(self._containers.reading())
-            return self._containers.lookup(ref)
+            ctr = _lookup(self._containers, ref, ambiguous)
+        if ctr is None and ambiguous:
+            raise ambiguous[0]
+        return ctr
 
     def metadata(self, ref: str) -> str:
         """The metadata of a layer, image or container (searched in that order)."""
@@ -1012,20 +1016,25 @@ class Store:
     def set_metadata(self, ref: str, metadata: str) -> None:
         """Set the metadata of a layer, image or container."""
         rl = self._layer_store()
+        ambiguous: list[errors.AmbiguousPrefixError] = []
         with rl.writing():
-            rec = rl.lookup(ref)
+            rec = _lookup(rl, ref, ambiguous)
             if rec is not None:
                 rl.put_record(replace(rec, metadata=metadata))
                 rl.save()
                 return
         with self._images.writing():
-            if self._images.exists(ref):
-                self._images.set_metadata(ref, metadata)
+            img = _lookup(self._images, ref, ambiguous)
+            if img is not None:
+                self._images.set_metadata(img.id, metadata)
                 return
         with self._containers.writing():
-            if self._containers.exists(ref):
-                self._containers.set_metadata(ref, metadata)
+            ctr = _lookup(self._containers, ref, ambiguous)
+            if ctr is not None:
+                self._containers.set_metadata(ctr.id, metadata)
                 return
+        if ambiguous:
+            raise ambiguous[0]
         raise errors.NotAnIDError()
 
     def exists(self, ref: str) -> bool:
@@ -1052,18 +1061,21 @@ class Store:
     def _update_names(self, ref: str, names: Sequence[str], op: str) -> None:
         rl = self._layer_store()
         names = list(dict.fromkeys(names))
+        ambiguous: list[errors.AmbiguousPrefixError] = []
         with rl.writing():
-            if rl.exists(ref):
-                rl.update_names(ref, names, op)
+            layer = _lookup(rl, ref, ambiguous)
+            if layer is not None:
+                rl.update_names(layer.id, names, op)
                 return
         with ExitStack() as stack:
             stack.enter_context(self._images.writing())
-            if self._images.exists(ref):
-                self._images.update_names(ref, names, op)
+            image = _lookup(self._images, ref, ambiguous)
+            if image is not None:
+                self._images.update_names(image.id, names, op)
                 return
             for ro in self._ro_images:
                 stack.enter_context(ro.reading())
-                img = ro.lookup(ref)
+                img = _lookup(ro, ref, ambiguous)
                 if img is not None:
                     # Copy the record into our store, which may name it.
                     keep = names[1:] if len(names) > 1 else names
@@ -1072,9 +1084,12 @@ class Store:
                     )
                     return
         with self._containers.writing():
-            if self._containers.exists(ref):
-                self._containers.update_names(ref, names, op)
+            ctr = _lookup(self._containers, ref, ambiguous)
+            if ctr is not None:
+                self._containers.update_names(ctr.id, names, op)
                 return
+        if ambiguous:
+            raise ambiguous[0]
         raise errors.LayerUnknownError()
 
     def set_names(self, ref: str, names: Sequence[str]) -> None:
@@ -1196,20 +1211,25 @@ class Store:
 
     def delete(self, ref: str) -> None:
         """Delete a container, image or layer, without Go's safety checks (Go ``Delete``)."""
+        ambiguous: list[errors.AmbiguousPrefixError] = []
         with self._write_all() as rl:
-            ctr = self._containers.lookup(ref)
+            ctr = _lookup(self._containers, ref, ambiguous)
             if ctr is not None:
                 if rl.lookup(ctr.layer) is None:
                     raise errors.NotALayerError()
                 rl.delete(ctr.layer)
                 self._containers.delete(ctr.id)
                 return
-            if self._images.exists(ref):
-                self._images.delete(ref)
+            image = _lookup(self._images, ref, ambiguous)
+            if image is not None:
+                self._images.delete(image.id)
                 return
-            if rl.exists(ref):
-                rl.delete(ref)
+            layer = _lookup(rl, ref, ambiguous)
+            if layer is not None:
+                rl.delete(layer.id)
                 return
+        if ambiguous:
+            raise ambiguous[0]
         raise errors.LayerUnknownError()
 
     def wipe(self) -> None:
@@ -1447,18 +1467,46 @@ class Store:
 
 
 def _first(
-    stack: ExitStack | None, stores: Sequence[_S], ref: str, write: bool = False
+    stack: ExitStack | None,
+    stores: Sequence[_S],
+    ref: str,
+    write: bool = False,
+    ambiguous: list[errors.AmbiguousPrefixError] | None = None,
 ) -> tuple[_S, Any] | None:
     """The first of ``stores`` that knows ``ref``, and its record. With a ``stack``, each
     store is read-locked (the first write-locked with ``write``) into it before it is
-    asked; without one, the caller holds their locks already."""
+    asked; without one, the caller holds their locks already.
+
+    A store where ``ref`` is an ambiguous ID prefix does not know it (:func:`_lookup`).
+    When none knows it, the ambiguity is raised; with ``ambiguous``, it is added there
+    instead, for a caller that searches other kinds next.
+
+    Raises:
+        AmbiguousPrefixError: No store knows ``ref``, and it is an ambiguous prefix in one.
+    """
+    seen: list[errors.AmbiguousPrefixError] = [] if ambiguous is None else ambiguous
     for i, s in enumerate(stores):
         if stack is not None:
             stack.enter_context(s.writing() if write and i == 0 else s.reading())
-        rec = s.lookup(ref)
+        rec = _lookup(s, ref, seen)
         if rec is not None:
             return s, rec
+    if ambiguous is None and seen:
+        raise seen[0]
     return None
+
+
+def _lookup(s: RecordStore[R], ref: str, ambiguous: list[errors.AmbiguousPrefixError]) -> R | None:
+    """``s.lookup(ref)``, an ambiguous ID prefix counting as a miss, as in Go: its stores'
+    ``lookup`` takes truncindex's ``ErrAmbiguousPrefix`` for "not here", so that the
+    store-by-store search goes on (a prefix ambiguous among layers names the one image it
+    starts). The error is added to ``ambiguous``, for the caller to raise when nothing
+    knows ``ref`` (where Go reports it unknown)."""
+    try:
+        return s.lookup(ref)
+    except errors.AmbiguousPrefixError as e:
+        ambiguous.append(e)
+        return None
 
 
 def _unknown(error: type[errors.StorageError], kind: str, ref: str | None) -> errors.StorageError:

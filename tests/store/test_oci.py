@@ -69,6 +69,8 @@ ZONE_TAG = "zone:1"
 ZONE_CREATED = "2023-01-02T01:00:00.5+01:00"
 #: An image index: test:1 for amd64 and an empty image for arm64.
 MULTI_TAG = "multi:1"
+#: test:1 under another manifest: the same JSON re-serialised (indented).
+INDENTED_TAG = "indented:1"
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -326,6 +328,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     arm = layout.put_manifest(empty, [])
     multi_index = layout.add_index(MULTI_TAG, [("arm64", arm), ("amd64", built[TAG].manifest)])
     built[MULTI_TAG] = built[TAG]
+    indented = json.dumps(json.loads(built[TAG].manifest), indent=2).encode()
+    layout.put(indented)
+    layout.tag(INDENTED_TAG, indented)
+    built[INDENTED_TAG] = dataclasses.replace(built[TAG], manifest=indented)
     tar_directory(layout.root, base / "layout.tar")
     docker_archive(base / "docker.tar", built[TAG], [NAME])
     policy = base / "policy.json"
@@ -363,6 +369,12 @@ class Stores:
         host's default store is never touched)."""
         env = tool_env(r or self.roots("skopeo-default"), self.driver)
         return run([SKOPEO, "--policy", str(self.policy), *args], env)
+
+    def skopeo_run(self, r: Roots, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """skopeo as :meth:`skopeo`, its failure returned, not raised."""
+        env = tool_env(r, self.driver)
+        cmd = [SKOPEO, "--policy", str(self.policy), *args]
+        return subprocess.run(cmd, capture_output=True, env=env, check=False)
 
     def skopeo_import(self, r: Roots, src: str, name: str) -> None:
         self.skopeo(r, "copy", "--quiet", src, cs_ref(r, self.driver, name))
@@ -595,6 +607,95 @@ def test_name_moves_to_the_newer_image(stores: Stores, images: Images) -> None:
         (images.other.image_id, ("localhost/x:latest",)),
     ]
     assert [x.to_json() for x in s.images()] == stores.go_json(sk, "images", "-j")
+
+
+#: Names as skopeo's containers-storage: destination takes them, valid or not (issue 14).
+SKOPEO_NAMES = [
+    "myimg",
+    "quay.io/x/y",
+    "localhost/x:1",
+    "index.docker.io/foo",
+    "localhost:5000/a/b",
+    "a/b/c",
+    "abc:TAG_1",
+    "MyImg",
+    "x/Y",
+    "foo:bar:baz",
+    "a" * 64,
+    "myimg@foo",
+    "x@sha256:abc",
+]
+
+
+@pytest.mark.parametrize("driver", ["vfs"])
+def test_names_stored_as_skopeo_stores_them(stores: Stores, images: Images) -> None:
+    """c/image's ParseNormalizedNamed + TagNameOnly: the same stored names (or the same
+    refusal, in c/image's words) for each name, a digested one included."""
+    sk, ours = stores.roots("skopeo"), stores.roots("ours")
+    s = stores.open(ours)
+    test, indented = images.test.manifest_digest, images.built[INDENTED_TAG].manifest_digest
+    cases = [(TAG, n) for n in SKOPEO_NAMES] + [
+        (TAG, f"myimg@{test}"),
+        (INDENTED_TAG, f"other:3@{indented}"),
+        (INDENTED_TAG, f"other@{test}"),  # names the other manifest: refused
+        (MULTI_TAG, f"multi@{sha256(images.multi_index)}"),  # the index's digest will do
+    ]
+    for tag, name in cases:
+        src = images.ref("oci", tag)
+        p = stores.skopeo_run(sk, "copy", "--quiet", src, cs_ref(sk, stores.driver, name))
+        try:
+            s.import_image(src, names=[name])
+        except (errors.InvalidReferenceError, errors.DigestMismatchError) as e:
+            assert p.returncode != 0, (name, e)
+            assert p.stderr.decode().rstrip().endswith(f"{e}".replace('"', '\\"') + '"'), name
+        else:
+            assert p.returncode == 0, (name, p.stderr)
+        assert [x.to_json() for x in s.images()] == stores.go_json(sk, "images", "-j"), name
+    (image,) = s.images()
+    assert "docker.io/library/myimg:latest" in image.names
+    assert f"docker.io/library/myimg@{test}" in image.names
+
+
+@pytest.mark.parametrize("driver", ["vfs"])
+def test_names_from_the_source_are_normalised(stores: Stores, images: Images) -> None:
+    """Without names the source's tag is the name, taken as a given one would be."""
+    s = stores.open(stores.roots("ours"))
+    assert s.import_image(images.ref("oci")).names == ("docker.io/library/test:1",)
+    assert s.import_image(images.ref("docker-archive")).names == (NAME, "docker.io/library/test:1")
+
+
+def test_import_cli_under_two_manifests_matches_skopeo(
+    short_dir: Path, driver: str, images: Images
+) -> None:
+    """``import-image --name myimg`` and skopeo into twin stores, the image twice under two
+    manifests: the same names, big data, ``digest`` and metadata (c/image replaces it: only
+    the last manifest's ``signatures-sizes``); podman lists ours as docker.io/library/myimg
+    latest."""
+    stores = Stores(short_dir, driver, images.policy)
+    try:
+        sk, ours = stores.roots("sk"), stores.roots("ou")
+        cli = [sys.executable, "-m", "containers_storage", "--graph", str(ours[0])]
+        cli += ["--run", str(ours[1]), "--storage-driver", driver, "import-image"]
+        for tag, name in ((TAG, "myimg"), (INDENTED_TAG, "myimg"), (INDENTED_TAG, "myimg:2")):
+            src = images.ref("oci", tag)
+            stores.skopeo_import(sk, src, name)
+            run([*cli, "--name", name, src])
+            (want,) = stores.go_json(sk, "images", "-j")
+            assert stores.go_json(ours, "images", "-j") == [want], (tag, name)
+            for key in want["big-data-names"]:
+                theirs = stores.go(sk, "get-image-data", want["id"], key).stdout
+                assert stores.go(ours, "get-image-data", want["id"], key).stdout == theirs, key
+        manifest = images.built[INDENTED_TAG].manifest_digest
+        assert json.loads(want["metadata"]) == {"signatures-sizes": {manifest: []}}
+        assert want["digest"] == images.test.manifest_digest
+        assert want["names"] == ["docker.io/library/myimg:2", "docker.io/library/myimg:latest"]
+        listed = podman(ours, driver, "images", "--format", "{{.Repository}} {{.Tag}}").stdout
+        assert sorted(listed.decode().splitlines()) == [
+            "docker.io/library/myimg 2",
+            "docker.io/library/myimg latest",
+        ]
+    finally:
+        stores.close()
 
 
 def layer_home(s: cs.Store, layer_id: str) -> Path:

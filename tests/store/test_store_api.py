@@ -530,6 +530,31 @@ def test_ambiguous_prefix(store: cs.Store) -> None:
     assert store.container("dd01").id == c1.id
 
 
+def test_prefix_ambiguous_in_one_kind_names_another(store: cs.Store) -> None:
+    """As Go's store-by-store search: a prefix two layers start with is no layer, so it
+    names the one image it starts (tests/cli/test_prefix_lookup.py checks it against Go's
+    CLI); only when no kind knows it is the ambiguity raised."""
+    base = store.create_layer(id="ab01" + "0" * 60)
+    store.create_layer(base.id, id="ab02" + "0" * 60)
+    image = store.create_image(base.id, id="ab03" + "0" * 60)
+    store.add_names("ab0", ["by-prefix"])
+    store.set_metadata("ab0", "m")
+    assert (store.image(image.id).names, store.metadata("ab0")) == (("by-prefix",), "m")
+    assert store.lookup("ab0") == image.id and store.exists("ab0")
+    store.create_image(base.id, id="ab04" + "0" * 60)
+    for call in (
+        lambda: store.set_names("ab0", ["x"]),
+        lambda: store.set_metadata("ab0", "x"),
+        lambda: store.metadata("ab0"),
+        lambda: store.delete("ab0"),
+    ):
+        with pytest.raises(errors.AmbiguousPrefixError):
+            call()
+    assert not store.exists("ab0")
+    store.delete("ab03")
+    assert store.lookup("ab0") == "ab04" + "0" * 60
+
+
 def test_unknown_items(store: cs.Store) -> None:
     store.create_layer()
     with pytest.raises(errors.LayerUnknownError):
