@@ -28,7 +28,9 @@ BUDGET = 64 << 20
 #: argv: layer target keep_tar_split(0/1). Prints "interrupted" on KeyboardInterrupt, else
 #: "done <peak RSS in bytes>".
 APPLY_CHILD = r"""
-import re, sys
+import re, signal, sys
+# An ignored SIGINT is inherited through exec (and Python then leaves it ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from containers_storage.archive import apply_layer
 layer, target, keep = sys.argv[1:4]
 try:

@@ -383,7 +383,9 @@ def test_sigkill_during_put_layer(tmp_path: Path, roots: tuple[Path, Path], driv
 #: KeyboardInterrupt, "done" when it returns; before that, "stopped early" or "applied to
 #: the end" when the interrupt comes out of the apply (the rollback then removes the files).
 PUT_INTERRUPTED_CHILD = r"""
-import os, sys
+import os, signal, sys
+# An ignored SIGINT is inherited through exec (and Python then leaves it ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import containers_storage as cs
 from containers_storage import archive
 graph, run, driver, layer, last = sys.argv[1:6]
