@@ -68,9 +68,8 @@ impl Remap {
         };
         let (huid, hgid) = to_host_overflow(&self.uid_to, &self.gid_to, cuid, cgid);
         let fit = |id: u64| {
-            u32::try_from(id).map_err(|_| {
-                unmapped(path, format!("host ID {id} is out of range for an owner"))
-            })
+            u32::try_from(id)
+                .map_err(|_| unmapped(path, format!("host ID {id} is out of range for an owner")))
         };
         Ok((fit(huid)?, fit(hgid)?))
     }

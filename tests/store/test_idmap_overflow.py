@@ -14,10 +14,12 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import containers_storage as cs
 import pytest
+from containers_storage import errors
 
 from tests.store.helpers import Roots, go
 from tests.tars import d, f, make_tar
@@ -105,32 +107,30 @@ def ours(roots: Roots, driver: str, *args: str) -> str:
     return p.stdout.decode()
 
 
-def cli_container(run: object, roots: Roots, driver: str, tar: Path, spec: str) -> str:
-    """import-layer, create-image, create-container --uidmap/--gidmap ``spec`` with one CLI."""
-
-    def text(*args: str) -> str:
-        if run is go:
-            return go(roots, driver, *args).stdout.decode()
-        return ours(roots, driver, *args)
-
-    layer = text("import-layer", "-f", str(tar)).split()[0]
-    image = text("create-image", layer).split()[0]
-    return text("create-container", "--uidmap", spec, "--gidmap", spec, image).split()[0]
+def theirs(roots: Roots, driver: str, *args: str) -> str:
+    """Go's CLI on the store; its stdout."""
+    return go(roots, driver, *args).stdout.decode()
 
 
-def mounted_listing(run: object, roots: Roots, driver: str, ref: str) -> Listing:
-    """Mount ``ref`` with one CLI, list it, unmount it."""
-    if run is go:
-        path = go(roots, driver, "mount", ref).stdout.decode().strip()
-    else:
-        path = ours(roots, driver, "mount", ref).strip()
+Cli = Callable[..., str]
+
+
+def cli_container(cli: Cli, roots: Roots, driver: str, tar: Path, spec: str) -> str:
+    """import-layer, create-image, create-container --uidmap/--gidmap ``spec``."""
+    layer = cli(roots, driver, "import-layer", "-f", str(tar)).split()[0]
+    image = cli(roots, driver, "create-image", layer).split()[0]
+    return cli(
+        roots, driver, "create-container", "--uidmap", spec, "--gidmap", spec, image
+    ).split()[0]
+
+
+def mounted_listing(cli: Cli, roots: Roots, driver: str, ref: str) -> Listing:
+    """Mount ``ref`` with ``cli``, list it, unmount it."""
+    path = cli(roots, driver, "mount", ref).strip()
     try:
         return listing(path)
     finally:
-        if run is go:
-            go(roots, driver, "unmount", ref)
-        else:
-            ours(roots, driver, "unmount", ref)
+        cli(roots, driver, "unmount", ref)
 
 
 def api_listing(roots: Roots, driver: str, ref: str) -> Listing:
@@ -164,7 +164,7 @@ def test_api_container_gets_overflow_owners(
     if driver == "vfs":
         # Go copies the tree and re-owns all but its root: the root keeps the image's owner.
         assert got["."][:2] == (0, 0)
-        assert mounted_listing(go, roots, driver, ctr.id) == got
+        assert mounted_listing(theirs, roots, driver, ctr.id) == got
         go(roots, driver, "shutdown")
 
 
@@ -177,27 +177,27 @@ def test_cli_twin_same_owners_as_go(
     tar = tmp_path / "layer.tar"
     tar.write_bytes(LAYER)
     mine: Roots = (tmp_path / "ours" / "root", tmp_path / "ours" / "run")
-    theirs: Roots = (tmp_path / "go" / "root", tmp_path / "go" / "run")
+    twin: Roots = (tmp_path / "go" / "root", tmp_path / "go" / "run")
     try:
         c_ours = cli_container(ours, mine, driver, tar, spec)
-        c_go = cli_container(go, theirs, driver, tar, spec)
+        c_go = cli_container(theirs, twin, driver, tar, spec)
         got = mounted_listing(ours, mine, driver, c_ours)
         assert {k: v for k, v in got.items() if k != "."} == expected(spec)
         if driver == "vfs":
-            want = mounted_listing(go, theirs, driver, c_go)
+            want = mounted_listing(theirs, twin, driver, c_go)
             assert got == want
-            assert mounted_listing(go, mine, driver, c_ours) == want
+            assert mounted_listing(theirs, mine, driver, c_ours) == want
         else:
             # Go 1.43 on this kernel puts idmapped mounts under any container with maps, its
             # own re-owned copies included, and the mount fails; Go's copy is read through
             # our mount instead (first: Go's failed attempt still re-owns the upper root).
-            go(theirs, driver, "shutdown")
-            assert api_listing(theirs, driver, c_go) == got
-            for roots, ref in ((theirs, c_go), (mine, c_ours)):
+            go(twin, driver, "shutdown")
+            assert api_listing(twin, driver, c_go) == got
+            for roots, ref in ((twin, c_go), (mine, c_ours)):
                 p = go(roots, driver, "mount", ref, check=False)
                 assert p.returncode != 0 and b"permission denied" in p.stderr, p
     finally:
-        go(theirs, driver, "shutdown", check=False)
+        go(twin, driver, "shutdown", check=False)
         ours(mine, driver, "shutdown")
 
 
@@ -210,23 +210,23 @@ def test_overlay_cli_twin_go_shifts(tmp_path: Path, nothing_left_mounted: None) 
     tar = tmp_path / "layer.tar"
     tar.write_bytes(LAYER)
     mine: Roots = (tmp_path / "ours" / "root", tmp_path / "ours" / "run")
-    theirs: Roots = (tmp_path / "go" / "root", tmp_path / "go" / "run")
+    twin: Roots = (tmp_path / "go" / "root", tmp_path / "go" / "run")
     try:
         c_ours = cli_container(ours, mine, driver, tar, MAP)
-        c_go = cli_container(go, theirs, driver, tar, MAP)
+        c_go = cli_container(theirs, twin, driver, tar, MAP)
         got = mounted_listing(ours, mine, driver, c_ours)
-        want = mounted_listing(go, theirs, driver, c_go)
+        want = mounted_listing(theirs, twin, driver, c_go)
         differ = {k for k in got.keys() | want.keys() if got.get(k) != want.get(k)}
         assert differ == {".", "etc/root-host-id"}, (got, want)
         assert want["etc/root-host-id"][:2] == (go_overflow("uid"), go_overflow("gid"))
         assert got["etc/root-host-id"][:2] == (300000, 300000)
         assert want["."][:2] == (0, 0) and got["."][:2] == (300000, 300000)
     finally:
-        go(theirs, driver, "shutdown", check=False)
+        go(twin, driver, "shutdown", check=False)
         ours(mine, driver, "shutdown")
 
 
 def test_apply_with_maps_keeps_failing_on_owners_outside_them(store: cs.Store) -> None:
     """Go applies a layer with maps through ``ToHost``, which has no overflow fallback."""
-    with pytest.raises(cs.errors.ArchiveError, match=str(BIG)):
+    with pytest.raises(errors.ArchiveError, match=str(BIG)):
         store.put_layer(None, io.BytesIO(LAYER), uid_map=ids(MAP), gid_map=ids(MAP))
