@@ -38,30 +38,98 @@ impl Remap {
         self.uid_from == self.uid_to && self.gid_from == self.gid_to
     }
 
+    /// The owner an entry owned by `uid:gid` gets, as Go's `platformChowner.LChown` works
+    /// it out: host IDs back to container IDs through the source maps (an unmappable pair
+    /// is an error unless it is `0:0`, kept as it is), then to host IDs through the
+    /// destination maps, where a container ID the maps do not hold becomes the overflow ID
+    /// (Go's `IDMappings.ToHostOverflow`).
     fn ids(&self, uid: u32, gid: u32, path: &Path) -> Result<(u32, u32)> {
         if self.is_identity() {
             return Ok((uid, gid));
         }
-        let map = |id: u32, from: &IdMap, to: &IdMap, what: &str| -> Result<u32> {
-            from.to_container(u64::from(id))
-                .and_then(|c| to.to_host(c))
-                .and_then(|h| u32::try_from(h).ok())
-                .ok_or_else(|| {
-                    Error::io(
-                        "mapping owner of",
-                        path,
-                        std::io::Error::new(
-                            std::io::ErrorKind::InvalidInput,
-                            format!("{what} {id} is not mapped"),
-                        ),
-                    )
-                })
+        let (uid, gid) = (u64::from(uid), u64::from(gid));
+        let (cuid, cgid) = match (
+            self.uid_from.to_container(uid),
+            self.gid_from.to_container(gid),
+        ) {
+            (Some(u), Some(g)) => (u, g),
+            _ if uid == 0 && gid == 0 => (0, 0),
+            (u, _) => {
+                let id = if u.is_none() { uid } else { gid };
+                return Err(unmapped(
+                    path,
+                    format!(
+                        "mapping host ID pair idtools.IDPair{{UID:{uid}, GID:{gid}}} for {:?} \
+                         to container: host ID {id} cannot be mapped to a container ID",
+                        path.display().to_string()
+                    ),
+                ));
+            }
         };
-        Ok((
-            map(uid, &self.uid_from, &self.uid_to, "uid")?,
-            map(gid, &self.gid_from, &self.gid_to, "gid")?,
-        ))
+        let (huid, hgid) = to_host_overflow(&self.uid_to, &self.gid_to, cuid, cgid);
+        let fit = |id: u64| {
+            u32::try_from(id)
+                .map_err(|_| unmapped(path, format!("host ID {id} is out of range for an owner")))
+        };
+        Ok((fit(huid)?, fit(hgid)?))
     }
+}
+
+fn unmapped(path: &Path, message: String) -> Error {
+    Error::io(
+        "mapping owner of",
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+    )
+}
+
+/// Go's overflow UID and GID (`getOverflowUID`/`getOverflowGID`): the value in
+/// `/proc/sys/kernel/overflowuid` (`overflowgid`) when the whole file parses as a number,
+/// else 65534. Go parses the file's bytes as they are, trailing newline included, so with
+/// the kernel's `65534\n` it always falls back to 65534; so do we.
+fn overflow_ids() -> (u64, u64) {
+    static IDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        let read = |file: &str| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .unwrap_or(65534)
+        };
+        (
+            read("/proc/sys/kernel/overflowuid"),
+            read("/proc/sys/kernel/overflowgid"),
+        )
+    })
+}
+
+/// Go's `IDMappings.RootPair` (`GetRootUIDGID`): the host IDs of container root, a
+/// single one-ID range standing for root whatever its container ID; `None` when either
+/// map lacks root.
+fn root_pair(uid_map: &IdMap, gid_map: &IdMap) -> Option<(u64, u64)> {
+    let root = |map: &IdMap| match map.0.as_slice() {
+        [only] if only.size == 1 => Some(only.host),
+        _ => map.to_host(0),
+    };
+    Some((root(uid_map)?, root(gid_map)?))
+}
+
+/// Go's `IDMappings.ToHostOverflow`: container IDs to host IDs, the overflow ID for one
+/// the maps do not hold; an ID equal to the maps' root host ID is kept as it is.
+fn to_host_overflow(uid_map: &IdMap, gid_map: &IdMap, uid: u64, gid: u64) -> (u64, u64) {
+    let root = root_pair(uid_map, gid_map);
+    let (overflow_uid, overflow_gid) = overflow_ids();
+    let map = |id: u64, root: Option<u64>, map: &IdMap, overflow: u64| {
+        if root == Some(id) {
+            id
+        } else {
+            map.to_host(id).unwrap_or(overflow)
+        }
+    };
+    (
+        map(uid, root.map(|r| r.0), uid_map, overflow_uid),
+        map(gid, root.map(|r| r.1), gid_map, overflow_gid),
+    )
 }
 
 /// What a copy did.
@@ -368,11 +436,12 @@ pub fn copy_tree(src: &Path, dst: &Path, remap: &Remap) -> Result<CopyStats> {
     };
     c.copy_dir(s.as_fd(), d.as_fd(), Path::new(""), src)?;
     let st = rfs::fstat(&s).map_err(|e| err("stat", src, e))?;
-    let (uid, gid) = remap.ids(st.st_uid, st.st_gid, src)?;
+    // The root keeps the source's owner: Go copies the tree as it is and then re-owns all
+    // but its root (`ChownPathByMaps`).
     rfs::fchown(
         &d,
-        Some(rfs::Uid::from_raw(uid)),
-        Some(rfs::Gid::from_raw(gid)),
+        Some(rfs::Uid::from_raw(st.st_uid)),
+        Some(rfs::Gid::from_raw(st.st_gid)),
     )
     .map_err(|e| err("changing owner of", dst, e))?;
     copy_xattrs(s.as_fd(), d.as_fd(), b".", dst)?;
@@ -453,28 +522,15 @@ fn chown_one(
     Ok(1)
 }
 
-/// Changes the owner of everything under and including `root` from the IDs of one mapping
-/// to the other (Go's `ChownPathByMaps`); returns how many entries changed.
+/// Changes the owner of everything under `root` (not `root` itself, as Go's
+/// `ChownPathByMaps`) from the IDs of one mapping to the other; returns how many entries
+/// changed.
 pub fn chown_tree(root: &Path, remap: &Remap) -> Result<u64> {
     if remap.is_identity() {
         return Ok(0);
     }
     let d = open_dir(root)?;
-    let mut n = chown_dir(d.as_fd(), root, remap)?;
-    let st = rfs::fstat(&d).map_err(|e| err("stat", root, e))?;
-    let (uid, gid) = remap.ids(st.st_uid, st.st_gid, root)?;
-    if (uid, gid) != (st.st_uid, st.st_gid) {
-        rfs::fchown(
-            &d,
-            Some(rfs::Uid::from_raw(uid)),
-            Some(rfs::Gid::from_raw(gid)),
-        )
-        .map_err(|e| err("changing owner of", root, e))?;
-        rfs::fchmod(&d, Mode::from_raw_mode(st.st_mode & 0o7777))
-            .map_err(|e| err("changing mode of", root, e))?;
-        n += 1;
-    }
-    Ok(n)
+    chown_dir(d.as_fd(), root, remap)
 }
 
 fn remove_children(dir: BorrowedFd<'_>, path: &Path) -> Result<()> {
@@ -604,6 +660,55 @@ pub fn dir_size(path: &Path) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one(container: u64, host: u64, size: u64) -> IdMap {
+        IdMap(vec![crate::archive::idmap::IdRange {
+            container,
+            host,
+            size,
+        }])
+    }
+
+    #[test]
+    fn owners_outside_the_maps_become_the_overflow_ids() -> Result<()> {
+        let m = one(0, 300_000, 65536);
+        let r = Remap {
+            uid_to: m.clone(),
+            gid_to: m,
+            ..Remap::default()
+        };
+        let p = Path::new("x");
+        assert_eq!(r.ids(0, 0, p)?, (300_000, 300_000));
+        assert_eq!(r.ids(1000, 5, p)?, (301_000, 300_005));
+        assert_eq!(r.ids(4_000_000, 70_000, p)?, (65534, 65534));
+        assert_eq!(r.ids(1000, 4_000_000, p)?, (301_000, 65534));
+        // Go keeps an ID equal to the maps' root host ID as it is.
+        assert_eq!(r.ids(300_000, 300_001, p)?, (300_000, 65534));
+        Ok(())
+    }
+
+    #[test]
+    fn source_owners_outside_the_source_maps() -> Result<()> {
+        let r = Remap {
+            uid_from: one(0, 100_000, 10),
+            gid_from: one(0, 100_000, 10),
+            uid_to: one(0, 200_000, 10),
+            gid_to: one(0, 200_000, 10),
+        };
+        let p = Path::new("x");
+        assert_eq!(r.ids(100_001, 100_002, p)?, (200_001, 200_002));
+        // 0:0 that the source maps cannot express is taken as container root.
+        assert_eq!(r.ids(0, 0, p)?, (200_000, 200_000));
+        let e = r.ids(5, 100_000, p).err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "mapping owner of x: mapping host ID pair idtools.IDPair{UID:5, GID:100000} \
+                 for \"x\" to container: host ID 5 cannot be mapped to a container ID"
+            )
+        );
+        Ok(())
+    }
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     #[test]

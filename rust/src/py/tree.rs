@@ -17,8 +17,9 @@ fn remap(uid_from: Ranges, gid_from: Ranges, uid_to: Ranges, gid_to: Ranges) -> 
     }
 }
 
-/// Copies the tree `src` into the existing empty directory `dst`; returns
-/// `(entries, bytes, cloned)`.
+/// Copies the tree `src` into the existing empty directory `dst`, re-owning all but its root
+/// from the `*_from` maps to the `*_to` maps (unmapped IDs become the overflow IDs, as Go's
+/// `ChownPathByMaps`); returns `(entries, bytes, cloned)`.
 #[pyfunction]
 #[pyo3(signature = (src, dst, *, uid_from=None, gid_from=None, uid_to=None, gid_to=None))]
 pub fn copy_tree(
@@ -37,7 +38,8 @@ pub fn copy_tree(
     Ok((s.entries, s.bytes, s.cloned))
 }
 
-/// Re-owns everything under `root` from one ID mapping to another; returns the count.
+/// Re-owns everything under `root` (not `root` itself) from one ID mapping to another, as
+/// Go's `ChownPathByMaps`; returns the count.
 #[pyfunction]
 #[pyo3(signature = (root, *, uid_from=None, gid_from=None, uid_to=None, gid_to=None))]
 pub fn chown_tree(
