@@ -8,7 +8,7 @@ chained from the DiffIDs (the base layer's ID is its DiffID, each next one is
 ``digest`` and ``created`` from the manifest and config, the metadata
 ``{"signatures-sizes":{"<manifest digest>":[]}}`` (replaced on a re-import). Names are
 stored as skopeo's ``containers-storage:NAME`` stores them (``myimg`` ->
-``docker.io/library/myimg:latest``, see :mod:`._reference`); without names, the source's
+``docker.io/library/myimg:latest``, see :mod:`.reference`); without names, the source's
 tag or ``RepoTags`` are taken the same way. Every blob is verified against the
 manifest and every layer against the config's DiffIDs; on any mismatch nothing stays.
 Layers already in the store are reused. With overlay, layers are applied in parallel in
@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _native, _reference, errors
+from . import _native, errors, reference
 from ._strconv import go_quote
 from ._struct import field, struct
 from .archive import apply_layer
@@ -315,12 +315,12 @@ def import_image(
         ImageUnknownError: The tag is not in the layout.
         ArchiveError: A layer is not a valid tarball (nothing is kept).
     """
-    given = [_reference.storage_name(n) for n in names]
+    given = [reference.storage_name(n) for n in names]
     tmp_root = os.path.join(store.graph_root(), "tmp")
     os.makedirs(tmp_root, mode=0o700, exist_ok=True)
     src = _resolve(source, tmp_root)
     try:
-        refs = given or [_reference.storage_name(t) for t in src.tags]
+        refs = given or [reference.storage_name(t) for t in src.tags]
         for _name, digest in refs:
             # c/image's copy: a digested destination must name the manifest (or its index).
             if digest and digest not in (src.manifest_digest, src.index_digest):

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from containers_storage.reference import parse_docker_reference, parse_normalized_named
 from containers_storage.registry import auth, errors
-from containers_storage.registry.reference import parse_docker_reference, parse_normalized_named
 
 from tests.registry.helpers import skopeo
 

@@ -1,7 +1,6 @@
 """A client of OCI distribution registries, as containers/image v5.23 talks to them.
 
-Modules, each holding one thing: :mod:`.reference` (docker references and their
-normalisation), :mod:`.registries_conf` (``registries.conf`` and its drop-ins),
+Modules, each holding one thing: :mod:`.registries_conf` (``registries.conf`` and its drop-ins),
 :mod:`.certs` (``certs.d`` into an SSL context), :mod:`.auth` (auth files, credential helpers,
 ``WWW-Authenticate`` challenges, basic and bearer authentication), :mod:`.client` (ping,
 manifests and blobs, with retries, redirects and digest checks), :mod:`.upload` (blob
@@ -12,7 +11,7 @@ HTTP and TLS come from urllib3 (chosen by measurement: benches/README.md, "Regis
 
 from __future__ import annotations
 
+from ..reference import Reference, parse_docker_reference, parse_normalized_named
 from .errors import RegistryError
-from .reference import Reference, parse_docker_reference, parse_normalized_named
 
 __all__ = ["Reference", "RegistryError", "parse_docker_reference", "parse_normalized_named"]

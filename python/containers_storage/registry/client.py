@@ -17,6 +17,7 @@ from typing import Any
 import urllib3
 import urllib3.exceptions
 
+from ..reference import DEFAULT_DOMAIN, DOCKER_HUB_API_HOST
 from .auth import (
     Authorizer,
     Challenge,
@@ -36,7 +37,6 @@ from .errors import (
     TooManyRequestsError,
     TruncatedBodyError,
 )
-from .reference import DEFAULT_DOMAIN, DOCKER_HUB_API_HOST
 
 __all__ = [
     "MANIFEST_ACCEPT",

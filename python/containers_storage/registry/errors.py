@@ -3,7 +3,7 @@ matching skopeo's and podman's messages keep working."""
 
 from __future__ import annotations
 
-from ..errors import StorageError
+from ..errors import InvalidReferenceError, StorageError
 
 __all__ = [
     "AuthenticationError",
@@ -23,12 +23,6 @@ class RegistryError(StorageError):
     """Base class of the registry client's errors."""
 
     go_message = "registry error"
-
-
-class InvalidReferenceError(RegistryError, ValueError):
-    """A docker reference that does not parse (Go: docker/reference's ``Err*``)."""
-
-    go_message = "invalid reference format"
 
 
 class RegistryConfigError(RegistryError, ValueError):

@@ -1,14 +1,21 @@
 """Docker image references, parsed and normalised as containers/image v5.23's
-``docker/reference`` does (``ParseNormalizedNamed``, ``TagNameOnly``) and as its docker
-transport accepts them (``docker://`` references: a tag or a digest, not both)."""
+``docker/reference`` does (``ParseNormalizedNamed``, ``TagNameOnly``), as its docker
+transport accepts them (``docker://`` references: a tag or a digest, not both) and as its
+storage transport names images (:func:`storage_name`).
+
+One parser serves image names in the store, registry references and the CLI; an invalid
+reference raises :class:`~containers_storage.errors.InvalidReferenceError` with c/image's
+words.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 
-from .. import errors as cs_errors
-from ..digests import validate_digest
+from . import errors as cs_errors
+from ._strconv import go_quote
+from .digests import validate_digest
 from .errors import InvalidReferenceError
 
 __all__ = [
@@ -17,6 +24,7 @@ __all__ = [
     "Reference",
     "parse_docker_reference",
     "parse_normalized_named",
+    "storage_name",
 ]
 
 DEFAULT_DOMAIN = "docker.io"
@@ -168,3 +176,38 @@ def parse_docker_reference(s: str) -> Reference:
             "Docker references with both a tag and digest are currently not supported"
         )
     return ref
+
+
+def storage_name(name: str) -> tuple[str, str]:
+    """``name`` as c/image's storage transport stores it, and the digest it carries
+    (``""`` without one): ``ParseNormalizedNamed`` then ``TagNameOnly``
+    (``myimg`` -> ``docker.io/library/myimg:latest``, ``myimg@sha256:<hex>`` keeps no tag).
+
+    Raises:
+        InvalidReferenceError: ``name`` is empty or not a valid reference, with c/image's
+            text (``parsing named reference "MyImg": invalid reference format: repository
+            name must be lowercase``).
+    """
+    invalid = InvalidReferenceError.go_message
+    if not name:
+        raise InvalidReferenceError(f'"" is an empty reference: {invalid}')
+    at = name.rfind("@")
+    if at != -1:
+        # The transport peels a trailing image ID off (``NAME@ID``); digests stay.
+        suffix = name[at + 1 :]
+        if not suffix:
+            raise InvalidReferenceError(
+                f"empty trailing digest or ID in {go_quote(name)}: {invalid}"
+            )
+        try:
+            validate_digest(suffix)
+        except cs_errors.InvalidDigestError:
+            why = "does not look like an image ID or digest"
+            if _IDENTIFIER.match(suffix):
+                why = "is an image ID: an imported image's ID is its config's digest"
+            raise InvalidReferenceError(f"{go_quote(suffix)} {why}: {invalid}") from None
+    try:
+        ref = parse_normalized_named(name).with_tag_or_default()
+    except InvalidReferenceError as e:
+        raise InvalidReferenceError(f"parsing named reference {go_quote(name)}: {e}") from None
+    return str(ref), ref.digest or ""
