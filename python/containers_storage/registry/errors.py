@@ -11,7 +11,9 @@ __all__ = [
     "HTTPStatusError",
     "InvalidReferenceError",
     "ManifestError",
+    "PolicyDeniedError",
     "RedirectError",
+    "RegistryBlockedError",
     "RegistryConfigError",
     "RegistryError",
     "TooManyRequestsError",
@@ -27,6 +29,14 @@ class RegistryError(StorageError):
 
 class RegistryConfigError(RegistryError, ValueError):
     """registries.conf, an auth file or a certs.d directory is invalid."""
+
+
+class RegistryBlockedError(RegistryError, PermissionError):
+    """registries.conf marks the registry ``blocked``."""
+
+
+class PolicyDeniedError(RegistryError, PermissionError):
+    """``policy.json`` rejects the image, or demands signatures that are not verified here."""
 
 
 class HTTPStatusError(RegistryError):
