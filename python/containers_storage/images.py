@@ -30,6 +30,8 @@ class ImageStore(RecordStore[Image]):
 
     def _prepare(self, records: list[Image]) -> list[Image]:
         # Freshly decoded records, not yet shared: completed in place.
+        for r in records:
+            _validate_digests(r)
         out = [r._fill_digests() for r in records]
         if self.read_only:
             for r in out:
@@ -242,3 +244,28 @@ def missing_image_item(key: str, image_id: str) -> FileNotFoundError:
         f"locating item named {go_quote(key)} for image with ID {go_quote(image_id)} (consider "
         "removing the image to resolve the issue): file does not exist"
     )
+
+
+def _validate_digests(rec: Image) -> None:
+    """Go's ``recomputeDigests`` on load: the image digest and every manifest item's digest
+    must be valid, or the store does not open."""
+
+    def fail(what: str, e: errors.InvalidDigestError) -> errors.InvalidDigestError:
+        names = "[" + " ".join(rec.names) + "]"
+        return errors.InvalidDigestError(
+            f"computing digests for image with ID {go_quote(rec.id)} ({names}): {what}: {e}"
+        )
+
+    if rec.digest:
+        try:
+            validate_digest(rec.digest)
+        except errors.InvalidDigestError as e:
+            raise fail(f"validating image digest {go_quote(rec.digest)}", e) from None
+    for name, d in rec.big_data_digests.items():
+        if not name.startswith("manifest"):
+            continue
+        try:
+            validate_digest(d)
+        except errors.InvalidDigestError as e:
+            what = f"validating digest {go_quote(d)} for big data item {go_quote(name)}"
+            raise fail(what, e) from None

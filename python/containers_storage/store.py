@@ -168,6 +168,12 @@ class Store:
             ImageStore(os.path.join(p, prefix + "images"), read_only=True)
             for p in driver_obj.image_stores
         ]
+        # Go's GetStore loads the image and container records as it opens their stores: a
+        # store whose records do not load (an invalid digest, say) does not open.
+        loaded: list[ImageStore | ContainerStore] = [self._images, self._containers]
+        for records in loaded + list(self._ro_images):
+            with records.reading():
+                pass
         self._digest_lock_root = os.path.join(run, prefix + "locks")
         os.makedirs(self._digest_lock_root, mode=0o700, exist_ok=True)
         # The layer store is opened (write-locked, cleaning incomplete layers) on first use,

@@ -3,6 +3,7 @@ must not surprise a program using the package."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -103,3 +104,49 @@ def test_a_stage_survives_go_commands_beside_it(roots: Roots, no_leaked_mounts: 
     assert (Path(path) / "hello").read_bytes() == b"hi"
     s.unmount(layer.id)
     s.shutdown(False)
+
+
+# -- records that do not load ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("digest", "sha256:" + "A" * 64, 'validating image digest "sha256:{v}"'),
+        (
+            "big-data-digests",
+            "sha256:abc",
+            'validating digest "{v}" for big data item "manifest-x"',
+        ),
+    ],
+)
+def test_an_invalid_image_digest_stops_the_store_opening_as_in_go(
+    roots: Roots, driver: str, field: str, value: str, why: str
+) -> None:
+    """Go's GetStore loads images.json and checks every image's digests
+    (``recomputeDigests``): a store with an invalid one does not open, for any command, and
+    ours says so in Go's words. A valid store written by Go opens again after the fix."""
+    layer = go(roots, driver, "create-layer").stdout.decode().split()[0]
+    image = go(roots, driver, "create-image", "-n", "foo", layer).stdout.decode().split()[0]
+    path = roots[0] / f"{driver}-images" / "images.json"
+    records = json.loads(path.read_text())
+    good = path.read_text()
+    if field == "digest":
+        records[0]["digest"] = value
+    else:
+        records[0]["big-data-names"] = ["manifest-x"]
+        records[0]["big-data-digests"] = {"manifest-x": value}
+    path.write_text(json.dumps(records))
+
+    for command in ("layers", "images", "containers"):
+        theirs = go(roots, driver, command, check=False)
+        mine = ours(roots, driver, command)
+        assert theirs.returncode == mine.returncode == 1
+        assert mine.stdout == theirs.stdout.decode(), command
+    reason = why.format(v=value.removeprefix("sha256:") if field == "digest" else value)
+    assert f'image with ID "{image}" ([foo]): {reason}' in mine.stdout
+    with pytest.raises(cs.errors.InvalidDigestError, match="invalid checksum digest"):
+        cs.Store(roots[0], roots[1], driver)
+
+    path.write_text(good)
+    assert ours(roots, driver, "images").returncode == 0

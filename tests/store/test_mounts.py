@@ -67,15 +67,15 @@ def delete(how: str, store: cs.Store, roots: Roots, driver: str, *args: str) -> 
         p = ours(roots, driver, *args)
         assert p.returncode == 0, p.stderr
     else:
-        p = go(roots, driver, *args, check=False)
-        if p.returncode != 0:
+        theirs = go(roots, driver, *args, check=False)
+        if theirs.returncode != 0:
             # Go 1.43's DeleteContainer races itself: containerStore.Delete's plain
             # os.RemoveAll of the container's directory runs beside the goroutine that
             # unmounts userdata/shm and removes the same directory (EnsureRemoveAll), and
             # fails with EBUSY when it gets to shm first (about 1 run in 10 here, seen
             # with strace). The record, layer, directories and mounts still all go, so
             # the end state the test checks is the same; only the exit status differs.
-            err = p.stderr.decode()
+            err = theirs.stderr.decode()
             assert "/userdata/shm: device or resource busy" in err, err
 
 
