@@ -126,20 +126,11 @@ class RegistriesConf:
         """
         if name.startswith("docker://"):
             return [parse_docker_reference(name)]
-        ref = _parse(name)
-        if ref.tag is not None and ref.digest is not None:
-            name = name[: name.rfind(":", 0, name.rfind("@"))] + "@" + ref.digest
-            ref = dataclasses.replace(ref, tag=None)
-        if _is_qualified_domain(ref.domain):
-            return [parse_normalized_named(name).with_tag_or_default()]
-        repo = Reference(ref.domain, ref.path).name.lstrip("/")
-        alias = _read_aliases(self.aliases_file).get(repo) or self.aliases.get(repo)
-        if alias is not None and alias.value is not None:
-            return [
-                dataclasses.replace(
-                    alias.value, tag=ref.tag, digest=ref.digest
-                ).with_tag_or_default()
-            ]
+        name, ref, alias = self._short(name)
+        if ref is not None:
+            return [ref]
+        if alias is not None:
+            return [alias]
         if not self.unqualified_search_registries:
             if self.search_origin:
                 raise RegistryConfigError(
@@ -163,6 +154,42 @@ class RegistriesConf:
                 "short-name resolution enforced but cannot prompt without a TTY"
             )
         return out
+
+    def local_candidates(self, name: str) -> list[Reference]:
+        """The names podman looks ``name`` up by in local storage before pulling
+        (``shortnames.ResolveLocally`` then libimage's docker.io fallback): a qualified
+        name as it is; for a short name its alias, ``localhost/NAME``, one per
+        unqualified-search registry, then ``docker.io/library/NAME``. When one of them is
+        in the store, podman pulls by that image's name instead of resolving ``name``.
+
+        Raises:
+            InvalidReferenceError: ``name`` does not parse.
+            RegistryConfigError: an invalid ``short-name-aliases.conf``.
+        """
+        name, ref, alias = self._short(name)
+        if ref is not None:
+            return [ref]
+        out = [] if alias is None else [alias]
+        for reg in ("localhost", *self.unqualified_search_registries):
+            out.append(parse_normalized_named(f"{reg}/{name}").with_tag_or_default())
+        out.append(parse_normalized_named(name).with_tag_or_default())
+        return out
+
+    def _short(self, name: str) -> tuple[str, Reference | None, Reference | None]:
+        """``name`` without the tag when it also has a digest, and either its qualified
+        reference (not a short name) or its alias (None without one)."""
+        ref = _parse(name)
+        if ref.tag is not None and ref.digest is not None:
+            name = name[: name.rfind(":", 0, name.rfind("@"))] + "@" + ref.digest
+            ref = dataclasses.replace(ref, tag=None)
+        if _is_qualified_domain(ref.domain):
+            return name, parse_normalized_named(name).with_tag_or_default(), None
+        repo = Reference(ref.domain, ref.path).name.lstrip("/")
+        alias = _read_aliases(self.aliases_file).get(repo) or self.aliases.get(repo)
+        if alias is None or alias.value is None:
+            return name, None, None
+        value = dataclasses.replace(alias.value, tag=ref.tag, digest=ref.digest)
+        return name, None, value.with_tag_or_default()
 
     def find(self, name: str) -> Registry | None:
         """``FindRegistry``: the entry with the longest prefix matching ``name`` (a registry,
