@@ -748,3 +748,35 @@ def test_short_names_as_podman(
     p = podman_pull(podman_store, path, "other:1")
     assert p.returncode != 0
     assert f"Error: {e.value}" in p.stderr.decode(), p.stderr
+
+
+def test_drop_ins_and_wildcards_as_skopeo(
+    tmp_path: Path,
+    plain_registry: Registry,
+    images: Callable[[Registry, str, int], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The main file blocks the registry; the user's drop-in (read also with an explicit
+    main file) replaces that entry; a wildcard prefix rewrites subdomains to it."""
+    digest = images(plain_registry, "img", 1)
+    host = plain_registry.host
+    monkeypatch.setenv("HOME", str(tmp_path))
+    drop_ins = tmp_path / ".config/containers/registries.conf.d"
+    drop_ins.mkdir(parents=True)
+    path = tmp_path / "registries.conf"
+    path.write_text(f'[[registry]]\nlocation = "{host}"\nblocked = true\n')
+    with pytest.raises(RegistryBlockedError):
+        load(path).pull_sources(ref(f"{host}/img:1"))
+    assert skopeo_inspect(path, f"docker://{host}/img:1").returncode != 0
+    (drop_ins / "50-unblock.conf").write_text(
+        f'[[registry]]\nlocation = "{host}"\ninsecure = true\n'
+        f'[[registry]]\nprefix = "*.example.test"\nlocation = "{host}"\ninsecure = true\n'
+    )
+    c = load(path)
+    for name in (f"{host}/img:1", "a.b.example.test/img:1"):
+        assert c.pull_sources(ref(name)) == [Source(ref(f"{host}/img:1"), True)]
+        p = skopeo_inspect(path, f"docker://{name}")
+        assert p.returncode == 0, p.stderr
+        assert sha256(p.stdout) == digest
+    # example.test itself is not a subdomain of example.test: nothing rewrites it.
+    assert c.pull_sources(ref("example.test/img:1")) == [Source(ref("example.test/img:1"))]

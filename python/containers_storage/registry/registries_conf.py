@@ -608,9 +608,8 @@ def load(
     """
     explicit = path is not None
     if path is None:
-        env = os.environ.get("CONTAINERS_REGISTRIES_CONF") or os.environ.get(
-            "REGISTRIES_CONFIG_PATH"
-        )
+        # The first variable that is set wins, even when empty (then: the default files).
+        env = os.environ.get("CONTAINERS_REGISTRIES_CONF", os.environ.get("REGISTRIES_CONFIG_PATH"))
         if env:
             path, explicit = Path(env), True
     home = _home()
