@@ -496,6 +496,9 @@ unqualified-search-registries = ["first.test", "docker.io", "third.test:5000"]
         assert c.candidates(qualified) == [ref(qualified)]
     with pytest.raises(InvalidReferenceError, match=r"^repository name must be lowercase$"):
         c.candidates("App")
+    for local in ("sha256:" + "a" * 64, "b" * 64, "sha256:abc"):
+        with pytest.raises(InvalidReferenceError, match="refers to a local image by ID"):
+            c.candidates(local)
     # Local storage is searched by the alias, localhost/, the search registries, docker.io.
     assert c.local_candidates("app:2") == refs(
         "aliased.test/ns/app:2",

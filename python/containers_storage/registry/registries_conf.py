@@ -178,6 +178,11 @@ class RegistriesConf:
     def _short(self, name: str) -> tuple[str, Reference | None, Reference | None]:
         """``name`` without the tag when it also has a digest, and either its qualified
         reference (not a short name) or its alias (None without one)."""
+        if name.startswith("sha256:") or (len(name) == 64 and not any(c in name for c in "/.:@")):
+            # podman looks these up in local storage only, never in a registry.
+            raise InvalidReferenceError(
+                f"{go_quote(name)} refers to a local image by ID or digest, not to a registry"
+            )
         ref = _parse(name)
         if ref.tag is not None and ref.digest is not None:
             name = name[: name.rfind(":", 0, name.rfind("@"))] + "@" + ref.digest
@@ -581,7 +586,8 @@ def _drop_ins(dirs: Sequence[Path]) -> list[Path]:
     out: list[Path] = []
     for d in dirs:
         try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name)
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except FileNotFoundError:
             continue
         except OSError as e:
