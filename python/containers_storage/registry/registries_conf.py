@@ -4,7 +4,9 @@ resolves short names (``pkg/shortnames``, c/common's ``libimage``).
 
 This is the interface pull and push use: :func:`load`, then :meth:`RegistriesConf.candidates`
 for a user's name, :meth:`RegistriesConf.pull_sources` for each candidate and
-:meth:`RegistriesConf.push_destination` for a push.
+:meth:`RegistriesConf.push_destination` for a push. podman first looks the name up in local
+storage by :meth:`RegistriesConf.local_candidates` and, when an image is there, pulls by that
+image's name instead of resolving the short name.
 
 - Files: ``path``, else ``$CONTAINERS_REGISTRIES_CONF`` (or ``$REGISTRIES_CONFIG_PATH``), both
   with the drop-ins of ``/etc/containers/registries.conf.d`` then
