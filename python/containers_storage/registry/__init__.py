@@ -1,6 +1,7 @@
 """A client of OCI distribution registries, as containers/image v5.23 talks to them.
 
-Modules, each holding one thing: :mod:`.registries_conf` (``registries.conf`` and its drop-ins),
+Modules, each holding one thing: :mod:`.registries_conf` (``registries.conf`` and its drop-ins:
+short names, prefixes, mirrors, ``blocked``, ``insecure``), :mod:`.policy` (``policy.json``),
 :mod:`.certs` (``certs.d`` into an SSL context), :mod:`.auth` (auth files, credential helpers,
 ``WWW-Authenticate`` challenges, basic and bearer authentication), :mod:`.client` (ping,
 manifests and blobs, with retries, redirects and digest checks), :mod:`.upload` (blob
