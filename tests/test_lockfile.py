@@ -22,6 +22,7 @@ from containers_storage.errors import (
 from tests.helpers import (
     GO_CONTAINERS_STORAGE,
     HANG_GUARD,
+    RESTORE_SIGINT,
     Child,
     proc_locks_holders,
     wait_until_blocked,
@@ -483,11 +484,8 @@ def test_waiting_thread_does_not_stop_other_python_threads(
 
 def test_ctrl_c_interrupts_a_wait(lock_path: Path, children: list[Child]) -> None:
     lock = cs.Lockfile(lock_path)
-    # The handler is set explicitly: a child started from a background job inherits SIGINT
-    # ignored, and Python then leaves it ignored.
-    script = (
-        "import signal, sys, containers_storage as cs\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    script = RESTORE_SIGINT + (
+        "import sys, containers_storage as cs\n"
         "lock = cs.Lockfile(sys.argv[1])\n"
         "print('waiting', flush=True)\n"
         "try:\n"

@@ -39,8 +39,8 @@ from tests.helpers import (
     GO_CONTAINERS_STORAGE,
     HANG_GUARD,
     Child,
-    interrupt_when,
     proc_locks_holders,
+    run_interrupted,
 )
 from tests.store.helpers import release_mounts
 from tests.tars import MTIME, d, f, make_tar, sym, write_many_members
@@ -383,9 +383,7 @@ def test_sigkill_during_put_layer(tmp_path: Path, roots: tuple[Path, Path], driv
 #: KeyboardInterrupt, "done" when it returns; before that, "stopped early" or "applied to
 #: the end" when the interrupt comes out of the apply (the rollback then removes the files).
 PUT_INTERRUPTED_CHILD = r"""
-import os, signal, sys
-# An ignored SIGINT is inherited through exec (and Python then leaves it ignored).
-signal.signal(signal.SIGINT, signal.default_int_handler)
+import os, sys
 import containers_storage as cs
 from containers_storage import archive
 graph, run, driver, layer, last = sys.argv[1:6]
@@ -430,20 +428,8 @@ def test_ctrl_c_during_put_layer(
         return False
 
     argv = [str(graph), str(run), driver, str(layer), last]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PUT_INTERRUPTED_CHILD, *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        interrupt_when(proc, applying)
-        out, err = proc.communicate(timeout=HANG_GUARD)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert (proc.returncode, out) == (3, "stopped early\ninterrupted\n"), err
+    rc, out, err = run_interrupted(PUT_INTERRUPTED_CHILD, argv, applying)
+    assert (rc, out) == (3, "stopped early\ninterrupted\n"), err
     store = cs.Store(graph, run, driver)
     try:
         assert store.layers() == []
