@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ def go(
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")
     return p
+
+
+def ours(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run our CLI on the store."""
+    argv = [sys.executable, "-m", "containers_storage", "-g", str(roots[0]), "-R", str(roots[1])]
+    return subprocess.run([*argv, "-s", driver, *args], capture_output=True, text=True, check=False)
 
 
 def go_json(roots: Roots, driver: str, *args: str) -> Any:
