@@ -15,7 +15,7 @@ import pytest
 from containers_storage.archive import ApplyResult, apply_layer
 
 from tests.archive.manifest import Manifest
-from tests.helpers import GO_CONTAINERS_STORAGE
+from tests.store.helpers import go_argv
 from tests.tars import MTIME, TarBuilder
 
 
@@ -205,16 +205,7 @@ class GoStore:
 
     def argv(self, *args: str | os.PathLike[str]) -> list[str]:
         """The Go CLI's command line for ``args`` on this store."""
-        return [
-            GO_CONTAINERS_STORAGE,
-            "--graph",
-            os.fspath(self.graph),
-            "--run",
-            os.fspath(self.runroot),
-            "--storage-driver",
-            self.driver,
-            *[os.fspath(a) for a in args],
-        ]
+        return go_argv((self.graph, self.runroot), self.driver, *args)
 
     def cli(self, *args: str | os.PathLike[str]) -> str:
         """Run the Go CLI; fail the test if it fails; its output, stripped."""

@@ -56,7 +56,7 @@ from tests.archive.helpers import (
     sha256_hex,
 )
 from tests.archive.manifest import crc64_iso
-from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
+from tests.helpers import HANG_GUARD
 from tests.tars import MTIME, TarBuilder
 
 # --------------------------------------------------------------------------------------
@@ -490,8 +490,7 @@ def test_output_bzip2_xz_message_is_gos(
     """Our refusal says exactly what Go's ``diff`` says."""
     go = GoStore(tmp_path / "go")
     layer_id = go.create_layer()
-    argv = [GO_CONTAINERS_STORAGE, "--graph", os.fspath(go.graph), "--run", os.fspath(go.runroot)]
-    argv += ["--storage-driver", "vfs", "diff", flag, layer_id]
+    argv = go.argv("diff", flag, layer_id)
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode != 0
     go_message = proc.stderr.strip().splitlines()[-1]

@@ -7,12 +7,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import GO_CONTAINERS_STORAGE, SKOPEO
+from tests.helpers import SKOPEO
+from tests.store.helpers import go_argv, ours_argv
 from tests.tars import d, f, make_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
@@ -80,8 +80,7 @@ def _layout(root: Path) -> list[str]:
 def test_import_export_unpack(tmp_path: Path) -> None:
     diffs = _layout(tmp_path / "layout")
     g, r = tmp_path / "g", tmp_path / "r"
-    ours = [sys.executable, "-m", "containers_storage", "-g", str(g), "-R", str(r), "-s", "vfs"]
-    go = [GO_CONTAINERS_STORAGE, "-g", str(g), "-R", str(r), "-s", "vfs"]
+    ours, go = ours_argv((g, r), "vfs"), go_argv((g, r), "vfs")
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, check=False)

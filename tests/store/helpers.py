@@ -23,6 +23,27 @@ PODMAN = os.environ.get("PODMAN", "/usr/bin/podman")
 Roots = tuple[Path, Path]
 
 
+#: Our CLI's command.
+OURS = (sys.executable, "-m", "containers_storage")
+
+
+def go_argv(roots: Roots, driver: str, *args: str | os.PathLike[str]) -> list[str]:
+    """The command line of Debian's Go containers-storage running ``args`` on the store."""
+    return _store_argv((GO_CONTAINERS_STORAGE,), roots, driver, args)
+
+
+def ours_argv(roots: Roots, driver: str, *args: str | os.PathLike[str]) -> list[str]:
+    """The command line of our CLI running ``args`` on the store."""
+    return _store_argv(OURS, roots, driver, args)
+
+
+def _store_argv(
+    cmd: Sequence[str], roots: Roots, driver: str, args: Sequence[str | os.PathLike[str]]
+) -> list[str]:
+    store = ["--graph", str(roots[0]), "--run", str(roots[1]), "--storage-driver", driver]
+    return [*cmd, *store, *(os.fspath(a) for a in args)]
+
+
 def go(
     roots: Roots,
     driver: str,
@@ -31,16 +52,7 @@ def go(
     input: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run Debian's Go containers-storage on the store."""
-    cmd = [
-        GO_CONTAINERS_STORAGE,
-        "--graph",
-        str(roots[0]),
-        "--run",
-        str(roots[1]),
-        "--storage-driver",
-        driver,
-        *args,
-    ]
+    cmd = go_argv(roots, driver, *args)
     p = subprocess.run(cmd, capture_output=True, input=input, check=False)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")
@@ -49,8 +61,9 @@ def go(
 
 def ours(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run our CLI on the store."""
-    argv = [sys.executable, "-m", "containers_storage", "-g", str(roots[0]), "-R", str(roots[1])]
-    return subprocess.run([*argv, "-s", driver, *args], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ours_argv(roots, driver, *args), capture_output=True, text=True, check=False
+    )
 
 
 def go_json(roots: Roots, driver: str, *args: str) -> Any:

@@ -45,6 +45,7 @@ from tests.store.helpers import (
     cs_ref,
     go,
     go_json,
+    ours_argv,
     podman,
     require,
     run,
@@ -674,8 +675,7 @@ def test_import_cli_under_two_manifests_matches_skopeo(
     stores = Stores(short_dir, driver, images.policy)
     try:
         sk, ours = stores.roots("sk"), stores.roots("ou")
-        cli = [sys.executable, "-m", "containers_storage", "--graph", str(ours[0])]
-        cli += ["--run", str(ours[1]), "--storage-driver", driver, "import-image"]
+        cli = ours_argv(ours, driver, "import-image")
         for tag, name in ((TAG, "myimg"), (INDENTED_TAG, "myimg"), (INDENTED_TAG, "myimg:2")):
             src = images.ref("oci", tag)
             stores.skopeo_import(sk, src, name)

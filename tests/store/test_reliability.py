@@ -36,13 +36,12 @@ import pytest
 from containers_storage import errors
 
 from tests.helpers import (
-    GO_CONTAINERS_STORAGE,
     HANG_GUARD,
     Child,
     proc_locks_holders,
     run_interrupted,
 )
-from tests.store.helpers import release_mounts
+from tests.store.helpers import go_argv, release_mounts
 from tests.tars import MTIME, d, f, make_tar, sym, write_many_members
 
 pytestmark = [pytest.mark.root]
@@ -798,8 +797,7 @@ def test_go_reads_store_after_concurrent_operations(
     paths = json_paths(graph, run, driver)
     before = {k: paths[k].read_bytes() for k in ("layers", "images", "containers")}
     files = load_json_files(graph, run, driver)
-    base = [GO_CONTAINERS_STORAGE, "--graph", str(graph), "--run", str(run)]
-    base += ["--storage-driver", driver]
+    base = go_argv((graph, run), driver)
 
     def go(*args: str) -> Any:
         p = subprocess.run([*base, *args], capture_output=True, check=False, timeout=HANG_GUARD)
@@ -957,8 +955,7 @@ def test_long_lived_store_sees_go_writes(roots: tuple[Path, Path], driver: str) 
     graph, run = roots
     store = cs.Store(graph, run, driver)
     base = store.create_layer(names=["base"])
-    cmd = [GO_CONTAINERS_STORAGE, "--graph", str(graph), "--run", str(run)]
-    cmd += ["--storage-driver", driver]
+    cmd = go_argv((graph, run), driver)
 
     def go(*args: str) -> str:
         p = subprocess.run(
