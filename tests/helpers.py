@@ -17,6 +17,9 @@ import pytest
 #: Debian's Go containers-storage binary (ours is also called containers-storage on PATH).
 GO_CONTAINERS_STORAGE = os.environ.get("GO_CONTAINERS_STORAGE", "/usr/bin/containers-storage")
 
+#: Our CLI (the command; arguments follow).
+OURS = (sys.executable, "-m", "containers_storage")
+
 #: Debian's skopeo (built against containers/storage 1.43).
 SKOPEO = os.environ.get("SKOPEO", "/usr/bin/skopeo")
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import GO_CONTAINERS_STORAGE
+from tests.helpers import GO_CONTAINERS_STORAGE, OURS
 from tests.tars import hexpart, sha256
 
 #: Debian's podman 4.3 (built against containers/storage 1.43).
@@ -21,10 +20,6 @@ PODMAN = os.environ.get("PODMAN", "/usr/bin/podman")
 
 #: A store's (graph root, run root).
 Roots = tuple[Path, Path]
-
-
-#: Our CLI's command.
-OURS = (sys.executable, "-m", "containers_storage")
 
 
 def go_argv(roots: Roots, driver: str, *args: str | os.PathLike[str]) -> list[str]:
