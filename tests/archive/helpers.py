@@ -194,6 +194,25 @@ SPARSE_FILES: dict[str, tuple[int, list[tuple[int, bytes]]]] = {
 }
 
 
+#: GNU tar's sparse encodings, as (``--format``, ``--sparse-version``) test parameters.
+sparse_formats = pytest.mark.parametrize(
+    ("fmt", "version"),
+    [("gnu", None), ("pax", "0.0"), ("pax", "0.1"), ("pax", "1.0")],
+    ids=["gnu-S", "pax-0.0", "pax-0.1", "pax-1.0"],
+)
+
+
+def sparse_tree(root: Path) -> TreeBuilder:
+    """A tree with :data:`SPARSE_FILES` and a dense file under ``s/``, left open for more
+    (call ``finish()``)."""
+    b = TreeBuilder(root)
+    b.dir("s")
+    for name, (size, chunks) in SPARSE_FILES.items():
+        b.sparse(f"s/{name}", size, chunks)
+    b.file("s/dense", pseudo_random(20_000))
+    return b
+
+
 class GoStore:
     """A store driven by Go's containers-storage CLI (vfs; subclasses pick another driver)."""
 

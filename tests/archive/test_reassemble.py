@@ -54,6 +54,8 @@ from tests.archive.helpers import (
     pseudo_random,
     run,
     sha256_hex,
+    sparse_formats,
+    sparse_tree,
 )
 from tests.archive.manifest import crc64_iso
 from tests.helpers import HANG_GUARD
@@ -232,17 +234,9 @@ def test_gnu_tar_round_trip(tmp_path: Path, fmt: str) -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(
-    ("fmt", "version"),
-    [("gnu", None), ("pax", "0.0"), ("pax", "0.1"), ("pax", "1.0")],
-    ids=["gnu-S", "pax-0.0", "pax-0.1", "pax-1.0"],
-)
+@sparse_formats
 def test_gnu_tar_sparse_round_trip(tmp_path: Path, fmt: str, version: str | None) -> None:
-    b = TreeBuilder(tmp_path / "src")
-    b.dir("s")
-    for name, (size, chunks) in SPARSE_FILES.items():
-        b.sparse(f"s/{name}", size, chunks)
-    b.file("s/dense", pseudo_random(20_000))
+    b = sparse_tree(tmp_path / "src")
     b.file("s/after", b"a member after the sparse ones")
     b.finish()
     archive = gnu_tar_create(b.root, tmp_path / "l.tar", fmt, sparse=True, sparse_version=version)
