@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD, OURS
+from tests.cli.helpers import GO
+from tests.helpers import HANG_GUARD, OURS
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
-
-GO = (GO_CONTAINERS_STORAGE,)
 
 
 class Sides:
