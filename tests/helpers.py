@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ import pytest
 
 #: Debian's Go containers-storage binary (ours is also called containers-storage on PATH).
 GO_CONTAINERS_STORAGE = os.environ.get("GO_CONTAINERS_STORAGE", "/usr/bin/containers-storage")
+
+#: Our CLI (the command; arguments follow).
+OURS = (sys.executable, "-m", "containers_storage")
 
 #: Debian's skopeo (built against containers/storage 1.43).
 SKOPEO = os.environ.get("SKOPEO", "/usr/bin/skopeo")
@@ -111,3 +114,31 @@ def interrupt_when(proc: subprocess.Popen[Any], ready: Callable[[], bool]) -> No
             pytest.fail("the child never showed progress")
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
+
+
+#: The first lines of a Python child script that a test interrupts with SIGINT: they restore
+#: Python's handler, since an ignored SIGINT (as a background CI shell has) is inherited
+#: through exec and Python then leaves it ignored.
+RESTORE_SIGINT = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+
+def run_interrupted(
+    script: str, args: Sequence[str], ready: Callable[[], bool]
+) -> tuple[int, str, str]:
+    """Run ``script`` (after :data:`RESTORE_SIGINT`) in a Python child with ``args``, send it
+    SIGINT as soon as ``ready()`` holds (:func:`interrupt_when`) and return its exit status,
+    stdout and stderr; the child is killed if it does not end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RESTORE_SIGINT + script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        interrupt_when(proc, ready)
+        out, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err

@@ -20,12 +20,13 @@ from containers_storage.errors import (
 )
 
 from tests.helpers import (
-    GO_CONTAINERS_STORAGE,
     HANG_GUARD,
+    RESTORE_SIGINT,
     Child,
     proc_locks_holders,
     wait_until_blocked,
 )
+from tests.store.helpers import go_argv
 
 # A child that takes our lock on command: "w" write, "r" read, "u" unlock, "m" modified(),
 # "t" touch(), "q" quit. It answers each command with one line.
@@ -483,11 +484,8 @@ def test_waiting_thread_does_not_stop_other_python_threads(
 
 def test_ctrl_c_interrupts_a_wait(lock_path: Path, children: list[Child]) -> None:
     lock = cs.Lockfile(lock_path)
-    # The handler is set explicitly: a child started from a background job inherits SIGINT
-    # ignored, and Python then leaves it ignored.
-    script = (
-        "import signal, sys, containers_storage as cs\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    script = RESTORE_SIGINT + (
+        "import sys, containers_storage as cs\n"
         "lock = cs.Lockfile(sys.argv[1])\n"
         "print('waiting', flush=True)\n"
         "try:\n"
@@ -507,10 +505,6 @@ def test_ctrl_c_interrupts_a_wait(lock_path: Path, children: list[Child]) -> Non
 # -- the Go tools -------------------------------------------------------------------------
 
 
-def go_cmd(graph: Path, run: Path, *args: str) -> list[str]:
-    return [GO_CONTAINERS_STORAGE, "--graph", str(graph), "--run", str(run), "-s", "vfs", *args]
-
-
 @pytest.mark.gotools
 @pytest.mark.parametrize("mode", ["writing", "reading"])
 def test_go_containers_storage_waits_for_our_lock(tmp_path: Path, mode: str) -> None:
@@ -521,7 +515,9 @@ def test_go_containers_storage_waits_for_our_lock(tmp_path: Path, mode: str) -> 
     layers_lock = graph / "vfs-layers" / "layers.lock"
     lock = cs.Lockfile(layers_lock)
     with getattr(lock, mode)():
-        go = subprocess.Popen(go_cmd(graph, run, "layers"), stdout=subprocess.PIPE, text=True)
+        go = subprocess.Popen(
+            go_argv((graph, run), "vfs", "layers"), stdout=subprocess.PIPE, text=True
+        )
         try:
             wait_until_blocked(layers_lock, go.pid)
             assert go.poll() is None
@@ -541,12 +537,12 @@ def test_go_lock_excludes_ours(tmp_path: Path, children: list[Child]) -> None:
     while asking for storage.lock, the kernel would see the cycle and answer EDEADLK.
     """
     graph, run = tmp_path / "graph", tmp_path / "run"
-    subprocess.run(go_cmd(graph, run, "layers"), check=True, capture_output=True)
+    subprocess.run(go_argv((graph, run), "vfs", "layers"), check=True, capture_output=True)
     layers_lock, storage_lock = graph / "vfs-layers" / "layers.lock", graph / "storage.lock"
     holder = our_child(children, layers_lock)
     holder.send("w")
     holder.expect("locked")
-    go = subprocess.Popen(go_cmd(graph, run, "layers"), stdout=subprocess.DEVNULL)
+    go = subprocess.Popen(go_argv((graph, run), "vfs", "layers"), stdout=subprocess.DEVNULL)
     try:
         wait_until_blocked(layers_lock, go.pid)
         assert go.pid in proc_locks_holders(storage_lock)

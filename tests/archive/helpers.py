@@ -15,7 +15,7 @@ import pytest
 from containers_storage.archive import ApplyResult, apply_layer
 
 from tests.archive.manifest import Manifest
-from tests.helpers import GO_CONTAINERS_STORAGE
+from tests.store.helpers import go_argv
 from tests.tars import MTIME, TarBuilder
 
 
@@ -194,6 +194,25 @@ SPARSE_FILES: dict[str, tuple[int, list[tuple[int, bytes]]]] = {
 }
 
 
+#: GNU tar's sparse encodings, as (``--format``, ``--sparse-version``) test parameters.
+sparse_formats = pytest.mark.parametrize(
+    ("fmt", "version"),
+    [("gnu", None), ("pax", "0.0"), ("pax", "0.1"), ("pax", "1.0")],
+    ids=["gnu-S", "pax-0.0", "pax-0.1", "pax-1.0"],
+)
+
+
+def sparse_tree(root: Path) -> TreeBuilder:
+    """A tree with :data:`SPARSE_FILES` and a dense file under ``s/``, left open for more
+    (call ``finish()``)."""
+    b = TreeBuilder(root)
+    b.dir("s")
+    for name, (size, chunks) in SPARSE_FILES.items():
+        b.sparse(f"s/{name}", size, chunks)
+    b.file("s/dense", pseudo_random(20_000))
+    return b
+
+
 class GoStore:
     """A store driven by Go's containers-storage CLI (vfs; subclasses pick another driver)."""
 
@@ -205,16 +224,7 @@ class GoStore:
 
     def argv(self, *args: str | os.PathLike[str]) -> list[str]:
         """The Go CLI's command line for ``args`` on this store."""
-        return [
-            GO_CONTAINERS_STORAGE,
-            "--graph",
-            os.fspath(self.graph),
-            "--run",
-            os.fspath(self.runroot),
-            "--storage-driver",
-            self.driver,
-            *[os.fspath(a) for a in args],
-        ]
+        return go_argv((self.graph, self.runroot), self.driver, *args)
 
     def cli(self, *args: str | os.PathLike[str]) -> str:
         """Run the Go CLI; fail the test if it fails; its output, stripped."""

@@ -44,6 +44,8 @@ from tests.archive.helpers import (
     pseudo_random,
     run,
     sha256_hex,
+    sparse_formats,
+    sparse_tree,
     without_root_mtime,
 )
 from tests.archive.manifest import (
@@ -130,17 +132,9 @@ def test_gnu_long_names_and_big_ids(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(
-    ("fmt", "version"),
-    [("gnu", None), ("pax", "0.0"), ("pax", "0.1"), ("pax", "1.0")],
-    ids=["gnu-S", "pax-0.0", "pax-0.1", "pax-1.0"],
-)
+@sparse_formats
 def test_sparse(tmp_path: Path, fmt: str, version: str | None) -> None:
-    b = TreeBuilder(tmp_path / "src")
-    b.dir("s")
-    for name, (size, chunks) in SPARSE_FILES.items():
-        b.sparse(f"s/{name}", size, chunks)
-    b.file("s/dense", pseudo_random(20_000))
+    b = sparse_tree(tmp_path / "src")
     b.finish()
     archive = gnu_tar_create(b.root, tmp_path / "l.tar", fmt, sparse=True, sparse_version=version)
     if fmt == "gnu":

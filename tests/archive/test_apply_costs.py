@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from containers_storage.archive import apply_layer
 
-from tests.helpers import HANG_GUARD, interrupt_when
+from tests.helpers import HANG_GUARD, run_interrupted
 from tests.tars import TarBuilder, write_many_members
 
 #: The apply's memory budget (DESIGN: 64 MiB whatever the layer).
@@ -28,9 +28,7 @@ BUDGET = 64 << 20
 #: argv: layer target keep_tar_split(0/1). Prints "interrupted" on KeyboardInterrupt, else
 #: "done <peak RSS in bytes>".
 APPLY_CHILD = r"""
-import re, signal, sys
-# An ignored SIGINT is inherited through exec (and Python then leaves it ignored).
-signal.signal(signal.SIGINT, signal.default_int_handler)
+import re, sys
 from containers_storage.archive import apply_layer
 layer, target, keep = sys.argv[1:4]
 try:
@@ -73,15 +71,9 @@ def test_ctrl_c_stops_apply_layer(tmp_path: Path) -> None:
     last = write_many_members(layer, 60_000, size=1024)
     target = tmp_path / "target"
     target.mkdir()
-    proc = run_child(layer, target)
-    try:
-        interrupt_when(proc, lambda: has_files(target / "d", 100))
-        out, err = proc.communicate(timeout=HANG_GUARD)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert (proc.returncode, out) == (3, "interrupted\n"), err
+    argv = [os.fspath(layer), os.fspath(target), "0"]
+    rc, out, err = run_interrupted(APPLY_CHILD, argv, lambda: has_files(target / "d", 100))
+    assert (rc, out) == (3, "interrupted\n"), err
     assert not (target / last).exists(), "the apply ran to the end"
     assert not has_files(target / "d", 60_000)
 

@@ -54,9 +54,11 @@ from tests.archive.helpers import (
     pseudo_random,
     run,
     sha256_hex,
+    sparse_formats,
+    sparse_tree,
 )
 from tests.archive.manifest import crc64_iso
-from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
+from tests.helpers import HANG_GUARD
 from tests.tars import MTIME, TarBuilder
 
 # --------------------------------------------------------------------------------------
@@ -232,17 +234,9 @@ def test_gnu_tar_round_trip(tmp_path: Path, fmt: str) -> None:
 
 
 @pytest.mark.root
-@pytest.mark.parametrize(
-    ("fmt", "version"),
-    [("gnu", None), ("pax", "0.0"), ("pax", "0.1"), ("pax", "1.0")],
-    ids=["gnu-S", "pax-0.0", "pax-0.1", "pax-1.0"],
-)
+@sparse_formats
 def test_gnu_tar_sparse_round_trip(tmp_path: Path, fmt: str, version: str | None) -> None:
-    b = TreeBuilder(tmp_path / "src")
-    b.dir("s")
-    for name, (size, chunks) in SPARSE_FILES.items():
-        b.sparse(f"s/{name}", size, chunks)
-    b.file("s/dense", pseudo_random(20_000))
+    b = sparse_tree(tmp_path / "src")
     b.file("s/after", b"a member after the sparse ones")
     b.finish()
     archive = gnu_tar_create(b.root, tmp_path / "l.tar", fmt, sparse=True, sparse_version=version)
@@ -490,8 +484,7 @@ def test_output_bzip2_xz_message_is_gos(
     """Our refusal says exactly what Go's ``diff`` says."""
     go = GoStore(tmp_path / "go")
     layer_id = go.create_layer()
-    argv = [GO_CONTAINERS_STORAGE, "--graph", os.fspath(go.graph), "--run", os.fspath(go.runroot)]
-    argv += ["--storage-driver", "vfs", "diff", flag, layer_id]
+    argv = go.argv("diff", flag, layer_id)
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert proc.returncode != 0
     go_message = proc.stderr.strip().splitlines()[-1]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from containers_storage.cli.main import main
 
+from tests.helpers import OURS
 from tests.tars import f, make_tar
 
 
@@ -87,11 +88,7 @@ def test_stdin_piped_has_no_progress_bar(tmp_path: Path) -> None:
 
 def test_version_and_help() -> None:
     for argv in (["--version"], ["--help"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "containers_storage", *argv], capture_output=True, text=True
-        )
+        proc = subprocess.run([*OURS, *argv], capture_output=True, text=True)
         assert proc.returncode == 0
-    proc = subprocess.run(
-        [sys.executable, "-m", "containers_storage", "--version"], capture_output=True, text=True
-    )
+    proc = subprocess.run([*OURS, "--version"], capture_output=True, text=True)
     assert proc.stdout.startswith("containers-storage ")

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli_go_compat import GO, OURS, Result, Side, _unordered
+from tests.cli.helpers import GO, Result, Side, unordered_form
+from tests.helpers import OURS
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 
@@ -239,7 +240,7 @@ def run_sequence(tmp: Path, seed: int, count: int) -> tuple[list[str], list[str]
             o = Result(o.code, _normalise(ours, o.out), _normalise(ours, o.err))
             g = Result(g.code, _normalise(go, g.out), _normalise(go, g.err))
             if args[0] in LISTINGS:
-                o, g = o._replace(out=_unordered(o.out)), g._replace(out=_unordered(g.out))
+                o, g = o._replace(out=unordered_form(o.out)), g._replace(out=unordered_form(g.out))
             log.append(f"{g.code} {args!r} {g.err.strip()!r}")
             if o != g:
                 diffs.append(f"#{n} {args!r}:\n  ours {o!r}\n  go   {g!r}")

@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
+from tests.cli.helpers import GO
+from tests.helpers import HANG_GUARD, OURS
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
-
-OURS = (sys.executable, "-m", "containers_storage")
-GO = (GO_CONTAINERS_STORAGE,)
 
 
 class Sides:

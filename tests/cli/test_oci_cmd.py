@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import GO_CONTAINERS_STORAGE, SKOPEO
+from tests.helpers import SKOPEO
+from tests.store.helpers import Layout, go_argv, ours_argv, write_policy
 from tests.tars import d, f, make_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
@@ -20,68 +18,17 @@ pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 
 def _layout(root: Path) -> list[str]:
     """A two-layer gzip OCI layout tagged ``t:1``; returns the DiffIDs."""
-    (root / "blobs" / "sha256").mkdir(parents=True)
-
-    def blob(data: bytes) -> tuple[str, int]:
-        h = hashlib.sha256(data).hexdigest()
-        (root / "blobs" / "sha256" / h).write_bytes(data)
-        return "sha256:" + h, len(data)
-
     tars = [
         make_tar([d("etc/"), f("etc/a", b"a\n"), f("etc/b", b"b\n")]),
         make_tar([d("etc/"), f("etc/.wh.a"), f("etc/c", b"c\n")]),
     ]
-    layers, diffs = [], []
-    for t in tars:
-        digest, size = blob(gzip.compress(t, mtime=0))
-        layers.append(
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": digest,
-                "size": size,
-            }
-        )
-        diffs.append("sha256:" + hashlib.sha256(t).hexdigest())
-    config = {
-        "architecture": "amd64",
-        "os": "linux",
-        "created": "2023-01-02T00:00:00Z",
-        "rootfs": {"type": "layers", "diff_ids": diffs},
-        "config": {},
-    }
-    cd, cn = blob(json.dumps(config).encode())
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": cd,
-            "size": cn,
-        },
-        "layers": layers,
-    }
-    md, mn = blob(json.dumps(manifest).encode())
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": md,
-                "size": mn,
-                "annotations": {"org.opencontainers.image.ref.name": "t:1"},
-            }
-        ],
-    }
-    (root / "index.json").write_text(json.dumps(index))
-    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    return diffs
+    return Layout(root).add_image("t:1", tars).diff_ids
 
 
 def test_import_export_unpack(tmp_path: Path) -> None:
     diffs = _layout(tmp_path / "layout")
     g, r = tmp_path / "g", tmp_path / "r"
-    ours = [sys.executable, "-m", "containers_storage", "-g", str(g), "-R", str(r), "-s", "vfs"]
-    go = [GO_CONTAINERS_STORAGE, "-g", str(g), "-R", str(r), "-s", "vfs"]
+    ours, go = ours_argv((g, r), "vfs"), go_argv((g, r), "vfs")
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -100,8 +47,7 @@ def test_import_export_unpack(tmp_path: Path) -> None:
     p = run([*ours, "export-image", "localhost/t:1", f"oci:{out}:x"])
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().startswith("sha256:")
-    policy = tmp_path / "policy.json"
-    policy.write_text('{"default":[{"type":"insecureAcceptAnything"}]}')
+    policy = write_policy(tmp_path / "policy.json")
     inspect = run([SKOPEO, "--policy", str(policy), "inspect", f"oci:{out}:x"])
     assert inspect.returncode == 0, inspect.stderr
     assert json.loads(inspect.stdout)["Layers"] == diffs  # uncompressed: blob digest = DiffID

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_cli_go_compat import GO, OURS, Side
+from tests.cli.helpers import GO, Side
+from tests.helpers import OURS
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 

@@ -1,8 +1,11 @@
 """Helpers the Store tests import by name: the Go CLI, skopeo's and podman's view of a store,
-and what is left mounted (fixtures are in this directory's conftest.py)."""
+OCI layouts to copy images from, and what is left mounted (fixtures are in this directory's
+conftest.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -12,14 +15,31 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import GO_CONTAINERS_STORAGE
-from tests.tars import hexpart, sha256
+from tests.helpers import GO_CONTAINERS_STORAGE, OURS
+from tests.tars import gz, hexpart, sha256
 
 #: Debian's podman 4.3 (built against containers/storage 1.43).
 PODMAN = os.environ.get("PODMAN", "/usr/bin/podman")
 
 #: A store's (graph root, run root).
 Roots = tuple[Path, Path]
+
+
+def go_argv(roots: Roots, driver: str, *args: str | os.PathLike[str]) -> list[str]:
+    """The command line of Debian's Go containers-storage running ``args`` on the store."""
+    return _store_argv((GO_CONTAINERS_STORAGE,), roots, driver, args)
+
+
+def ours_argv(roots: Roots, driver: str, *args: str | os.PathLike[str]) -> list[str]:
+    """The command line of our CLI running ``args`` on the store."""
+    return _store_argv(OURS, roots, driver, args)
+
+
+def _store_argv(
+    cmd: Sequence[str], roots: Roots, driver: str, args: Sequence[str | os.PathLike[str]]
+) -> list[str]:
+    store = ["--graph", str(roots[0]), "--run", str(roots[1]), "--storage-driver", driver]
+    return [*cmd, *store, *(os.fspath(a) for a in args)]
 
 
 def go(
@@ -30,20 +50,18 @@ def go(
     input: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run Debian's Go containers-storage on the store."""
-    cmd = [
-        GO_CONTAINERS_STORAGE,
-        "--graph",
-        str(roots[0]),
-        "--run",
-        str(roots[1]),
-        "--storage-driver",
-        driver,
-        *args,
-    ]
+    cmd = go_argv(roots, driver, *args)
     p = subprocess.run(cmd, capture_output=True, input=input, check=False)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}): {p.stdout!r} {p.stderr!r}")
     return p
+
+
+def ours(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run our CLI on the store."""
+    return subprocess.run(
+        ours_argv(roots, driver, *args), capture_output=True, text=True, check=False
+    )
 
 
 def go_json(roots: Roots, driver: str, *args: str) -> Any:
@@ -117,6 +135,160 @@ def put_blob(layout: Path, blob: bytes) -> str:
 def compact(obj: Any) -> bytes:
     """JSON as image configs, manifests and indexes are written: compact, keys sorted."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+# -- OCI image layouts ----------------------------------------------------------------------
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
+LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+REF_NAME = "org.opencontainers.image.ref.name"
+
+#: The image configs' ``created`` (skopeo copies it into the image record).
+CREATED = "2023-01-02T00:00:00Z"
+
+
+def write_policy(path: Path) -> Path:
+    """Write a containers-policy.json that accepts any image (for ``skopeo --policy``)."""
+    path.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    return path
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """containers/image's layer IDs: the base's DiffID, then sha256(parentID + "+" + DiffID)."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        h = hexpart(diff_id)
+        out.append(h if not out else hashlib.sha256(f"{out[-1]}+{h}".encode()).hexdigest())
+    return out
+
+
+@dataclasses.dataclass
+class Built:
+    """One image in a layout: its uncompressed tars, gzip blobs, config and manifest."""
+
+    tars: list[bytes]
+    blobs: list[bytes]
+    config: bytes
+    manifest: bytes
+
+    @property
+    def diff_ids(self) -> list[str]:
+        return [sha256(t) for t in self.tars]
+
+    @property
+    def layer_ids(self) -> list[str]:
+        return chain_ids(self.diff_ids)
+
+    @property
+    def image_id(self) -> str:
+        return hexpart(sha256(self.config))
+
+    @property
+    def manifest_digest(self) -> str:
+        return sha256(self.manifest)
+
+
+class Layout:
+    """Writes OCI layout blobs, images and the index."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        (root / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
+
+    def blob(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / hexpart(digest)
+
+    def put(self, data: bytes) -> str:
+        return put_blob(self.root, data)
+
+    def add_image(
+        self,
+        tag: str,
+        tars: Sequence[bytes],
+        diff_ids: Sequence[str] = (),
+        created: str = CREATED,
+    ) -> Built:
+        """Add an image (gzip layers) under ``tag``; ``diff_ids`` overrides the config's."""
+        blobs = [gz(t) for t in tars]
+        config = compact(
+            {
+                "created": created,
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": list(diff_ids) or [sha256(t) for t in tars],
+                },
+                "history": [
+                    {"created": CREATED, "created_by": f"layer {i}"} for i in range(len(tars))
+                ],
+            }
+        )
+        manifest = self.put_manifest(config, blobs)
+        self.tag(tag, manifest)
+        return Built(list(tars), blobs, config, manifest)
+
+    def put_manifest(self, config: bytes, blobs: Sequence[bytes]) -> bytes:
+        manifest = compact(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_TYPE,
+                "config": {
+                    "mediaType": CONFIG_TYPE,
+                    "digest": self.put(config),
+                    "size": len(config),
+                },
+                "layers": [
+                    {"mediaType": LAYER_TYPE, "digest": self.put(b), "size": len(b)} for b in blobs
+                ],
+            }
+        )
+        self.put(manifest)
+        return manifest
+
+    def add_index(self, tag: str, instances: Sequence[tuple[str, bytes]]) -> bytes:
+        """Tag an image index of (architecture, manifest) instances."""
+        index = compact(
+            {
+                "schemaVersion": 2,
+                "mediaType": INDEX_TYPE,
+                "manifests": [
+                    {
+                        "mediaType": MANIFEST_TYPE,
+                        "digest": self.put(m),
+                        "size": len(m),
+                        "platform": {"architecture": arch, "os": "linux"},
+                    }
+                    for arch, m in instances
+                ],
+            }
+        )
+        self.put(index)
+        self.tag(tag, index, INDEX_TYPE)
+        return index
+
+    def tag(self, tag: str, manifest: bytes, media_type: str = MANIFEST_TYPE) -> None:
+        path = self.root / "index.json"
+        index: dict[str, Any] = {"schemaVersion": 2}
+        if path.exists():
+            index = json.loads(path.read_bytes())
+        entries = [
+            m for m in index.get("manifests", []) if m.get("annotations", {}).get(REF_NAME) != tag
+        ]
+        entries.append(
+            {
+                "mediaType": media_type,
+                "digest": sha256(manifest),
+                "size": len(manifest),
+                "annotations": {REF_NAME: tag},
+            }
+        )
+        index["manifests"] = entries
+        path.write_bytes(compact(index))
 
 
 def mounted_under(path: Path) -> list[str]:

@@ -13,7 +13,6 @@ import io
 import os
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import containers_storage as cs
 import pytest
 from containers_storage import errors
 
-from tests.store.helpers import Roots, go
+from tests.store.helpers import Roots, go, ours_argv
 from tests.tars import d, f, make_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
@@ -100,8 +99,7 @@ def expected(spec: str) -> Listing:
 
 def ours(roots: Roots, driver: str, *args: str) -> str:
     """Our CLI on the store; its stdout."""
-    cmd = [sys.executable, "-m", "containers_storage", "--graph", str(roots[0])]
-    cmd += ["--run", str(roots[1]), "--storage-driver", driver, *args]
+    cmd = ours_argv(roots, driver, *args)
     p = subprocess.run(cmd, capture_output=True, check=False)
     assert p.returncode == 0, f"{cmd}: {p.stdout!r} {p.stderr!r}"
     return p.stdout.decode()

@@ -30,8 +30,13 @@ from containers_storage._struct import replace
 
 from tests.helpers import HANG_GUARD, SKOPEO
 from tests.store.helpers import (
+    CONFIG_TYPE,
+    CREATED,
+    MANIFEST_TYPE,
     PODMAN,
+    Layout,
     Roots,
+    chain_ids,
     compact,
     cs_ref,
     go,
@@ -41,6 +46,7 @@ from tests.store.helpers import (
     put_blob,
     run,
     tool_env,
+    write_policy,
 )
 from tests.tars import MTIME, Entry, d, f, gz, hard, hexpart, make_tar, sha256, sym
 
@@ -50,14 +56,8 @@ pytestmark = [
     pytest.mark.usefixtures("nothing_left_mounted"),
 ]
 
-#: The image config's ``created``, which skopeo copies into the image record.
-CREATED = "2023-01-02T00:00:00Z"
 TAG = "test:1"
 NAME = "localhost/test:1"
-
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 # -- tar building -------------------------------------------------------------------------
@@ -225,15 +225,7 @@ class OciImage:
 
     @property
     def layer_ids(self) -> list[str]:
-        """c/image's layer IDs: the first is its diff_id hex, each next one
-        ``sha256(parentID + "+" + diffID hex)``."""
-        ids: list[str] = []
-        for diff_id in self.diff_ids:
-            if not ids:
-                ids.append(hexpart(diff_id))
-            else:
-                ids.append(hashlib.sha256(f"{ids[-1]}+{hexpart(diff_id)}".encode()).hexdigest())
-        return ids
+        return chain_ids(self.diff_ids)
 
     @property
     def big_data_names(self) -> list[str]:
@@ -243,48 +235,8 @@ class OciImage:
 
 
 def build_oci_layout(layout: Path) -> tuple[tuple[bytes, ...], tuple[bytes, ...], bytes, bytes]:
-    (layout / "blobs" / "sha256").mkdir(parents=True)
-
-    def put(blob: bytes) -> str:
-        return put_blob(layout, blob)
-
-    tars = (make_tar(LAYER1), make_tar(LAYER2))
-    blobs = tuple(gz(t) for t in tars)
-    config = compact(
-        {
-            "created": CREATED,
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
-            "history": [
-                {"created": CREATED, "created_by": "layer 1"},
-                {"created": CREATED, "created_by": "layer 2"},
-            ],
-        }
-    )
-    manifest = compact(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": {"mediaType": CONFIG_TYPE, "digest": put(config), "size": len(config)},
-            "layers": [{"mediaType": LAYER_TYPE, "digest": put(b), "size": len(b)} for b in blobs],
-        }
-    )
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": MANIFEST_TYPE,
-                "digest": put(manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": TAG},
-            }
-        ],
-    }
-    (layout / "index.json").write_bytes(compact(index))
-    (layout / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
-    return tars, blobs, config, manifest
+    built = Layout(layout).add_image(TAG, [make_tar(LAYER1), make_tar(LAYER2)])
+    return tuple(built.tars), tuple(built.blobs), built.config, built.manifest
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +244,7 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> OciImage:
     base = tmp_path_factory.mktemp("oci")
     layout = base / "layout"
     tars, blobs, config, manifest = build_oci_layout(layout)
-    policy = base / "policy.json"
-    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    policy = write_policy(base / "policy.json")
     return OciImage(layout, policy, tars, blobs, config, manifest)
 
 

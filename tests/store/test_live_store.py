@@ -4,22 +4,14 @@ must not surprise a program using the package."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import containers_storage as cs
 import pytest
 
-from tests.store.helpers import Roots, go
+from tests.store.helpers import Roots, go, ours
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
-
-
-def ours(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run our CLI on the store."""
-    argv = [sys.executable, "-m", "containers_storage", "-g", str(roots[0]), "-R", str(roots[1])]
-    return subprocess.run([*argv, "-s", driver, *args], capture_output=True, text=True, check=False)
 
 
 # -- leaving a Store ------------------------------------------------------------------------

@@ -16,8 +16,7 @@ import pytest
 from containers_storage._mounts import mountpoints
 
 from tests.helpers import Child
-from tests.store.helpers import Roots, go, mounted_under, podman, run
-from tests.store.test_live_store import ours
+from tests.store.helpers import Roots, go, mounted_under, ours, podman, run
 
 pytestmark = [pytest.mark.root]
 

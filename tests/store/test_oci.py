@@ -39,18 +39,25 @@ from containers_storage.oci import ImageProgress
 
 from tests.helpers import SKOPEO
 from tests.store.helpers import (
+    CREATED,
+    MANIFEST_TYPE,
+    REF_NAME,
+    Built,
+    Layout,
     Roots,
     assert_nothing_mounted_under,
     compact,
     cs_ref,
     go,
     go_json,
+    ours_argv,
     podman,
     require,
     run,
     tool_env,
+    write_policy,
 )
-from tests.tars import d, f, gz, hard, hexpart, make_tar, sha256, sym
+from tests.tars import d, f, hard, hexpart, make_tar, sha256, sym
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 
@@ -58,8 +65,6 @@ pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 #: tests.store.helpers).
 UMOCI = os.environ.get("UMOCI", "/usr/bin/umoci")
 
-#: The image config's ``created``, which skopeo copies into the image record.
-CREATED = "2023-01-02T00:00:00Z"
 TAG = "test:1"
 OTHER_TAG = "other:1"
 NAME = "localhost/test:1"
@@ -71,12 +76,6 @@ ZONE_CREATED = "2023-01-02T01:00:00.5+01:00"
 MULTI_TAG = "multi:1"
 #: test:1 under another manifest: the same JSON re-serialised (indented).
 INDENTED_TAG = "indented:1"
-
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
-REF_NAME = "org.opencontainers.image.ref.name"
 
 
 # -- building images ----------------------------------------------------------------------
@@ -124,144 +123,6 @@ OTHER_UPPER = (
     d("usr/share/"),
     f("usr/share/other.txt", b"the other image\n" * 100, uid=7, gid=8),
 )
-
-
-def chain_ids(diff_ids: Sequence[str]) -> list[str]:
-    """containers/image's layer IDs: the base's DiffID, then sha256(parentID + "+" + DiffID)."""
-    out: list[str] = []
-    for diff_id in diff_ids:
-        h = hexpart(diff_id)
-        out.append(h if not out else hashlib.sha256(f"{out[-1]}+{h}".encode()).hexdigest())
-    return out
-
-
-@dataclasses.dataclass
-class Built:
-    """One image in a layout: its uncompressed tars, gzip blobs, config and manifest."""
-
-    tars: list[bytes]
-    blobs: list[bytes]
-    config: bytes
-    manifest: bytes
-
-    @property
-    def diff_ids(self) -> list[str]:
-        return [sha256(t) for t in self.tars]
-
-    @property
-    def layer_ids(self) -> list[str]:
-        return chain_ids(self.diff_ids)
-
-    @property
-    def image_id(self) -> str:
-        return hexpart(sha256(self.config))
-
-    @property
-    def manifest_digest(self) -> str:
-        return sha256(self.manifest)
-
-
-class Layout:
-    """Writes OCI layout blobs, images and the index."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        (root / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
-
-    def blob(self, digest: str) -> Path:
-        return self.root / "blobs" / "sha256" / hexpart(digest)
-
-    def put(self, data: bytes) -> str:
-        digest = sha256(data)
-        self.blob(digest).write_bytes(data)
-        return digest
-
-    def add_image(
-        self,
-        tag: str,
-        tars: Sequence[bytes],
-        diff_ids: Sequence[str] = (),
-        created: str = CREATED,
-    ) -> Built:
-        """Add an image (gzip layers) under ``tag``; ``diff_ids`` overrides the config's."""
-        blobs = [gz(t) for t in tars]
-        config = compact(
-            {
-                "created": created,
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
-                "rootfs": {
-                    "type": "layers",
-                    "diff_ids": list(diff_ids) or [sha256(t) for t in tars],
-                },
-                "history": [
-                    {"created": CREATED, "created_by": f"layer {i}"} for i in range(len(tars))
-                ],
-            }
-        )
-        manifest = self.put_manifest(config, blobs)
-        self.tag(tag, manifest)
-        return Built(list(tars), blobs, config, manifest)
-
-    def put_manifest(self, config: bytes, blobs: Sequence[bytes]) -> bytes:
-        manifest = compact(
-            {
-                "schemaVersion": 2,
-                "mediaType": MANIFEST_TYPE,
-                "config": {
-                    "mediaType": CONFIG_TYPE,
-                    "digest": self.put(config),
-                    "size": len(config),
-                },
-                "layers": [
-                    {"mediaType": LAYER_TYPE, "digest": self.put(b), "size": len(b)} for b in blobs
-                ],
-            }
-        )
-        self.put(manifest)
-        return manifest
-
-    def add_index(self, tag: str, instances: Sequence[tuple[str, bytes]]) -> bytes:
-        """Tag an image index of (architecture, manifest) instances."""
-        index = compact(
-            {
-                "schemaVersion": 2,
-                "mediaType": INDEX_TYPE,
-                "manifests": [
-                    {
-                        "mediaType": MANIFEST_TYPE,
-                        "digest": self.put(m),
-                        "size": len(m),
-                        "platform": {"architecture": arch, "os": "linux"},
-                    }
-                    for arch, m in instances
-                ],
-            }
-        )
-        self.put(index)
-        self.tag(tag, index, INDEX_TYPE)
-        return index
-
-    def tag(self, tag: str, manifest: bytes, media_type: str = MANIFEST_TYPE) -> None:
-        path = self.root / "index.json"
-        index: dict[str, Any] = {"schemaVersion": 2}
-        if path.exists():
-            index = json.loads(path.read_bytes())
-        entries = [
-            m for m in index.get("manifests", []) if m.get("annotations", {}).get(REF_NAME) != tag
-        ]
-        entries.append(
-            {
-                "mediaType": media_type,
-                "digest": sha256(manifest),
-                "size": len(manifest),
-                "annotations": {REF_NAME: tag},
-            }
-        )
-        index["manifests"] = entries
-        path.write_bytes(compact(index))
 
 
 def tar_directory(src: Path, out: Path) -> None:
@@ -334,8 +195,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     built[INDENTED_TAG] = dataclasses.replace(built[TAG], manifest=indented)
     tar_directory(layout.root, base / "layout.tar")
     docker_archive(base / "docker.tar", built[TAG], [NAME])
-    policy = base / "policy.json"
-    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    policy = write_policy(base / "policy.json")
     return Images(layout.root, base / "layout.tar", base / "docker.tar", policy, built, multi_index)
 
 
@@ -674,8 +534,7 @@ def test_import_cli_under_two_manifests_matches_skopeo(
     stores = Stores(short_dir, driver, images.policy)
     try:
         sk, ours = stores.roots("sk"), stores.roots("ou")
-        cli = [sys.executable, "-m", "containers_storage", "--graph", str(ours[0])]
-        cli += ["--run", str(ours[1]), "--storage-driver", driver, "import-image"]
+        cli = ours_argv(ours, driver, "import-image")
         for tag, name in ((TAG, "myimg"), (INDENTED_TAG, "myimg"), (INDENTED_TAG, "myimg:2")):
             src = images.ref("oci", tag)
             stores.skopeo_import(sk, src, name)

@@ -33,17 +33,17 @@ from containers_storage.drivers.overlay import mountpoints
 
 from tests.helpers import SKOPEO
 from tests.store.helpers import (
+    Layout,
     Roots,
-    compact,
     cs_ref,
     go,
     go_json,
     mounted_under,
-    put_blob,
     run,
     tool_env,
+    write_policy,
 )
-from tests.tars import d, f, gz, hard, make_tar, sha256, sym
+from tests.tars import d, f, hard, make_tar, sha256, sym
 
 pytestmark = [
     pytest.mark.root,
@@ -985,56 +985,8 @@ def oci(tmp_path_factory: pytest.TempPathFactory) -> Oci:
     """An OCI layout with BASE and UPPER as gzip layers, tagged ``1``."""
     base = tmp_path_factory.mktemp("oci")
     layout = base / "layout"
-    (layout / "blobs" / "sha256").mkdir(parents=True)
-
-    def put(blob: bytes) -> str:
-        return put_blob(layout, blob)
-
-    tars = [make_tar(BASE), make_tar(UPPER)]
-    gzs = [gz(t) for t in tars]
-    config = compact(
-        {
-            "created": "2023-01-02T00:00:00Z",
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["/bin/sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
-        }
-    )
-    manifest = compact(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put(config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": put(b),
-                    "size": len(b),
-                }
-                for b in gzs
-            ],
-        }
-    )
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": put(manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": "1"},
-            }
-        ],
-    }
-    (layout / "index.json").write_bytes(compact(index))
-    (layout / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
-    policy = base / "policy.json"
-    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    Layout(layout).add_image("1", [make_tar(BASE), make_tar(UPPER)])
+    policy = write_policy(base / "policy.json")
     return Oci(layout, policy, "1")
 
 

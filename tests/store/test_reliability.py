@@ -36,13 +36,12 @@ import pytest
 from containers_storage import errors
 
 from tests.helpers import (
-    GO_CONTAINERS_STORAGE,
     HANG_GUARD,
     Child,
-    interrupt_when,
     proc_locks_holders,
+    run_interrupted,
 )
-from tests.store.helpers import release_mounts
+from tests.store.helpers import go_argv, release_mounts
 from tests.tars import MTIME, d, f, make_tar, sym, write_many_members
 
 pytestmark = [pytest.mark.root]
@@ -383,9 +382,7 @@ def test_sigkill_during_put_layer(tmp_path: Path, roots: tuple[Path, Path], driv
 #: KeyboardInterrupt, "done" when it returns; before that, "stopped early" or "applied to
 #: the end" when the interrupt comes out of the apply (the rollback then removes the files).
 PUT_INTERRUPTED_CHILD = r"""
-import os, signal, sys
-# An ignored SIGINT is inherited through exec (and Python then leaves it ignored).
-signal.signal(signal.SIGINT, signal.default_int_handler)
+import os, sys
 import containers_storage as cs
 from containers_storage import archive
 graph, run, driver, layer, last = sys.argv[1:6]
@@ -430,20 +427,8 @@ def test_ctrl_c_during_put_layer(
         return False
 
     argv = [str(graph), str(run), driver, str(layer), last]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PUT_INTERRUPTED_CHILD, *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        interrupt_when(proc, applying)
-        out, err = proc.communicate(timeout=HANG_GUARD)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert (proc.returncode, out) == (3, "stopped early\ninterrupted\n"), err
+    rc, out, err = run_interrupted(PUT_INTERRUPTED_CHILD, argv, applying)
+    assert (rc, out) == (3, "stopped early\ninterrupted\n"), err
     store = cs.Store(graph, run, driver)
     try:
         assert store.layers() == []
@@ -812,8 +797,7 @@ def test_go_reads_store_after_concurrent_operations(
     paths = json_paths(graph, run, driver)
     before = {k: paths[k].read_bytes() for k in ("layers", "images", "containers")}
     files = load_json_files(graph, run, driver)
-    base = [GO_CONTAINERS_STORAGE, "--graph", str(graph), "--run", str(run)]
-    base += ["--storage-driver", driver]
+    base = go_argv((graph, run), driver)
 
     def go(*args: str) -> Any:
         p = subprocess.run([*base, *args], capture_output=True, check=False, timeout=HANG_GUARD)
@@ -971,8 +955,7 @@ def test_long_lived_store_sees_go_writes(roots: tuple[Path, Path], driver: str) 
     graph, run = roots
     store = cs.Store(graph, run, driver)
     base = store.create_layer(names=["base"])
-    cmd = [GO_CONTAINERS_STORAGE, "--graph", str(graph), "--run", str(run)]
-    cmd += ["--storage-driver", driver]
+    cmd = go_argv((graph, run), driver)
 
     def go(*args: str) -> str:
         p = subprocess.run(

@@ -25,6 +25,7 @@ use rustix::fs::{self as rfs, FileType, Mode, OFlags};
 use super::changes::{
     changes_dirs, layer_and_parent, read_tree, Base, Change, ChangeKind, Meta, Node,
 };
+use super::field::{self, BLOCK};
 use super::gotar::{self, typeflag, GoHeader};
 use super::idmap::IdMap;
 use super::owners::OwnerNames;
@@ -157,10 +158,8 @@ impl<W: Write> DiffWriter<W> {
         };
         std::io::copy(&mut reader, &mut self.out).map_err(werr)?;
         self.content_bytes += h.size;
-        let pad = gotar::padding(h.size);
-        self.out
-            .write_all(&[0u8; gotar::BLOCK][..pad])
-            .map_err(werr)
+        let pad = field::padding(h.size) as usize;
+        self.out.write_all(&[0u8; BLOCK][..pad]).map_err(werr)
     }
 
     /// A whiteout `.wh.NAME` for a deleted `/`-rooted path, as `ExportChanges` writes it:
@@ -189,7 +188,7 @@ impl<W: Write> DiffWriter<W> {
 
     /// Ends the archive (two zero blocks); returns the writer.
     pub fn finish(mut self) -> Result<W> {
-        self.out.write_all(&[0u8; 2 * gotar::BLOCK]).map_err(werr)?;
+        self.out.write_all(&[0u8; 2 * BLOCK]).map_err(werr)?;
         Ok(self.out)
     }
 }

@@ -15,8 +15,7 @@
 
 use std::collections::BTreeMap;
 
-/// Size of a tar block.
-pub const BLOCK: usize = 512;
+use super::field::{self, fits_octal, put_octal, put_str, BLOCK};
 
 const NAME: usize = 100;
 const PREFIX: usize = 155;
@@ -85,11 +84,6 @@ fn to_ascii(s: &[u8]) -> Vec<u8> {
     s.iter().copied().filter(|&b| b != 0 && b < 0x80).collect()
 }
 
-fn fits_octal(width: usize, x: i128) -> bool {
-    let bits = (width - 1) * 3;
-    x >= 0 && (width >= 22 || x < (1i128 << bits))
-}
-
 /// Go's `splitUSTARPath`: (prefix, name) of a long ASCII name cut at a `/`.
 fn split_ustar(name: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut length = name.len();
@@ -107,33 +101,6 @@ fn split_ustar(name: &[u8]) -> Option<(&[u8], &[u8])> {
         return None;
     }
     Some((&name[..i], &name[i + 1..]))
-}
-
-/// Go's `formatString`.
-fn put_str(field: &mut [u8], s: &[u8]) {
-    let n = s.len().min(field.len());
-    field[..n].copy_from_slice(&s[..n]);
-    if s.len() < field.len() {
-        field[s.len()] = 0;
-    }
-    // A cut name must not end in '/' (readers would take a file for a directory).
-    if s.len() > field.len() && field[field.len() - 1] == b'/' {
-        let kept = s[..field.len()]
-            .iter()
-            .rposition(|&b| b != b'/')
-            .map_or(0, |p| p + 1);
-        field[kept] = 0;
-    }
-}
-
-/// Go's `formatOctal`: zero-padded, NUL-terminated; a number that does not fit becomes 0.
-fn put_octal(field: &mut [u8], x: i128) {
-    let x = if fits_octal(field.len(), x) { x } else { 0 };
-    let digits = format!("{x:o}");
-    let pad = (field.len() - 1).saturating_sub(digits.len());
-    let mut s = vec![b'0'; pad];
-    s.extend_from_slice(digits.as_bytes());
-    put_str(field, &s);
 }
 
 /// Go's `formatPAXRecord`.
@@ -154,38 +121,29 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 
 /// Fills the magic and version (`ustar\0`, `00`: USTAR and PAX alike) and the checksum.
 fn seal(blk: &mut [u8; BLOCK]) {
-    blk[257..263].copy_from_slice(b"ustar\0");
-    blk[263..265].copy_from_slice(b"00");
-    let sum: u32 = blk
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    put_octal(&mut blk[148..155], i128::from(sum));
-    blk[155] = b' ';
+    blk[field::MAGIC].copy_from_slice(field::USTAR_MAGIC);
+    blk[field::VERSION].copy_from_slice(b"00");
+    let sum = field::checksum(blk, i64::from);
+    let (digits, space) = (field::CHKSUM.start, field::CHKSUM.end - 1);
+    put_octal(&mut blk[digits..space], i128::from(sum));
+    blk[space] = b' ';
 }
 
 /// Go's `templateV7Plus`.
 fn template(h: &GoHeader, name: &[u8], text: &dyn Fn(&[u8]) -> Vec<u8>) -> [u8; BLOCK] {
     let mut blk = [0u8; BLOCK];
-    blk[156] = h.typeflag;
-    put_str(&mut blk[0..100], &text(name));
-    put_str(&mut blk[157..257], &text(&h.linkname));
-    put_octal(&mut blk[100..108], i128::from(h.mode));
-    put_octal(&mut blk[108..116], i128::from(h.uid));
-    put_octal(&mut blk[116..124], i128::from(h.gid));
-    put_octal(&mut blk[124..136], i128::from(h.size));
-    put_octal(&mut blk[136..148], i128::from(h.mtime));
-    put_str(&mut blk[265..297], &text(&h.uname));
-    put_str(&mut blk[297..329], &text(&h.gname));
-    put_octal(&mut blk[329..337], i128::from(h.devmajor));
-    put_octal(&mut blk[337..345], i128::from(h.devminor));
+    blk[field::TYPEFLAG] = h.typeflag;
+    put_str(&mut blk[field::NAME], &text(name));
+    put_str(&mut blk[field::LINKNAME], &text(&h.linkname));
+    put_octal(&mut blk[field::MODE], i128::from(h.mode));
+    put_octal(&mut blk[field::UID], i128::from(h.uid));
+    put_octal(&mut blk[field::GID], i128::from(h.gid));
+    put_octal(&mut blk[field::SIZE], i128::from(h.size));
+    put_octal(&mut blk[field::MTIME], i128::from(h.mtime));
+    put_str(&mut blk[field::UNAME], &text(&h.uname));
+    put_str(&mut blk[field::GNAME], &text(&h.gname));
+    put_octal(&mut blk[field::DEVMAJOR], i128::from(h.devmajor));
+    put_octal(&mut blk[field::DEVMINOR], i128::from(h.devminor));
     blk
 }
 
@@ -202,14 +160,9 @@ fn pax_name(name: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Zero bytes that pad `len` bytes of content to a whole block.
-pub fn padding(len: u64) -> usize {
-    ((BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64) as usize
-}
-
 /// The header block(s) Go's `tar.Writer.WriteHeader` writes for `h` (a PAX member and its
 /// padded records first when it needs one); the member's content follows, padded with
-/// [`padding`].
+/// [`field::padding`].
 pub fn encode(h: &GoHeader) -> Result<Vec<u8>, Refused> {
     let mut ustar = true;
     let mut pax: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -271,7 +224,7 @@ pub fn encode(h: &GoHeader) -> Result<Vec<u8>, Refused> {
     if ustar {
         let (prefix, name) = split_ustar(&h.name).unwrap_or((b"", &h.name));
         let mut blk = template(h, name, &|s| s.to_vec());
-        put_str(&mut blk[345..500], prefix);
+        put_str(&mut blk[field::PREFIX], prefix);
         seal(&mut blk);
         return Ok(blk.to_vec());
     }
@@ -289,16 +242,16 @@ pub fn encode(h: &GoHeader) -> Result<Vec<u8>, Refused> {
         xname.pop();
     }
     let mut x = [0u8; BLOCK];
-    x[156] = b'x';
-    put_str(&mut x[0..100], &xname);
-    put_octal(&mut x[100..108], 0);
-    put_octal(&mut x[108..116], 0);
-    put_octal(&mut x[116..124], 0);
-    put_octal(&mut x[124..136], data.len() as i128);
-    put_octal(&mut x[136..148], 0);
+    x[field::TYPEFLAG] = b'x';
+    put_str(&mut x[field::NAME], &xname);
+    put_octal(&mut x[field::MODE], 0);
+    put_octal(&mut x[field::UID], 0);
+    put_octal(&mut x[field::GID], 0);
+    put_octal(&mut x[field::SIZE], data.len() as i128);
+    put_octal(&mut x[field::MTIME], 0);
     seal(&mut x);
     let mut out = x.to_vec();
-    let pad = padding(data.len() as u64);
+    let pad = field::padding(data.len() as u64) as usize;
     out.extend_from_slice(&data);
     out.resize(out.len() + pad, 0);
     let mut blk = template(h, &h.name, &to_ascii);
@@ -393,12 +346,5 @@ mod tests {
         let rec = pax_record(b"k", &v);
         assert_eq!(rec.len(), 101);
         assert!(rec.starts_with(b"101 "));
-    }
-
-    #[test]
-    fn cut_names_do_not_end_in_a_slash() {
-        let mut field = [0u8; 4];
-        put_str(&mut field, b"abc/def");
-        assert_eq!(&field, b"abc\0");
     }
 }

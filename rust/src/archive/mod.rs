@@ -16,6 +16,7 @@ pub mod changes;
 pub mod compress;
 pub mod diff;
 pub mod encode;
+mod field;
 mod gotar;
 pub mod idmap;
 mod options;

@@ -5,7 +5,8 @@
 //! the cgo build of Go's `os/user` does. An ID without an entry has no name.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{c_char, c_int, CStr};
+use std::mem::MaybeUninit;
 
 /// Looked-up names, cached per ID (Go caches them for the life of the process).
 #[derive(Default)]
@@ -19,91 +20,57 @@ impl OwnerNames {
     pub fn user(&mut self, uid: u32) -> &[u8] {
         self.users
             .entry(uid)
-            .or_insert_with(|| lookup(Kind::User, uid))
+            .or_insert_with(|| lookup(libc::getpwuid_r, |pw: &libc::passwd| pw.pw_name, uid))
     }
 
     /// The name of group `gid` (empty when there is none).
     pub fn group(&mut self, gid: u32) -> &[u8] {
         self.groups
             .entry(gid)
-            .or_insert_with(|| lookup(Kind::Group, gid))
+            .or_insert_with(|| lookup(libc::getgrgid_r, |gr: &libc::group| gr.gr_name, gid))
     }
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    User,
-    Group,
-}
+/// The shape shared by `getpwuid_r` and `getgrgid_r`: ID, entry to fill, string buffer and
+/// its size, where to store the pointer to the entry (null when there is none).
+type ReentrantGet<T> = unsafe extern "C" fn(u32, *mut T, *mut c_char, usize, *mut *mut T) -> c_int;
 
-/// One reentrant NSS lookup, growing the buffer on `ERANGE` (bounded).
-fn lookup(kind: Kind, id: u32) -> Vec<u8> {
+/// One reentrant NSS lookup of `id` through `get`, `name` picking the entry's name; the
+/// buffer grows on `ERANGE` (bounded).
+fn lookup<T>(get: ReentrantGet<T>, name: fn(&T) -> *mut c_char, id: u32) -> Vec<u8> {
     let mut buf = vec![0u8; 1024];
     while buf.len() <= 1 << 20 {
-        let mut name: Option<Vec<u8>> = None;
-        let rc = match kind {
-            Kind::User => {
-                let mut pw: libc::passwd = zeroed_passwd();
-                let mut out: *mut libc::passwd = std::ptr::null_mut();
-                // SAFETY: `pw`, `buf` and `out` live across the call, `buf.len()` is the
-                // buffer's size; on success `out` points at `pw`, whose `pw_name` points into
-                // `buf` as a NUL-terminated string, read before `buf` changes.
-                #[allow(unsafe_code)]
-                let rc = unsafe {
-                    let rc =
-                        libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-                    if rc == 0 && !out.is_null() && !pw.pw_name.is_null() {
-                        name = Some(CStr::from_ptr(pw.pw_name).to_bytes().to_vec());
-                    }
-                    rc
-                };
-                rc
+        let mut entry = MaybeUninit::<T>::uninit();
+        let mut out: *mut T = std::ptr::null_mut();
+        // SAFETY: `entry`, `buf` and `out` live across the call and `buf.len()` is the
+        // buffer's size; on success `out` is null or points at `entry`, filled in by the call,
+        // whose name points into `buf` as a NUL-terminated string, read before `buf` changes.
+        #[allow(unsafe_code)]
+        let (rc, found) = unsafe {
+            let rc = get(
+                id,
+                entry.as_mut_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut out,
+            );
+            let mut found = None;
+            if rc == 0 && !out.is_null() {
+                let p = name(&*out);
+                if !p.is_null() {
+                    found = Some(CStr::from_ptr(p).to_bytes().to_vec());
+                }
             }
-            Kind::Group => {
-                let mut gr: libc::group = zeroed_group();
-                let mut out: *mut libc::group = std::ptr::null_mut();
-                // SAFETY: as for getpwuid_r above, with `gr_name`.
-                #[allow(unsafe_code)]
-                let rc = unsafe {
-                    let rc =
-                        libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-                    if rc == 0 && !out.is_null() && !gr.gr_name.is_null() {
-                        name = Some(CStr::from_ptr(gr.gr_name).to_bytes().to_vec());
-                    }
-                    rc
-                };
-                rc
-            }
+            (rc, found)
         };
         if rc == libc::ERANGE {
             let bigger = buf.len() * 4;
             buf.resize(bigger, 0);
             continue;
         }
-        return name.unwrap_or_default();
+        return found.unwrap_or_default();
     }
     Vec::new()
-}
-
-fn zeroed_passwd() -> libc::passwd {
-    libc::passwd {
-        pw_name: std::ptr::null_mut(),
-        pw_passwd: std::ptr::null_mut(),
-        pw_uid: 0,
-        pw_gid: 0,
-        pw_gecos: std::ptr::null_mut(),
-        pw_dir: std::ptr::null_mut(),
-        pw_shell: std::ptr::null_mut(),
-    }
-}
-
-fn zeroed_group() -> libc::group {
-    libc::group {
-        gr_name: std::ptr::null_mut(),
-        gr_passwd: std::ptr::null_mut(),
-        gr_gid: 0,
-        gr_mem: std::ptr::null_mut(),
-    }
 }
 
 #[cfg(test)]

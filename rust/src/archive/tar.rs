@@ -15,12 +15,11 @@
 //! driving the stream position (CVE-2025-62518, "TARmageddon"), extended header sizes.
 
 use std::io::{self, BufRead, Read};
+use std::ops::Range;
 
+use super::field::{self, get_str, BLOCK};
 use super::tarsplit::TarSplitWriter;
 use crate::error::{Error, Result};
-
-/// Size of a tar block.
-pub const BLOCK: usize = 512;
 
 /// The kind of a tar member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,7 +309,7 @@ impl<R: BufRead> TarReader<R> {
         }
         let mut data = vec![0u8; size as usize];
         self.read_raw_exact(&mut data)?;
-        self.skip_raw(padding_for(size))?;
+        self.skip_raw(field::padding(size))?;
         Ok(data)
     }
 
@@ -352,9 +351,9 @@ impl<R: BufRead> TarReader<R> {
             if !header.checksum_ok() {
                 return Err(self.err("invalid tar header: bad checksum"));
             }
-            let typeflag = block[156];
+            let typeflag = block[field::TYPEFLAG];
             let size = header
-                .numeric(124, 12)
+                .numeric(field::SIZE)
                 .ok_or_else(|| self.err("invalid tar header"))?;
             match typeflag {
                 b'x' => {
@@ -369,12 +368,12 @@ impl<R: BufRead> TarReader<R> {
                 }
                 b'L' => {
                     let data = self.read_extension(size, "GNU long name")?;
-                    gnu_name = Some(trim_nul(&data).to_vec());
+                    gnu_name = Some(get_str(&data).to_vec());
                     continue;
                 }
                 b'K' => {
                     let data = self.read_extension(size, "GNU long link")?;
-                    gnu_link = Some(trim_nul(&data).to_vec());
+                    gnu_link = Some(get_str(&data).to_vec());
                     continue;
                 }
                 _ => {}
@@ -416,31 +415,34 @@ impl<R: BufRead> TarReader<R> {
             name = n;
         }
         self.current = Some(name.clone());
-        let mut link = trim_nul(&header.0[157..257]).to_vec();
+        let mut link = get_str(&header.0[field::LINKNAME]).to_vec();
         if let Some(l) = gnu_link {
             link = l;
         }
         if let Some(l) = pax.linkpath {
             link = l;
         }
-        let mode = header.numeric(100, 8).ok_or_else(|| bad(self))? as u32 & 0o7777;
+        let mode = header.numeric(field::MODE).ok_or_else(|| bad(self))? as u32 & 0o7777;
         let uid = match pax.uid {
             Some(u) => u,
-            None => header.numeric(108, 8).ok_or_else(|| bad(self))?,
+            None => header.numeric(field::UID).ok_or_else(|| bad(self))?,
         };
         let gid = match pax.gid {
             Some(g) => g,
-            None => header.numeric(116, 8).ok_or_else(|| bad(self))?,
+            None => header.numeric(field::GID).ok_or_else(|| bad(self))?,
         };
         let mtime = match pax.mtime {
             Some(t) => t,
-            None => (header.numeric(136, 12).ok_or_else(|| bad(self))? as i64, 0),
+            None => (
+                header.numeric(field::MTIME).ok_or_else(|| bad(self))? as i64,
+                0,
+            ),
         };
         let gnu = header.is_gnu();
         let atime = pax.atime.or_else(|| {
             if gnu {
                 header
-                    .numeric(345, 12)
+                    .numeric(345..357)
                     .filter(|&a| a > 0)
                     .map(|a| (a as i64, 0))
             } else {
@@ -450,8 +452,8 @@ impl<R: BufRead> TarReader<R> {
         let is_ustar = header.is_ustar() || gnu;
         let dev = if is_ustar && matches!(typeflag, b'3' | b'4') {
             (
-                header.numeric(329, 8).ok_or_else(|| bad(self))? as u32,
-                header.numeric(337, 8).ok_or_else(|| bad(self))? as u32,
+                header.numeric(field::DEVMAJOR).ok_or_else(|| bad(self))? as u32,
+                header.numeric(field::DEVMINOR).ok_or_else(|| bad(self))? as u32,
             )
         } else {
             (0, 0)
@@ -476,7 +478,7 @@ impl<R: BufRead> TarReader<R> {
             b'V' => {
                 // A GNU volume label: metadata, not a file. Skip it as a raw member.
                 self.remaining = physical;
-                self.padding = padding_for(physical);
+                self.padding = field::padding(physical);
                 self.content_is_file = false;
                 self.current_size = 0;
                 return self.next_entry()?.ok_or_else(|| self.err("unexpected EOF"));
@@ -491,7 +493,7 @@ impl<R: BufRead> TarReader<R> {
         // Sparse files: old GNU `S` members, or PAX members with GNU.sparse.* records
         // (formats 0.0, 0.1 and 1.0, as Go's archive/tar reads them).
         self.remaining = physical;
-        self.padding = padding_for(physical);
+        self.padding = field::padding(physical);
         self.content_is_file = false;
         let mut sparse = None;
         let mut size = physical;
@@ -607,15 +609,15 @@ impl<R: BufRead> TarReader<R> {
     /// Reads the old GNU sparse map: four slots in the header, then extension blocks.
     fn read_old_gnu_sparse(&mut self, header: &Header<'_>) -> Result<(Vec<(u64, u64)>, u64)> {
         let bad = |me: &Self| me.err("invalid tar header: bad sparse map");
-        let real = header.numeric(483, 12).ok_or_else(|| bad(self))?;
+        let real = header.numeric(483..495).ok_or_else(|| bad(self))?;
         let mut map = Vec::new();
         let mut push = |me: &Self, block: &[u8], at: usize| -> Result<bool> {
             let h = Header(block);
             if block[at] == 0 {
                 return Ok(false);
             }
-            let off = h.numeric(at, 12).ok_or_else(|| bad(me))?;
-            let len = h.numeric(at + 12, 12).ok_or_else(|| bad(me))?;
+            let off = h.numeric(at..at + 12).ok_or_else(|| bad(me))?;
+            let len = h.numeric(at + 12..at + 24).ok_or_else(|| bad(me))?;
             map.push((off, len));
             Ok(true)
         };
@@ -662,33 +664,21 @@ fn parse_decimal_list(text: &[u8], sep: u8) -> Option<Vec<u64>> {
         .collect()
 }
 
-/// Padding after `size` bytes of content, up to the next block.
-pub fn padding_for(size: u64) -> u64 {
-    (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
-}
-
-fn trim_nul(field: &[u8]) -> &[u8] {
-    match field.iter().position(|&b| b == 0) {
-        Some(i) => &field[..i],
-        None => field,
-    }
-}
-
 /// A 512-byte header block.
 struct Header<'a>(&'a [u8]);
 
 impl Header<'_> {
     fn is_ustar(&self) -> bool {
-        &self.0[257..263] == b"ustar\0"
+        &self.0[field::MAGIC] == field::USTAR_MAGIC
     }
 
     fn is_gnu(&self) -> bool {
-        &self.0[257..265] == b"ustar  \0"
+        &self.0[field::MAGIC.start..field::VERSION.end] == field::GNU_MAGIC_VERSION
     }
 
     fn name(&self) -> Vec<u8> {
-        let name = trim_nul(&self.0[0..100]);
-        let prefix = trim_nul(&self.0[345..500]);
+        let name = get_str(&self.0[field::NAME]);
+        let prefix = get_str(&self.0[field::PREFIX]);
         if self.is_ustar() && !prefix.is_empty() {
             let mut full = prefix.to_vec();
             full.push(b'/');
@@ -702,42 +692,17 @@ impl Header<'_> {
     /// Go accepts either the unsigned or the signed sum of the header bytes, with the
     /// checksum field counted as spaces.
     fn checksum_ok(&self) -> bool {
-        let Some(stored) = self.numeric(148, 8) else {
+        let Some(stored) = self.numeric(field::CHKSUM) else {
             return false;
         };
-        // Sum everything, then count the checksum field as eight spaces.
-        let field = &self.0[148..156];
-        let unsigned: i64 = self.0.iter().map(|&b| i64::from(b)).sum::<i64>()
-            - field.iter().map(|&b| i64::from(b)).sum::<i64>()
-            + 8 * i64::from(b' ');
-        let signed: i64 = self.0.iter().map(|&b| i64::from(b as i8)).sum::<i64>()
-            - field.iter().map(|&b| i64::from(b as i8)).sum::<i64>()
-            + 8 * i64::from(b' ');
+        let unsigned = field::checksum(self.0, i64::from);
+        let signed = field::checksum(self.0, |b| i64::from(b as i8));
         stored as i64 == unsigned || stored as i64 == signed
     }
 
-    /// A numeric field: octal ASCII (NUL/space padded) or base-256 (high bit set). `None`
-    /// when malformed or negative.
-    fn numeric(&self, at: usize, len: usize) -> Option<u64> {
-        let field = &self.0[at..at + len];
-        if field[0] & 0x80 != 0 {
-            if field[0] & 0x40 != 0 {
-                return None; // negative base-256
-            }
-            let mut v: u64 = u64::from(field[0] & 0x3f);
-            for &b in &field[1..] {
-                v = v.checked_mul(256)?.checked_add(u64::from(b))?;
-            }
-            return Some(v);
-        }
-        let text = trim_nul(field);
-        let text = std::str::from_utf8(text)
-            .ok()?
-            .trim_matches(|c| c == ' ' || c == '\0');
-        if text.is_empty() {
-            return Some(0);
-        }
-        u64::from_str_radix(text, 8).ok()
+    /// The numeric field at `at` ([`field::get_numeric`]).
+    fn numeric(&self, at: Range<usize>) -> Option<u64> {
+        field::get_numeric(&self.0[at])
     }
 }
 
@@ -927,12 +892,5 @@ mod tests {
         pax.parse(b"7 uid=\n9 mtime=\n8 path=\n").expect("parse");
         assert_eq!(pax.xattrs, vec![(b"user.c".to_vec(), b"d".to_vec())]);
         assert_eq!((pax.uid, pax.mtime, pax.path), (None, None, None));
-    }
-
-    #[test]
-    fn padding() {
-        assert_eq!(padding_for(0), 0);
-        assert_eq!(padding_for(1), 511);
-        assert_eq!(padding_for(512), 0);
     }
 }
