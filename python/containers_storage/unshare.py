@@ -50,6 +50,7 @@ SINGLE_MAPPING_ENV = "_CONTAINERS_STORAGE_SINGLE_MAPPING"
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWUSER = 0x10000000
 _CAP_SYS_ADMIN = 21
+_PR_SET_PDEATHSIG = 1
 
 
 def _atoi(text: str) -> int:
@@ -271,12 +272,17 @@ def run_in_namespace(argv: Sequence[str], executable: str | None = None) -> int:
     go_r, go_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: unshare, wait for the maps, become root, exec
         try:
             os.close(ready_r)
             os.close(go_w)
             libc = _libc()
+            # As Go's Pdeathsig: the child dies with the parent (kill -9 of the command).
+            _check(libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl")
+            if os.getppid() != parent:
+                os._exit(1)
             _check(libc.unshare(_CLONE_NEWUSER), "Error during unshare(CLONE_NEWUSER)")
             os.write(ready_w, b"1")
             answer = os.read(go_r, 1)

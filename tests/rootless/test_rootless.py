@@ -292,3 +292,94 @@ def test_no_subordinate_ranges(rl_noranges: User) -> None:
     assert {os.lstat(p).st_uid for p in [tree, *tree.rglob("*")]} == {user.uid}
     assert (tree / "home" / "user-file").read_bytes() == b"u\n"
     assert layer in user.cs("layers", STORAGE_DRIVER="vfs").stdout
+
+
+# -- crashes and concurrency --------------------------------------------------------------
+
+
+def _many_files_tar(n: int, tag: str) -> bytes:
+    t = TarBuilder()
+    t.dir("d", uid=1, gid=1)
+    for i in range(n):
+        t.file(f"d/{tag}{i}", b"x" * (i % 512), uid=i % 3, gid=i % 3)
+    return t.getvalue()
+
+
+def _overlay_leftovers(user: User) -> list[str]:
+    home = user.graph_root / "overlay"
+    stage = home / "tempdirs"
+    return sorted(os.listdir(stage)) if stage.exists() else []
+
+
+def test_kill_9_during_import_leaves_a_clean_store(rl: User) -> None:
+    """SIGKILL to the command (its namespace child dies with it) while a layer is being
+    applied: the next command finds no half layer, no staging directory, no mount, and
+    the same import then succeeds."""
+    import signal
+    import time
+
+    base = rl.put("big.tar", _many_files_tar(10000, "f"))
+    killed = False
+    for _ in range(5):
+        proc = rl.popen(rl.python, "-m", "containers_storage", "import-layer", "-f", str(base))
+        # Until the layer's record exists, incomplete (the apply has begun).
+        layers_json = rl.graph_root / "overlay-layers" / "layers.json"
+        while proc.poll() is None:
+            if layers_json.exists() and "incomplete" in layers_json.read_text():
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.001)
+        proc.communicate()
+        if proc.returncode == -signal.SIGKILL:
+            killed = True
+            break
+        rl.cs("wipe")
+    assert killed, "the import always finished before it could be killed"
+    # The namespace child dies with the command (its SIGKILL may still be in flight).
+    while [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == rl.uid]:
+        time.sleep(0.01)
+    listed = rl.cs("layers").stdout
+    assert listed == ""
+    assert "incomplete" not in (rl.graph_root / "overlay-layers" / "layers.json").read_text()
+    assert _overlay_leftovers(rl) == []
+    layer_dirs = [
+        n for n in os.listdir(rl.graph_root / "overlay") if n not in ("l", ".has-mount-program")
+    ]
+    assert layer_dirs == []
+    assert os.listdir(rl.graph_root / "overlay" / "l") == []
+    again = rl.cs("import-layer", "-f", str(base)).stdout.split()[-1]
+    assert rl.cs("layers").stdout.split() == [again]
+
+
+def _uid_of(pid: str) -> int:
+    """The owner of a live process (-1 when gone or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rpartition(")")[2].split()[0] == "Z":
+                return -1
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return -1
+
+
+def test_two_processes_of_the_user_at_once(rl: User) -> None:
+    """Two imports by the user at the same time, each in a namespace of its own, onto one
+    parent: both layers land, the store stays consistent."""
+    rl.put("base.tar", _base_tar())
+    parent = rl.cs("import-layer", "-f", str(rl.home / "work" / "base.tar")).stdout.split()[-1]
+    a = rl.put("a.tar", _many_files_tar(3000, "a"))
+    b = rl.put("b.tar", _many_files_tar(3000, "b"))
+    procs = [
+        rl.popen(rl.python, "-m", "containers_storage", "import-layer", "-f", str(p), parent)
+        for p in (a, b)
+    ]
+    outs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ids = [o[0].split()[-1] for o in outs]
+    listed = rl.cs("layers").stdout.split()
+    assert sorted(listed) == sorted([parent, *ids])
+    for layer_id, tag in zip(ids, "ab", strict=True):
+        diff = rl.graph_root / "overlay" / layer_id / "diff" / "d"
+        assert len(os.listdir(diff)) == 3000
+        assert os.lstat(diff / f"{tag}1").st_uid == rl.host_id(1)
+    assert _overlay_leftovers(rl) == []

@@ -442,8 +442,10 @@ class OverlayDriver(Driver):
         try:
             self._mkdir_as(os.path.join(d, "diff"), perms, root_uid, root_gid)
             link = _link_id()
-            self._symlink_link(link, layer_id)
+            # The link file first: a process killed in between leaves no l/ entry that
+            # remove() could not find.
             self._write_small(os.path.join(d, "link"), link)
+            self._symlink_link(link, layer_id)
             self._mkdir_as(os.path.join(d, "work"), 0o700, root_uid, root_gid)
             self._mkdir_as(os.path.join(d, "merged"), 0o700, root_uid, root_gid)
             if below is None:
