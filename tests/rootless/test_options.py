@@ -25,7 +25,7 @@ UID = "4242"
 
 
 def _status(args: list[str], env: dict[str, str]) -> dict[str, str]:
-    proc = subprocess.run(args + ["status"], capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run([*args, "status"], capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = {}
     for line in (proc.stdout + proc.stderr).splitlines():
