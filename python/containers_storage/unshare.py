@@ -11,16 +11,15 @@ buildah's ``MaybeReexecUsingUserNamespace`` do.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import pwd
-import shutil
-import signal
-import subprocess
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .records import IDMap
+if TYPE_CHECKING:  # the rest is imported when a namespace is entered (start-up time)
+    import ctypes
+    from collections.abc import Sequence
+
+    from .records import IDMap
 
 __all__ = [
     "ROOTLESS_GID_ENV",
@@ -110,6 +109,8 @@ def is_rootless() -> bool:
 def sub_id_ranges(user: str, uid: int, path: str = "/etc/subuid") -> list[IDMap]:
     """The user's ranges in ``/etc/subuid`` (or ``/etc/subgid``) as host ranges
     (``container_id`` 0), sorted by start; lines name the user or its numeric ID."""
+    from .records import IDMap
+
     try:
         with open(path) as f:
             lines = f.read().splitlines()
@@ -128,6 +129,8 @@ def sub_id_ranges(user: str, uid: int, path: str = "/etc/subuid") -> list[IDMap]
 def namespace_maps(own: int, ranges: Sequence[IDMap]) -> tuple[IDMap, ...]:
     """The namespace's map: the user's own ID as 0, then each range after the last
     (Go's ``MaybeReexecUsingUserNamespace``)."""
+    from .records import IDMap
+
     out = [IDMap(0, own, 1)]
     for r in ranges:
         out.append(IDMap(out[-1].container_id + out[-1].size, r.host_id, r.size))
@@ -155,10 +158,14 @@ def pause_pid_file() -> str | None:
 
 
 def _libc() -> ctypes.CDLL:
+    import ctypes
+
     return ctypes.CDLL(None, use_errno=True)
 
 
 def _check(ret: int, what: str) -> None:
+    import ctypes
+
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
@@ -222,6 +229,9 @@ def _write_map(pid: int, name: str, text: str) -> None:
 
 def _set_maps(pid: int, uid: int, gid: int, user: str) -> bool:
     """Write the child's maps; True when it got only the single mapping."""
+    import shutil
+    import subprocess
+
     uids = sub_id_ranges(user, uid, "/etc/subuid")
     gids = sub_id_ranges(user, uid, "/etc/subgid")
     if uids and gids:
@@ -262,6 +272,9 @@ def run_in_namespace(argv: Sequence[str], executable: str | None = None) -> int:
     subordinate ranges, wait for it and return its exit status (128+n after signal n).
     The child gets ``$_CONTAINERS_USERNS_CONFIGURED``, ``$_CONTAINERS_ROOTLESS_UID``/``GID``
     and ``$BUILDAH_ISOLATION=rootless``."""
+    import pwd
+    import signal
+
     uid, gid = os.getuid(), os.getgid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -319,6 +332,7 @@ def run_in_namespace(argv: Sequence[str], executable: str | None = None) -> int:
 
 def _wait_forwarding(pid: int) -> int:
     """Wait for ``pid``, forwarding HUP, INT and TERM to it, as Go's re-exec does."""
+    import signal
 
     def forward(signum: int, _frame: object) -> None:
         os.kill(pid, signum)
