@@ -92,18 +92,13 @@ def _has_cap_sys_admin() -> bool:
 
 
 def is_rootless() -> bool:
-    """Go's ``unshare.IsRootless``: the rootless UID is not 0, or a rootless namespace was
-    entered (``$_CONTAINERS_USERNS_CONFIGURED``), or CAP_SYS_ADMIN is missing, or the user
-    namespace does not map every ID."""
-    if rootless_uid() != 0 or os.environ.get(USERNS_ENV):
-        return True
-    try:
-        if not _has_cap_sys_admin():
-            return True
-        with open("/proc/self/uid_map") as f:
-            return "4294967295" not in f.read()
-    except OSError:
-        return False
+    """Go's ``unshare.IsRootless``, memoised for the process as Go does: the rootless UID
+    is not 0, or a rootless namespace was entered (``$_CONTAINERS_USERNS_CONFIGURED``), or
+    CAP_SYS_ADMIN is missing, or the user namespace does not map every ID. The same value
+    decides the overlay xattr prefix in the native archive code."""
+    from . import _native
+
+    return _native.is_rootless()
 
 
 def sub_id_ranges(user: str, uid: int, path: str = "/etc/subuid") -> list[IDMap]:
