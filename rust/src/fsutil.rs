@@ -35,3 +35,62 @@ pub fn proc_path(dir: BorrowedFd<'_>, name: &[u8]) -> Vec<u8> {
     p.extend_from_slice(name);
     p
 }
+
+/// Whether this process runs in a user namespace other than the initial one (Go's
+/// `RunningInUserNS`: `/proc/self/uid_map` is not the full `0 0 4294967295` map).
+pub fn running_in_userns() -> bool {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(text) => {
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            fields != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
+    })
+}
+
+/// Go's `unshare.IsRootless()`, memoised as Go does: the rootless UID
+/// (`_CONTAINERS_ROOTLESS_UID`, else the real UID) is not 0, or
+/// `_CONTAINERS_USERNS_CONFIGURED` is set, or CAP_SYS_ADMIN is missing from the effective
+/// set, or the user namespace does not map every ID. Decides the overlay xattr prefix.
+pub fn rootless() -> bool {
+    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTLESS.get_or_init(|| {
+        let uid = match std::env::var("_CONTAINERS_ROOTLESS_UID") {
+            Ok(v) if !v.is_empty() => v.parse::<i64>().unwrap_or(0),
+            _ => i64::from(rustix::process::getuid().as_raw()),
+        };
+        if uid != 0
+            || std::env::var_os("_CONTAINERS_USERNS_CONFIGURED").is_some_and(|v| !v.is_empty())
+        {
+            return true;
+        }
+        let cap_sys_admin = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapEff:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .map(|caps| caps & (1 << 21) != 0);
+        if cap_sys_admin == Some(false) {
+            return true;
+        }
+        match std::fs::read_to_string("/proc/self/uid_map") {
+            Ok(text) => !text.contains("4294967295"),
+            Err(_) => false,
+        }
+    })
+}
+
+/// The overlayfs xattr `name` (`opaque`, `redirect`) as the kernel reads it here: under
+/// `user.overlay.` when rootless (mounted with `userxattr`), else `trusted.overlay.` (Go's
+/// `GetOverlayXattrName`).
+pub fn overlay_xattr(name: &str) -> String {
+    let prefix = if rootless() {
+        "user.overlay."
+    } else {
+        "trusted.overlay."
+    };
+    format!("{prefix}{name}")
+}

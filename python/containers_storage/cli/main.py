@@ -48,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     the kernel releases the lock files' record locks with the process.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    global _AS_COMMAND
+    _AS_COMMAND = argv is None
     if argv is None:
         # As the Go binary: Ctrl-C ends the process at once, even while it waits for a
         # lock in native code (where Python's KeyboardInterrupt would not be raised).
@@ -145,11 +147,18 @@ def _main(args: list[str], argv0: str) -> int:
         print(f"{name}: too many arguments ({go_list(cargs)}).")
         _usage().command_usage(cmd, name, specs, sub.defaults, sys.stdout, sys.stderr)
         return 1
+    if cmd.needs_store and _AS_COMMAND:
+        from ..unshare import maybe_reexec
+
+        maybe_reexec()  # a rootless user's store lives in their user namespace
     defaults = _default_options(values) if use_defaults and cmd.needs_store else None
     return _run(cmd, name, cargs, values, defaults)
 
 
 _STORE_FLAGS = ("graph", "run", "storage_driver", "storage_opt")
+#: Whether this is the process's command line (which may re-execute itself in the
+#: rootless user namespace), not a call of :func:`main` with arguments.
+_AS_COMMAND = False
 
 
 def _default_options(values: FlagValues) -> StoreOptions:

@@ -60,7 +60,11 @@ class Driver(abc.ABC):
         self.run_root = run_root
         self.home = os.path.join(graph_root, self.name)
         self.image_stores = ()
-        self.ignore_chown_errors = False
+        # A rootless namespace that maps only the user's own IDs cannot give files other
+        # owners: chown errors are ignored there (the option can still turn it off).
+        from ..unshare import single_mapping
+
+        self.ignore_chown_errors = single_mapping()
         self.options = tuple(options)
 
     @abc.abstractmethod

@@ -62,6 +62,8 @@ FS_NAMES = {
     0x3153464A: "jfs",
 }
 _UNSUPPORTED_BACKING = {"aufs", "zfs", "overlayfs", "ecryptfs"}
+#: Mount options that are kernel mount flags, never passed to a mount program.
+_KERNEL_FLAGS = {"ro", "rw", "nodev", "dev", "nosuid", "suid", "noexec", "exec", "noatime", "sync"}
 
 
 #: Each byte value to a base32 letter (A-Z, 2-7) by its low five bits: 8 values a letter.
@@ -81,8 +83,14 @@ class OverlayDriver(Driver):
 
     def __init__(self, graph_root: str, run_root: str, options: Sequence[str] = ()) -> None:
         super().__init__(graph_root, run_root, options)
+        from ..unshare import is_rootless
+
         self.mount_options = ""
         self.skip_mount_home = False
+        self.mount_program = ""
+        #: Rootless (Go's ``unshare.IsRootless``): native mounts take ``userxattr`` and the
+        #: overlay xattrs are ``user.overlay.*``.
+        self.rootless = is_rootless()
         stores: list[str] = []
         for option in options:
             key, sep, value = option.partition("=")
@@ -112,7 +120,10 @@ class OverlayDriver(Driver):
                     "storage option overlay.size and overlay.inodes only supported for "
                     "backingFS XFS with project quota; not supported here"
                 )
-            elif key in ("mount_program", "force_mask", "additionallayerstore"):
+            elif key == "mount_program":
+                os.stat(value)  # Go: the program must exist
+                self.mount_program = value
+            elif key in ("force_mask", "additionallayerstore"):
                 raise NotSupportedError(f"overlay: option {key} is not supported here")
             else:
                 raise ValueError(f"overlay: Unknown option {key}")
@@ -122,29 +133,81 @@ class OverlayDriver(Driver):
         os.makedirs(os.path.join(self.home, _LINK_DIR), mode=0o755, exist_ok=True)
         os.makedirs(self.run_home, mode=0o700, exist_ok=True)
         self.backing_fs = FS_NAMES.get(_native.fs_magic(self.home), "<unknown>")
-        if self.backing_fs in _UNSUPPORTED_BACKING:
+        flag_file = os.path.join(self.home, ".has-mount-program")
+        if self.rootless and not self.mount_program and not self._supports_native(flag_file):
+            import shutil
+
+            self.mount_program = shutil.which("fuse-overlayfs") or ""
+        if self.mount_program:
+            self._write_small(flag_file, "true", 0o600)
+        elif self.backing_fs in _UNSUPPORTED_BACKING:
             raise NotSupportedError(
                 f"'overlay' is not supported over {self.backing_fs}, a mount_program is "
                 "required: backing file system is unsupported for this graph driver"
             )
-        flag_file = os.path.join(self.home, ".has-mount-program")
-        if not os.path.exists(flag_file):
+        elif not os.path.exists(flag_file):
             self._write_small(flag_file, "false", 0o600)
         self.clean_staging()
-        self.supports_dtype = self._feature("overlay", self._probe_overlay)
-        self.native_diff = self._feature(
-            f"native-diff({self.mount_options})", self._probe_native_diff
-        )
-        self.using_metacopy = self._feature(
-            f"metacopy({self.mount_options})",
-            lambda: "metacopy=on" in self.mount_options.split(","),
-        )
+        if self.mount_program:
+            # Go: no probes; d_type assumed, diffs always by comparing mounted trees.
+            self.supports_dtype, self.native_diff, self.using_metacopy = True, False, False
+        else:
+            self.supports_dtype = self._feature("overlay", self._probe_overlay)
+            self.native_diff = self._feature(
+                f"native-diff({self.mount_options})", self._probe_native_diff
+            )
+            self.using_metacopy = self._feature(
+                f"metacopy({self.mount_options})",
+                lambda: "metacopy=on" in self.mount_options.split(","),
+            )
         self._supports_volatile: bool | None = None
         self._supports_shifting: bool | None = None
         if not self.skip_mount_home:
             _native.make_private(self.home, self.home in mountpoints())
 
     # -- feature probes ---------------------------------------------------------------------
+
+    def _xattr(self, name: str) -> str:
+        """Go's ``GetOverlayXattrName``: ``user.overlay.<name>`` rootless, else trusted."""
+        return ("user.overlay." if self.rootless else "trusted.overlay.") + name
+
+    def _native_options(self, options: Sequence[str] = ()) -> list[str]:
+        """Mount options of a native overlay mount: ``userxattr`` added when rootless."""
+        return [*options, "userxattr"] if self.rootless else list(options)
+
+    @property
+    def whiteout_format(self) -> str:
+        """How applied whiteouts are stored: overlay's (0:0 devices, opaque xattr) on a
+        native mount, AUFS ``.wh.`` files under a mount program (as Go)."""
+        return "aufs" if self.mount_program else "overlay"
+
+    def _supports_native(self, flag_file: str) -> bool:
+        """Go's ``SupportsNativeOverlay`` (rootless): the home's ``.has-mount-program``
+        marker, written after a look for a mount program's traces when missing, then the
+        overlay probe."""
+        flag = self._read(flag_file)
+        if flag is None or flag not in ("true", "false"):
+            flag = "true" if self._has_mount_program_traces() else "false"
+            self._write_small(flag_file, flag, 0o600)
+        if flag == "true":
+            return False
+        try:
+            return self._feature("overlay", self._probe_overlay)
+        except OSError:
+            return False
+
+    def _has_mount_program_traces(self) -> bool:
+        for top, dirs, files in os.walk(self.home):
+            if any(n.startswith(".wh.") for n in (*dirs, *files)):
+                return True
+            for d in dirs:
+                try:
+                    names = os.listxattr(os.path.join(top, d), follow_symlinks=False)
+                except OSError:
+                    continue
+                if any(n.startswith(("user.fuseoverlayfs.", "user.containers.")) for n in names):
+                    return True
+        return False
 
     def _feature(self, feature: str, probe: object) -> bool:
         for value in (True, False):
@@ -179,11 +242,19 @@ class OverlayDriver(Driver):
         with self._scratch() as d:
             for sub in ("lower1", "lower2", "upper", "work", "merged"):
                 os.mkdir(os.path.join(d, sub), 0o700)
+            if self.rootless:
+                import stat
+
+                try:
+                    os.mknod(os.path.join(d, "upper", "whiteout"), stat.S_IFCHR, 0)
+                except OSError as e:
+                    raise OSError(e.errno, f"unable to create kernel-style whiteout: {e}") from e
             _native.overlay_mount(
                 os.path.join(d, "merged"),
                 [os.path.join(d, "lower1"), os.path.join(d, "lower2")],
                 upper=os.path.join(d, "upper"),
                 work=os.path.join(d, "work"),
+                options=self._native_options(),
             )
             _native.unmount(os.path.join(d, "merged"))
         return True
@@ -195,7 +266,7 @@ class OverlayDriver(Driver):
             for sub in ("l1", "l2", "l3", "work", "merged"):
                 os.mkdir(os.path.join(d, sub), 0o755)
             os.makedirs(os.path.join(d, "l2", "d"))
-            os.setxattr(os.path.join(d, "l2", "d"), "trusted.overlay.opaque", b"y")
+            os.setxattr(os.path.join(d, "l2", "d"), self._xattr("opaque"), b"y")
             os.makedirs(os.path.join(d, "l3", "d"))
             merged = os.path.join(d, "merged")
             _native.overlay_mount(
@@ -203,6 +274,7 @@ class OverlayDriver(Driver):
                 [os.path.join(d, "l2"), os.path.join(d, "l1")],
                 upper=os.path.join(d, "l3"),
                 work=os.path.join(d, "work"),
+                options=self._native_options(),
             )
             try:
                 with open(os.path.join(merged, "d", "f"), "w") as f:
@@ -215,13 +287,13 @@ class OverlayDriver(Driver):
             finally:
                 _native.unmount(merged)
             try:
-                opaque = os.getxattr(os.path.join(d, "l3", "d"), "trusted.overlay.opaque")
+                opaque = os.getxattr(os.path.join(d, "l3", "d"), self._xattr("opaque"))
             except OSError:
                 opaque = b""
             if opaque == b"y":
                 return False
             try:
-                os.getxattr(os.path.join(d, "l3", "d3"), "trusted.overlay.redirect")
+                os.getxattr(os.path.join(d, "l3", "d3"), self._xattr("redirect"))
                 return False
             except OSError:
                 return True
@@ -241,7 +313,7 @@ class OverlayDriver(Driver):
                     [os.path.join(d, "lower")],
                     upper=os.path.join(d, "upper"),
                     work=os.path.join(d, "work"),
-                    options=["volatile"],
+                    options=self._native_options(["volatile"]),
                 )
             except OSError:
                 return False
@@ -370,8 +442,10 @@ class OverlayDriver(Driver):
         try:
             self._mkdir_as(os.path.join(d, "diff"), perms, root_uid, root_gid)
             link = _link_id()
-            self._symlink_link(link, layer_id)
+            # The link file first: a process killed in between leaves no l/ entry that
+            # remove() could not find.
             self._write_small(os.path.join(d, "link"), link)
+            self._symlink_link(link, layer_id)
             self._mkdir_as(os.path.join(d, "work"), 0o700, root_uid, root_gid)
             self._mkdir_as(os.path.join(d, "merged"), 0o700, root_uid, root_gid)
             if below is None:
@@ -556,10 +630,61 @@ class OverlayDriver(Driver):
                 and self.supports_shifting()
             ):
                 lowers = self._idmapped_lowers(layer_id, lowers, options, stack)
-            if read_write:
+            if self.mount_program:
+                self._program_mount(target, lowers, diff if read_write else None, work, opts)
+            elif read_write:
+                opts = self._native_options(opts)
                 _native.overlay_mount(target, lowers, upper=diff, work=work, options=opts)
             else:
+                opts = self._native_options(opts)
                 _native.overlay_mount(target, [diff, *lowers], options=opts)
+
+    def _program_mount(
+        self, target: str, lowers: list[str], upper: str | None, work: str, opts: list[str]
+    ) -> None:
+        """Go's mount through ``mount_program``: ``PROGRAM -o DATA TARGET`` run in the
+        home; the kernel flags among the options (``nodev``, ``ro``...) are not passed."""
+        import subprocess
+
+        if upper is None:
+            data = "lowerdir=" + ":".join([os.path.join(os.path.dirname(work), "diff"), *lowers])
+        else:
+            data = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+        extra = [o for o in opts if o not in _KERNEL_FLAGS]
+        if extra:
+            data += "," + ",".join(extra)
+        proc = subprocess.run(
+            [self.mount_program, "-o", data, target],
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+        if proc.returncode:
+            err = proc.stderr.decode(errors="replace").strip() or "<stderr empty>"
+            raise OSError(
+                f"creating overlay mount to {target}, mount_data={data!r}: using mount program "
+                f"{self.mount_program}: {err}: exit status {proc.returncode}"
+            )
+
+    def _unmount(self, target: str) -> None:
+        """Unmount ``target``: ``fusermount3 -u``/``fusermount -u`` first under a mount
+        program (as Go), then a lazy unmount if it is still mounted."""
+        if self.mount_program and target in mountpoints():
+            import shutil
+            import subprocess
+
+            for tool in ("fusermount3", "fusermount"):
+                path = shutil.which(tool)
+                if (
+                    path
+                    and not subprocess.run(
+                        [path, "-u", target], capture_output=True, check=False
+                    ).returncode
+                ):
+                    return
+        _native.unmount(target)
 
     def _idmapped_lowers(
         self,
@@ -639,12 +764,12 @@ class OverlayDriver(Driver):
             try:
                 yield target
             finally:
-                _native.unmount(target)
+                self._unmount(target)
 
     def put(self, layer_id: str) -> None:
         d = self._dir(layer_id)[0]
         merged = os.path.join(d, "merged")
-        _native.unmount(merged)
+        self._unmount(merged)
         with contextlib.suppress(FileNotFoundError, OSError):
             os.rmdir(merged)
 
@@ -711,7 +836,9 @@ class OverlayDriver(Driver):
         try:
             os.mkdir(diff, _DEFAULT_PERMS)
             os.chmod(diff, _DEFAULT_PERMS)
-            result = self._apply_into(diff, "overlay", source, uid_map, gid_map, ts, progress)
+            result = self._apply_into(
+                diff, self.whiteout_format, source, uid_map, gid_map, ts, progress
+            )
         except BaseException:
             _native.remove_tree(directory)
             with contextlib.suppress(FileNotFoundError):
@@ -746,7 +873,7 @@ class OverlayDriver(Driver):
     ) -> ApplyResult:
         target = self.layer_dir(layer_id)
         result = self._apply_into(
-            target, "overlay", source, uid_map, gid_map, tar_split_path, progress
+            target, self.whiteout_format, source, uid_map, gid_map, tar_split_path, progress
         )
         # Go's overlay ApplyDiff reports the size of the diff directory.
         return replace(result, size=_native.dir_size(target))

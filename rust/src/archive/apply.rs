@@ -743,6 +743,8 @@ impl Extractor<'_, '_, '_> {
         for (name, value) in settable_xattrs(entry)? {
             match rfs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
                 Ok(()) | Err(Errno::NOTSUP) => {}
+                // Go ignores EPERM in a user namespace (trusted.*, security.* xattrs).
+                Err(Errno::PERM) if crate::fsutil::running_in_userns() => {}
                 Err(e) => return Err(member_io(&entry.name, "setting xattr", e)),
             }
         }
@@ -1161,6 +1163,10 @@ impl Extractor<'_, '_, '_> {
     }
 
     fn special(&mut self, entry: &Entry, parent: &[u8], base: &[u8]) -> Result<()> {
+        if matches!(entry.kind, Kind::Char | Kind::Block) && crate::fsutil::running_in_userns() {
+            // Go: devices cannot be created in a user namespace; skipped silently.
+            return Ok(());
+        }
         let (ft, dev) = match entry.kind {
             Kind::Char => (
                 FileType::CharacterDevice,
@@ -1243,7 +1249,7 @@ impl Extractor<'_, '_, '_> {
                 let pfd = self.parent_fd(entry, parent)?;
                 rfs::fsetxattr(
                     pfd,
-                    whiteout::OVERLAY_OPAQUE_XATTR,
+                    whiteout::overlay_opaque_xattr().as_str(),
                     b"y",
                     XattrFlags::empty(),
                 )

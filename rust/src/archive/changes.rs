@@ -18,7 +18,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::idmap::IdMap;
-use super::whiteout::OVERLAY_OPAQUE_XATTR;
+use super::whiteout::overlay_opaque_xattr;
 use crate::error::{Error, Result};
 use crate::fsutil::proc_path;
 
@@ -440,11 +440,12 @@ pub(super) fn lower_entry(lowers: &[OwnedFd], rel: &[u8]) -> Option<rfs::Stat> {
     None
 }
 
-/// Whether the directory at `rel` under `root` has `trusted.overlay.opaque=y`.
+/// Whether the directory at `rel` under `root` has `trusted.overlay.opaque=y`
+/// (`user.overlay.opaque` when rootless).
 pub(super) fn is_opaque(root: &OwnedFd, rel: &[u8]) -> bool {
     let path = proc_path(root.as_fd(), rel);
     let mut buf = [0u8; 4];
-    matches!(rfs::lgetxattr(path.as_slice(), OVERLAY_OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
+    matches!(rfs::lgetxattr(path.as_slice(), overlay_opaque_xattr().as_str(), &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 fn walk_overlay(

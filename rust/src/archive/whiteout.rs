@@ -7,8 +7,11 @@ pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 /// The opaque-directory marker (Go: `WhiteoutOpaqueDir`).
 pub const WHITEOUT_OPAQUE_DIR: &[u8] = b".wh..wh..opq";
-/// overlayfs xattr marking an opaque directory.
-pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// overlayfs xattr marking an opaque directory: `trusted.overlay.opaque`, or
+/// `user.overlay.opaque` when rootless ([`crate::fsutil::overlay_xattr`]).
+pub fn overlay_opaque_xattr() -> String {
+    crate::fsutil::overlay_xattr("opaque")
+}
 
 /// How whiteouts in the layer are written to the target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,7 +20,7 @@ pub enum WhiteoutFormat {
     #[default]
     Vfs,
     /// overlayfs: `.wh.NAME` becomes a 0:0 character device, `.wh..wh..opq` the
-    /// `trusted.overlay.opaque=y` xattr.
+    /// `trusted.overlay.opaque=y` xattr (`user.overlay.opaque` when rootless).
     Overlay,
     /// Keep `.wh.` entries as the files they are.
     Aufs,

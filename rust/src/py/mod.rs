@@ -35,5 +35,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tree::sync_fs, m)?)?;
     m.add_function(wrap_pyfunction!(tree::dir_size, m)?)?;
     m.add_function(wrap_pyfunction!(tree::fs_magic, m)?)?;
+    m.add_function(wrap_pyfunction!(tree::is_rootless, m)?)?;
     Ok(())
 }

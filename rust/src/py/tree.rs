@@ -77,3 +77,10 @@ pub fn dir_size(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
 pub fn fs_magic(py: Python<'_>, path: PathBuf) -> PyResult<u64> {
     py.detach(|| tree::fs_magic(&path)).map_err(to_pyerr)
 }
+
+/// Go's memoised `unshare.IsRootless()`: the value that also picks the overlay xattr prefix
+/// (`user.overlay.` or `trusted.overlay.`) when layers are applied and diffed.
+#[pyfunction]
+pub fn is_rootless() -> bool {
+    crate::fsutil::rootless()
+}

@@ -37,11 +37,15 @@ def run(ctx: Context) -> int:
         if not path:
             from ...sample import sample_layer, sample_upper_layer
 
-            result = apply_layer(io.BytesIO(sample_layer()), target, progress=bar)
+            ignore = ctx.flag("ignore_chown_errors")
+            result = apply_layer(
+                io.BytesIO(sample_layer()), target, ignore_chown_errors=ignore, progress=bar
+            )
             upper = apply_layer(
                 io.BytesIO(sample_upper_layer()),
                 target,
                 whiteouts=whiteouts,
+                ignore_chown_errors=ignore,
             )
             results = [result, upper]
         else:

@@ -3,8 +3,8 @@
 This module is data only, so that ``--help``, shell completion and argument checks never
 import a handler (nor the store). A handler is named ``"module:function"`` within this
 package and imported when its command runs. Names, usage strings, argument counts and flags
-are those of the Go 1.43 CLI (``cmd/containers-storage``), in its order; ``apply-layer`` and
-``completion`` are ours.
+are those of the Go 1.43 CLI (``cmd/containers-storage``), in its order; ``apply-layer``,
+``unshare`` and ``completion`` are ours.
 """
 
 from __future__ import annotations
@@ -640,6 +640,19 @@ COMMANDS: tuple[Command, ...] = (
         details=(
             "Applies a layer tarball (plain, gzip, bzip2, xz or zstd) onto DIR, confined to "
             "it, and prints its digests. Without --file, applies the built-in sample layer."
+        ),
+        completes="file",
+    ),
+    Command(
+        ("unshare",),
+        "Run a command in the rootless user namespace (default: your shell)",
+        "unshare:run",
+        "[options [...]] [COMMAND [ARG...]]",
+        needs_store=False,
+        details=(
+            "As podman unshare: COMMAND runs as root of the user namespace that a rootless "
+            "user's store lives in (joining podman's pause process when there is one), with "
+            "CONTAINERS_GRAPHROOT and CONTAINERS_RUNROOT set to the store's roots."
         ),
         completes="file",
     ),
