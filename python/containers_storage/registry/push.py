@@ -150,6 +150,8 @@ class _Pusher:
         self.progress = progress
         self.state = ImageProgress(total_bytes=0)
         self.lock = threading.Lock()
+        #: Set when a layer failed: the layers not started yet are not sent.
+        self.failed = threading.Event()
 
     def report(self) -> None:
         if self.progress is not None:
@@ -199,7 +201,16 @@ class _Pusher:
                 return _Blob(cand.digest, size, comp, False)
         return None
 
-    def push_layer(self, layer: Layer, names_repos: list[str]) -> _Blob:
+    def push_layer(self, layer: Layer, names_repos: list[str]) -> _Blob | None:
+        if self.failed.is_set():
+            return None
+        try:
+            return self._push_layer(layer, names_repos)
+        except BaseException:
+            self.failed.set()
+            raise
+
+    def _push_layer(self, layer: Layer, names_repos: list[str]) -> _Blob:
         if not layer.diff_digest:
             raise RegistryError(f"uncompressed digest for layer {layer.id!r} is unknown")
         key = layer.diff_digest
@@ -497,11 +508,12 @@ def push_image(
     with concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cs-push") as ex:
         futures = [ex.submit(pusher.push_layer, layer, names_repos) for layer in chain]
         try:
-            blobs = [f.result() for f in futures]
+            results = [f.result() for f in futures]
         except BaseException:
-            for f in futures:
-                f.cancel()
+            pusher.failed.set()
             raise
+    blobs = [b for b in results if b is not None]
+    assert len(blobs) == len(chain)
     out_type = mtype
     if mtype == DOCKER_V2S2 and any(b.compression == "zstd" for b in blobs):
         # Docker schema 2 has no zstd layers: c/image converts the image to OCI.
@@ -545,4 +557,3 @@ _OCI_FROM_DOCKER = {
         "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
     ),
 }
-

@@ -173,5 +173,7 @@ def put_manifest(client: Client, repo: str, reference: str, data: bytes, media_t
     err = _read_at_most(resp.raw, MAX_ERROR_BODY_SIZE)
     resp.release()
     if not 200 <= resp.status < 400:
-        raise _failed(f"uploading manifest {reference} to {client.registry}/{repo}", resp.status, err)
+        raise _failed(
+            f"uploading manifest {reference} to {client.registry}/{repo}", resp.status, err
+        )
     return "sha256:" + hashlib.sha256(data).hexdigest()
