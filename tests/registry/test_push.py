@@ -331,7 +331,8 @@ def test_cli_push(plain_registry: Registry, tmp_path: Path, roots: Roots, driver
     g = ["--graph", str(roots[0]), "--run", str(roots[1]), "--storage-driver", driver]
     capsys.readouterr()
     ref = f"{plain_registry.host}/cli:1"  # without docker://
-    assert main([*g, "push", "--tls-verify=false", "--compression", "zstd", "localhost/x:1", ref]) == 0
+    flags = ["--tls-verify=false", "--compression", "zstd"]
+    assert main([*g, "push", *flags, "localhost/x:1", ref]) == 0
     out = capsys.readouterr().out
     raw = raw_manifest(plain_registry, f"docker://{ref}")
     assert out == sha256(raw) + "\n"
@@ -424,8 +425,9 @@ def hostile_store(tmp_path: Path) -> Iterator[cs.Store]:
 
 def _push_to(st: cs.Store, fake: Hostile) -> str:
     client = Client(fake.server.host, tls_verify=False, retry=Retry(attempts=3, initial=0.01))
-    return push_image(st, "localhost/x:1", f"docker://{fake.server.host}/x:1", client=client, workers=1,
-                      cache=BlobInfoCache(Path(st.graph_root()) / "cache"))  # fmt: skip
+    cache = BlobInfoCache(Path(st.graph_root()) / "cache")
+    dest = f"docker://{fake.server.host}/x:1"
+    return push_image(st, "localhost/x:1", dest, client=client, workers=1, cache=cache)
 
 
 def test_5xx_then_success(hostile_store: cs.Store) -> None:
