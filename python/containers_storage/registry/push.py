@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import json
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -35,6 +36,7 @@ from .auth import Credentials, find_credentials
 from .blobcache import BlobInfoCache, Candidate
 from .client import DOCKER_V2S2, OCI_MANIFEST, RETRY_STATUSES, Client
 from .errors import HTTPStatusError, ManifestError, RegistryError
+from .pgzip import gzip_blocks
 from .upload import blob_exists, mount_blob, put_manifest, upload_blob
 
 if TYPE_CHECKING:
@@ -76,6 +78,8 @@ _DOCKER_SETS = (
 MAX_CANDIDATES = 5
 #: Layers sent at once (c/image's default).
 DEFAULT_WORKERS = 6
+#: zlib's level for gzip layers (c/image: pgzip's default level, a different encoder).
+GZIP_LEVEL = 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +156,11 @@ class _Pusher:
         self.lock = threading.Lock()
         #: Set when a layer failed: the layers not started yet are not sent.
         self.failed = threading.Event()
+        #: Compresses gzip blocks for every layer (zlib releases the GIL).
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            os.cpu_count() or 1, thread_name_prefix="cs-gzip"
+        )
+        self.gzip_level = GZIP_LEVEL
 
     def report(self) -> None:
         if self.progress is not None:
@@ -236,14 +245,21 @@ class _Pusher:
             sent = [0]
             with self.lock:
                 self.state.done[key] = 0
-            chunks = self.store.diff(None, layer.id, compression=self.compression)
+            # gzip: the tar rebuilt by Rust, compressed here on every core (pgzip's way);
+            # zstd and none: rebuilt and compressed by Rust on one thread per layer.
+            raw = "none" if self.compression == "gzip" else self.compression
+            chunks = self.store.diff(None, layer.id, compression=raw)
+            body = chunks
+            if self.compression == "gzip":
+                body = gzip_blocks(chunks, self.pool, level=self.gzip_level)
             try:
-                digest = upload_blob(self.client, self.repo, self._counting(chunks, key, sent))
+                digest = upload_blob(self.client, self.repo, self._counting(body, key, sent))
                 return _Blob(digest, sent[0], self.compression, True)
             except RegistryError as e:
                 if attempt >= self.client.retry.attempts or not _transient(e):
                     raise
             finally:
+                body.close()
                 chunks.close()
             time.sleep(min(delay, self.client.retry.max_delay))
             delay = min(delay * 2, self.client.retry.max_delay)
@@ -505,7 +521,10 @@ def push_image(
     pusher.state.total_bytes = sum(pusher.state.sizes.values())
     client.ping()
     n = max(1, min(workers, len(chain)))
-    with concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cs-push") as ex:
+    with (
+        pusher.pool,
+        concurrent.futures.ThreadPoolExecutor(n, thread_name_prefix="cs-push") as ex,
+    ):
         futures = [ex.submit(pusher.push_layer, layer, names_repos) for layer in chain]
         try:
             results = [f.result() for f in futures]
