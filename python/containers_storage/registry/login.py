@@ -28,6 +28,7 @@ from .errors import AuthenticationError, RegistryConfigError, RegistryError
 
 __all__ = [
     "LoginResult",
+    "NotLoggedInError",
     "check_auth",
     "credentials_key",
     "default_auth_file",
