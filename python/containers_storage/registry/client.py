@@ -77,6 +77,19 @@ RETRY_STATUSES = frozenset((429, 500, 502, 503, 504))
 POOL_SIZE = 8
 
 
+class _UnverifiedHTTPSPool(urllib3.HTTPSConnectionPool):
+    """An HTTPS pool that does not warn about unverified certificates: verification was
+    turned off on purpose (``--tls-verify=false``), and c/image says nothing either."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
+_QUIET_POOLS = {"http": urllib3.HTTPConnectionPool, "https": _UnverifiedHTTPSPool}
+
+
 @dataclasses.dataclass(frozen=True)
 class Retry:
     """Bounded retries: ``attempts`` tries in all, waiting ``initial`` seconds, doubling up to
@@ -151,6 +164,8 @@ class Client:
             timeout=self.timeout,
             maxsize=POOL_SIZE,
         )
+        if not tls_verify:
+            self.pool.pool_classes_by_scheme = _QUIET_POOLS
         self._proxies: dict[str, urllib3.ProxyManager] = {}
         self._proxy_lock = threading.Lock()
         self.scheme: str | None = None
@@ -215,6 +230,8 @@ class Client:
                     timeout=self.timeout,
                     maxsize=POOL_SIZE,
                 )
+                if not self.tls_verify:
+                    manager.pool_classes_by_scheme = _QUIET_POOLS
                 self._proxies[proxy] = manager
         return manager
 
