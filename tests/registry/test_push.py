@@ -477,3 +477,36 @@ def test_401_mid_upload_is_a_clear_error(hostile_store: cs.Store) -> None:
     finally:
         fake.close()
     assert str(e.value) == "uploading layer chunked: unauthorized: token expired"
+
+
+def test_export_image_to_docker_with_progress(
+    start: Callable[[str], Registry],
+    tmp_path: Path,
+    store: cs.Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``export_image(image, "docker://...")`` pushes with the defaults: TLS verified with
+    the CA of ``~/.config/containers/certs.d/HOST``; push_image's callback sees every
+    layer's bytes."""
+    reg = start("tls")
+    assert reg.cert_dir is not None
+    home = tmp_path / "home"
+    certs = home / ".config/containers/certs.d" / reg.host
+    certs.mkdir(parents=True)
+    (certs / "ca.crt").write_bytes((reg.cert_dir / "ca.crt").read_bytes())
+    monkeypatch.setenv("HOME", str(home))
+    layout = make_layout(tmp_path / "layout")
+    image = store.import_image(layout.ref, names=["localhost/x:1"])
+    digest = store.export_image(image.id, reg.ref("e:1"))
+    assert sha256(raw_manifest(reg, reg.ref("e:1"))) == digest
+    seen: list[tuple[dict[str, int], set[str]]] = []
+
+    def progress(state: Any) -> None:
+        seen.append((dict(state.done), set(state.finished)))
+
+    assert store.push_image(image.id, reg.ref("e:2"), progress=progress) == digest
+    diff_ids = set(json.loads(layout.config)["rootfs"]["diff_ids"])
+    done, finished = seen[-1]
+    assert finished == diff_ids
+    m = json.loads(raw_manifest(reg, reg.ref("e:2")))
+    assert sorted(done.values()) == sorted(x["size"] for x in m["layers"])
