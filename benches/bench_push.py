@@ -43,7 +43,8 @@ NAME = "localhost/bench:1"
 OURS_CODE = (
     "import sys, containers_storage as cs; "
     "print(cs.Store(sys.argv[1], sys.argv[2], 'overlay').push_image("
-    "sys.argv[3], sys.argv[4], tls_verify=False, compression=sys.argv[5]))"
+    "sys.argv[3], sys.argv[4], tls_verify=False, compression=sys.argv[5], "
+    "compression_level=int(sys.argv[6]) if sys.argv[6] else None))"
 )
 
 
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/cs-bench-push"))
     ap.add_argument("--corpus", type=Path, default=Path.home() / ".cache" / "cs-corpus")
     ap.add_argument("--compression", default="gzip", choices=["gzip", "zstd"])
+    ap.add_argument("--level", default="", help="our gzip level (default: push's default)")
     args = ap.parse_args()
     layout = bi.build_layout(args.corpus, args.corpus / "oci-bench")
     scratch: Path = args.scratch
@@ -138,7 +140,7 @@ def main() -> None:
                     cache = scratch / "blob-cache"
                     shutil.rmtree(cache, ignore_errors=True)
                     cmd = [py, "-c", OURS_CODE, str(graph), str(run), NAME, dest,
-                           args.compression]  # fmt: skip
+                           args.compression, args.level]  # fmt: skip
                     tenv = {**env, "CONTAINERS_STORAGE_BLOB_INFO_CACHE_DIR": str(cache)}
                 subprocess.run(["sync"], check=True)
                 try:
@@ -150,7 +152,9 @@ def main() -> None:
                     m = manifest(reg.port)
                     layers = m["layers"]
                     assert isinstance(layers, list) and len(layers) == 3, m
-                    print(f"# {tool}: {json.dumps([x['mediaType'] for x in layers])}")
+                    types = sorted({x["mediaType"] for x in layers})
+                    sizes = [x["size"] for x in layers]
+                    print(f"# {tool}: {types} layer sizes {sizes} = {sum(sizes) / 1e6:.1f} MB")
                 reg.stop()
                 samples[tool].append(s)
                 print(f"run {i} {tool:6} {s.wall:6.2f} s  cpu {s.cpu:6.2f} s  "

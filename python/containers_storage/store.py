@@ -1446,6 +1446,7 @@ class Store:
         ref: str,
         *,
         compression: str = "gzip",
+        compression_level: int | None = None,
         creds: str | Any = None,
         authfile: str | None = None,
         tls_verify: bool | None = None,
@@ -1459,6 +1460,7 @@ class Store:
             image: A name or ID of an image in this store.
             ref: Where to push it.
             compression: ``gzip`` (default), ``zstd`` or ``none``.
+            compression_level: The gzip level (1-9; default: blobs the size of skopeo's).
             creds: ``USER[:PASSWORD]`` (or a ``registry.auth.Credentials``), else the auth
                 files are searched.
             authfile: The auth file searched first (default ``$REGISTRY_AUTH_FILE``...).
@@ -1473,6 +1475,7 @@ class Store:
             image,
             ref,
             compression=compression,
+            compression_level=compression_level,
             creds=creds,
             authfile=authfile,
             tls_verify=tls_verify,

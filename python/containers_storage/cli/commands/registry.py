@@ -45,6 +45,9 @@ def push(ctx: Context) -> int:
         ctx.args[0],
         ctx.args[1],
         compression=ctx.text("compression") or "gzip",
+        compression_level=int(ctx.text("compression_level"))
+        if ctx.text("compression_level")
+        else None,
         creds=creds,
         authfile=ctx.text("authfile") or None,
         tls_verify=_tls_verify(ctx),

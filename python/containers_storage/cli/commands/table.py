@@ -617,6 +617,7 @@ COMMANDS: tuple[Command, ...] = (
         max_args=2,
         flags=(
             _f(("-compression",), "compression", "string", "Layer compression: gzip, zstd, none"),
+            _f(("-compression-level",), "compression_level", "string", "gzip level, 1-9"),
             _f(("-authfile",), "authfile", "string", "Path of the authentication file"),
             _f(("-creds",), "creds", "string", "USER[:PASSWORD] for the registry"),
             _f(("-tls-verify",), "tls_verify", "optbool", "Require HTTPS and verify certificates"),
