@@ -1460,7 +1460,7 @@ class Store:
             image: A name or ID of an image in this store.
             ref: Where to push it.
             compression: ``gzip`` (default), ``zstd`` or ``none``.
-            compression_level: The gzip level (1-9; default: blobs the size of skopeo's).
+            compression_level: The gzip level, 1-9 (default ``registry.push.GZIP_LEVEL``).
             creds: ``USER[:PASSWORD]`` (or a ``registry.auth.Credentials``), else the auth
                 files are searched.
             authfile: The auth file searched first (default ``$REGISTRY_AUTH_FILE``...).

@@ -43,6 +43,7 @@ from tests.tars import d, f, make_tar, sha256
 pytestmark = [pytest.mark.skopeo, pytest.mark.root]
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
@@ -208,16 +209,28 @@ def test_push_to_every_form_pulled_by_skopeo(
     ).read_bytes() == layout.config
 
 
+@pytest.mark.parametrize("source", ["oci", "docker-archive"])
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_same_as_skopeo(
-    plain_registry: Registry, tmp_path: Path, roots: Roots, driver: str, compression: str
+    plain_registry: Registry,
+    tmp_path: Path,
+    roots: Roots,
+    driver: str,
+    compression: str,
+    source: str,
 ) -> None:
     """skopeo copy containers-storage:IMAGE docker://... and our push of the same image give
     the same config blob and the same manifest but for the compressed layers' digests and
-    sizes; both decompress to the layers' tars."""
+    sizes; both decompress to the layers' tars. A Docker schema 2 image pushed with zstd
+    becomes an OCI image with its config converted, as skopeo converts it."""
     layout = make_layout(tmp_path / "layout")
+    ref = layout.ref
+    if source == "docker-archive":
+        archive = tmp_path / "x.tar"
+        skopeo("copy", "--quiet", layout.ref, f"docker-archive:{archive}:localhost/x:1")
+        ref = f"docker-archive:{archive}"
     with cs.Store(roots[0], roots[1], driver) as st:
-        image = st.import_image(layout.ref, names=["localhost/x:1"])
+        image = st.import_image(ref, names=["localhost/x:1"])
         ours = st.push_image(
             image.id, plain_registry.ref("ours:1"), tls_verify=False, compression=compression
         )
@@ -233,6 +246,10 @@ def test_same_as_skopeo(
     theirs = raw_manifest(plain_registry, plain_registry.ref("theirs:1"))
     assert sha256(mine) == ours
     assert masked(mine) == masked(theirs)
+    want_type = (
+        DOCKER_MANIFEST if (source, compression) == ("docker-archive", "gzip") else OCI_MANIFEST
+    )
+    assert json.loads(mine)["mediaType"] == want_type
     # Byte for byte the same JSON once the compressed layers' digests and sizes agree.
     m, t = json.loads(mine), json.loads(theirs)
     for a, b in zip(m["layers"], t["layers"], strict=True):
@@ -289,7 +306,17 @@ def test_push_mounts_from_the_repository_the_image_was_pulled_from(
     # The layer digests are the ones skopeo pushed (the original gzip blobs).
     m = json.loads(raw_manifest(plain_registry, plain_registry.ref("dst:1")))
     assert [x["digest"] for x in m["layers"]] == [sha256(b) for b in layout.layers]
-    assert sha256(raw_manifest(plain_registry, plain_registry.ref("dst:1"))) == digest
+    mine = raw_manifest(plain_registry, plain_registry.ref("dst:1"))
+    assert sha256(mine) == digest
+    # Where c/image's output is deterministic (no layer compressed anew), skopeo pushes the
+    # very same manifest.
+    p = subprocess.run(
+        ["skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
+         cs_ref(roots, driver, name), plain_registry.ref("dst-skopeo:1")],
+        env=tool_env(roots, driver), capture_output=True, check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert raw_manifest(plain_registry, plain_registry.ref("dst-skopeo:1")) == mine
 
 
 def test_podman_pulls_and_runs_what_we_pushed(

@@ -78,10 +78,11 @@ _DOCKER_SETS = (
 MAX_CANDIDATES = 5
 #: Layers sent at once (c/image's default).
 DEFAULT_WORKERS = 6
-#: Default deflate level of gzip layers. c/image uses pgzip's default (klauspost's level 6,
-#: a faster encoder than zlib's); zlib-rs level 4 gives blobs slightly smaller than those
-#: for about 70% of level 6's CPU (benches/README.md, "Image push").
-GZIP_LEVEL = 4
+#: Default deflate level of gzip layers. c/image uses pgzip's default (klauspost's encoder,
+#: faster than zlib's at the same level); zlib-rs level 2 costs 60% of level 6's CPU for
+#: blobs 2.6% bigger than skopeo's on the benchmark corpus, level 4 for blobs 0.4% smaller
+#: (benches/README.md, "Image push").
+GZIP_LEVEL = 2
 
 
 @dataclasses.dataclass(frozen=True)
