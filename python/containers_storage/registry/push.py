@@ -1,9 +1,10 @@
 """Push an image from the store to a registry, as ``skopeo copy containers-storage:IMAGE
 docker://REF`` (containers/image v5.23) does.
 
-Each layer is rebuilt byte for byte from its tar-split, compressed (gzip by default, zstd or
-none on request) and streamed to the registry as it is produced (``POST``, one chunked
-``PATCH``, ``PUT ?digest=``: no temporary file), the layers in parallel. Before compressing,
+Each layer is rebuilt byte for byte from its tar-split, compressed (gzip by default, in
+1 MiB blocks deflated on every core as pgzip does, see :mod:`.pgzip` and :data:`GZIP_LEVEL`;
+zstd or none on request) and streamed to the registry as it is produced (``POST``, one
+chunked ``PATCH``, ``PUT ?digest=``: no temporary file), the layers in parallel. Before compressing,
 a compressed copy the registry may already have is looked for, as c/image does with its blob
 info cache: the layer's own recorded compressed digest, and the digests earlier pushes and
 pulls recorded in :mod:`.blobcache`; one that is in the destination repository is skipped
@@ -160,7 +161,7 @@ class _Pusher:
         self.lock = threading.Lock()
         #: Set when a layer failed: the layers not started yet are not sent.
         self.failed = threading.Event()
-        #: Compresses gzip blocks for every layer (zlib releases the GIL).
+        #: Deflates the gzip blocks of every layer (the native code releases the GIL).
         self.pool = concurrent.futures.ThreadPoolExecutor(
             os.cpu_count() or 1, thread_name_prefix="cs-gzip"
         )
