@@ -12,6 +12,7 @@ __all__ = [
     "bind_mount",
     "chown_tree",
     "copy_tree",
+    "deflate_block",
     "dir_size",
     "fs_magic",
     "idmapped_mount",
@@ -68,6 +69,7 @@ def reassemble_layer(
     *,
     compression: str = "none",
 ) -> tuple[int, int]: ...
+def deflate_block(data: bytes, dictionary: bytes, level: int = 6) -> bytes: ...
 def layer_changes(
     layer_dir: str | PathLike[str],
     parent_dir: str | PathLike[str] | None = None,

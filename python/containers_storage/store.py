@@ -1438,10 +1438,55 @@ class Store:
         return oci.import_image(self, source, names, progress)
 
     def export_image(self, image: str, dest: str) -> str:
-        """Write the image to ``oci:DIR[:TAG]``; returns the manifest digest."""
+        """Write the image to ``oci:DIR[:TAG]``, or push it to ``docker://REF`` (as
+        :meth:`push_image` with its defaults); returns the manifest digest."""
+        if dest.startswith("docker://"):
+            return self.push_image(image, dest)
         from . import oci
 
         return oci.export_image(self, image, dest)
+
+    def push_image(
+        self,
+        image: str,
+        ref: str,
+        *,
+        compression: str = "gzip",
+        compression_level: int | None = None,
+        creds: str | Any = None,
+        authfile: str | None = None,
+        tls_verify: bool | None = None,
+        progress: Callable[[Any], object] | None = None,
+    ) -> str:
+        """Push ``image`` to the registry reference ``ref`` (``[docker://]REF``) as
+        ``skopeo copy containers-storage:IMAGE docker://REF`` does; returns the pushed
+        manifest's digest (see :mod:`containers_storage.registry.push`).
+
+        Args:
+            image: A name or ID of an image in this store.
+            ref: Where to push it.
+            compression: ``gzip`` (default), ``zstd`` or ``none``.
+            compression_level: The gzip level, 1-9 (default ``registry.push.GZIP_LEVEL``).
+            creds: ``USER[:PASSWORD]`` (or a ``registry.auth.Credentials``), else the auth
+                files are searched.
+            authfile: The auth file searched first (default ``$REGISTRY_AUTH_FILE``...).
+            tls_verify: False allows plain HTTP and unverified TLS; None follows
+                registries.conf ``insecure``.
+            progress: Called with an ``oci.ImageProgress`` (bytes sent per layer DiffID).
+        """
+        from .registry import push
+
+        return push.push_image(
+            self,
+            image,
+            ref,
+            compression=compression,
+            compression_level=compression_level,
+            creds=creds,
+            authfile=authfile,
+            tls_verify=tls_verify,
+            progress=progress,
+        )
 
     def unpack_image(self, image: str, target_dir: str | os.PathLike[str]) -> None:
         """Flatten the image into a plain directory."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,7 @@ from .errors import (
     TooManyRequestsError,
     TruncatedBodyError,
 )
+from .proxy import proxy_for
 
 __all__ = [
     "MANIFEST_ACCEPT",
@@ -71,6 +73,21 @@ MAX_REDIRECTS = 10
 CHUNK = 1 << 20
 USER_AGENT = "containers-storage-python (containers/image 5.23 compatible)"
 RETRY_STATUSES = frozenset((429, 500, 502, 503, 504))
+#: Connections kept per host: layers go up (and down) six at a time, as c/image sends them.
+POOL_SIZE = 8
+
+
+class _UnverifiedHTTPSPool(urllib3.HTTPSConnectionPool):
+    """An HTTPS pool that does not warn about unverified certificates: verification was
+    turned off on purpose (``--tls-verify=false``), and c/image says nothing either."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
+_QUIET_POOLS = {"http": urllib3.HTTPConnectionPool, "https": _UnverifiedHTTPSPool}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +162,12 @@ class Client:
             cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
             retries=False,
             timeout=self.timeout,
+            maxsize=POOL_SIZE,
         )
+        if not tls_verify:
+            self.pool.pool_classes_by_scheme = _QUIET_POOLS
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
+        self._proxy_lock = threading.Lock()
         self.scheme: str | None = None
         self.challenges: list[Challenge] = []
         self.authorizer: Authorizer | None = None
@@ -163,9 +185,10 @@ class Client:
         error: Exception | None = None
         for scheme in ("https", "http") if not self.tls_verify else ("https",):
             try:
-                resp = self.pool.request(
+                url = f"{scheme}://{self.host}/v2/"
+                resp = self.pool_for(url).request(
                     "GET",
-                    f"{scheme}://{self.host}/v2/",
+                    url,
                     headers=self._base_headers(),
                     redirect=False,
                     preload_content=True,
@@ -182,6 +205,36 @@ class Client:
             return
         raise RegistryError(f"pinging container registry {self.registry}: {_describe(error)}")
 
+    def pool_for(self, url: str) -> urllib3.PoolManager:
+        """The connection pool for ``url``: direct, or through the proxy Go's
+        ``ProxyFromEnvironment`` would pick (:mod:`.proxy`; https goes through ``CONNECT``)."""
+        proxy = proxy_for(url)
+        if proxy is None:
+            return self.pool
+        with self._proxy_lock:
+            manager = self._proxies.get(proxy)
+            if manager is None:
+                parts = urllib.parse.urlsplit(proxy)
+                headers = None
+                if parts.username is not None:
+                    auth = urllib.parse.unquote(parts.username)
+                    if parts.password is not None:
+                        auth += ":" + urllib.parse.unquote(parts.password)
+                    headers = urllib3.make_headers(proxy_basic_auth=auth)
+                manager = urllib3.ProxyManager(
+                    proxy,
+                    proxy_headers=headers,
+                    ssl_context=self.ssl_context,
+                    cert_reqs="CERT_REQUIRED" if self.tls_verify else "CERT_NONE",
+                    retries=False,
+                    timeout=self.timeout,
+                    maxsize=POOL_SIZE,
+                )
+                if not self.tls_verify:
+                    manager.pool_classes_by_scheme = _QUIET_POOLS
+                self._proxies[proxy] = manager
+        return manager
+
     def _base_headers(self) -> dict[str, str]:
         return {
             "Docker-Distribution-API-Version": "registry/2.0",
@@ -192,7 +245,7 @@ class Client:
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
     ) -> tuple[int, bytes]:
         try:
-            resp = self.pool.request(
+            resp = self.pool_for(url).request(
                 method, url, headers={**self._base_headers(), **headers}, body=body,
                 preload_content=False, redirect=False,
             )  # fmt: skip
@@ -228,6 +281,15 @@ class Client:
             attempt += 1
             try:
                 resp = self._request_following(method, url, scopes, headers, body)
+                if attempt == 1 and body is None and self.authorizer is not None:
+                    # c/image: a bearer challenge with error="insufficient_scope" on the
+                    # first attempt of a bodiless request gets a token with that scope
+                    # added, and one more try.
+                    extra = insufficient_scope(resp.headers)
+                    if extra is not None and extra not in scopes:
+                        resp.release()
+                        scopes = [*scopes, extra]
+                        resp = self._request_following(method, url, scopes, headers, body)
             except (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError) as e:
                 if not retry or attempt >= self.retry.attempts:
                     raise RegistryError(f"{method} {url}: {_describe(e)}") from e
@@ -261,7 +323,7 @@ class Client:
                 value = self.authorizer.header(scopes)
                 if value is not None:
                     h["Authorization"] = value
-            raw = self.pool.request(
+            raw = self.pool_for(url).request(
                 method, url, headers=h, body=body, preload_content=False, redirect=False,
                 decode_content=False,
             )  # fmt: skip
@@ -410,6 +472,21 @@ class Client:
     def scope(self, repo: str, actions: str = "pull") -> str:
         """The token scope for ``repo`` (``repository:REPO:ACTIONS``)."""
         return f"repository:{repo}:{actions}"
+
+
+def insufficient_scope(headers: urllib3.HTTPHeaderDict) -> str | None:
+    """The scope a lone bearer challenge with ``error="insufficient_scope"`` asks for
+    (``type:name:actions``), or None."""
+    challenges = parse_www_authenticate(headers.getlist("WWW-Authenticate"))
+    if len(challenges) != 1 or challenges[0].scheme != "bearer":
+        return None
+    params = challenges[0].parameters
+    scope = params.get("scope", "")
+    if params.get("error") != "insufficient_scope" or scope.count(":") < 2:
+        return None
+    kind, _, rest = scope.partition(":")
+    name, _, actions = rest.rpartition(":")
+    return scope if kind and name and actions else None
 
 
 def _read_at_most(raw: urllib3.BaseHTTPResponse, limit: int) -> bytes:

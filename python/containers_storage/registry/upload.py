@@ -23,6 +23,12 @@ def _error(client: Client, resp_status: int, body: bytes, context: str) -> HTTPS
     return status_error(resp_status, body, context, registry_errors=True)
 
 
+def _failed(context: str, status: int, body: bytes) -> HTTPStatusError:
+    """``CONTEXT: <the registry's error>``, keeping the status (a push retries on 5xx)."""
+    e = status_error(status, body, "", registry_errors=True)
+    return type(e)(f"{context}: {e}", status, e.codes)
+
+
 def blob_exists(client: Client, repo: str, digest: str) -> int | None:
     """``HEAD /v2/REPO/blobs/DIGEST``: the blob's size when the registry has it, None on 404.
 
@@ -75,11 +81,11 @@ def _start_upload(client: Client, repo: str) -> str:
     body = _read_at_most(resp.raw, MAX_ERROR_BODY_SIZE)
     resp.release()
     location = resp.headers.get("Location")
-    if resp.status != 202 or not location:
-        raise RegistryError(
-            f"initiating layer upload to /v2/{repo}/blobs/uploads/ in {client.registry}: "
-            f"{_error(client, resp.status, body, '')}"
-        )
+    context = f"initiating layer upload to /v2/{repo}/blobs/uploads/ in {client.registry}"
+    if resp.status != 202:
+        raise _failed(context, resp.status, body)
+    if not location:
+        raise RegistryError(f"{context}: the registry sent no upload Location")
     return urllib.parse.urljoin(resp.url, location)
 
 
@@ -98,7 +104,8 @@ def upload_blob(
     monolithic: bool = False,
 ) -> str:
     """Upload a blob; return its digest. ``data`` is bytes, or chunks (sent with chunked
-    transfer encoding unless ``size`` is given). As c/image: ``POST``, one ``PATCH`` with the
+    transfer encoding unless ``size`` is given; their digest is computed while they are sent
+    when ``digest`` is not given). As c/image: ``POST``, one ``PATCH`` with the
     whole blob, ``PUT ?digest=`` with no body; ``monolithic`` uses ``POST`` then one ``PUT
     ?digest=`` carrying the blob. The digest is computed while sending and must match
     ``digest`` when given (a registry refuses a wrong one with DIGEST_INVALID)."""
@@ -117,16 +124,16 @@ def upload_blob(
 
         body = hashing(data)
         computed = None
-    if digest is None and computed is None:
-        raise ValueError("upload_blob: the digest of a streamed blob must be given")
-    want = digest or computed
-    assert want is not None
+    if digest is None and computed is None and monolithic:
+        raise ValueError("upload_blob: the digest of a streamed monolithic blob must be given")
     location = _start_upload(client, repo)
     headers = {"Content-Type": "application/octet-stream"}
     if size is not None:
         headers["Content-Length"] = str(size)
     scopes = [_push_scope(client, repo)]
     if monolithic:
+        want = digest or computed
+        assert want is not None
         resp = client.request(
             "PUT", _with_query(location, digest=want), scopes=scopes, headers=headers,
             body=body, retry=False,
@@ -138,8 +145,10 @@ def upload_blob(
         err = _read_at_most(resp.raw, MAX_ERROR_BODY_SIZE)
         resp.release()
         if not 200 <= resp.status < 400:
-            raise RegistryError(f"uploading layer chunked: {_error(client, resp.status, err, '')}")
+            raise _failed("uploading layer chunked", resp.status, err)
         location = urllib.parse.urljoin(resp.url, resp.headers.get("Location") or location)
+        # A streamed blob's digest is known once it is sent (c/image computes it the same way).
+        want = digest or "sha256:" + h.hexdigest()
         resp = client.request(
             "PUT", _with_query(location, digest=want), scopes=scopes,
             headers={"Content-Length": "0"}, body=b"", retry=False,
@@ -147,9 +156,7 @@ def upload_blob(
     err = _read_at_most(resp.raw, MAX_ERROR_BODY_SIZE)
     resp.release()
     if resp.status != 201:
-        raise RegistryError(
-            f"uploading layer to {location}: {_error(client, resp.status, err, '')}"
-        )
+        raise _failed(f"uploading layer to {location}", resp.status, err)
     got = "sha256:" + h.hexdigest()
     if got != want:
         raise RegistryError(f"uploaded blob digest {got} does not match {want}")
@@ -166,8 +173,7 @@ def put_manifest(client: Client, repo: str, reference: str, data: bytes, media_t
     err = _read_at_most(resp.raw, MAX_ERROR_BODY_SIZE)
     resp.release()
     if not 200 <= resp.status < 400:
-        raise RegistryError(
-            f"uploading manifest {reference} to {client.registry}/{repo}: "
-            f"{_error(client, resp.status, err, '')}"
+        raise _failed(
+            f"uploading manifest {reference} to {client.registry}/{repo}", resp.status, err
         )
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -21,6 +21,7 @@ mod gotar;
 pub mod idmap;
 mod options;
 mod owners;
+pub mod pgzip;
 pub mod reassemble;
 pub mod tar;
 pub mod tarsplit;

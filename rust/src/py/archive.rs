@@ -294,3 +294,19 @@ pub fn layer_diff(
     .map(drop)
     .map_err(to_pyerr)
 }
+
+/// One block of a parallel gzip stream (see `archive::pgzip`), compressed with the GIL
+/// released: raw deflate of `data` primed with `dictionary`, ended with a sync flush.
+#[pyfunction]
+#[pyo3(signature = (data, dictionary, level = 6))]
+pub fn deflate_block<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    dictionary: &[u8],
+    level: u32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let out = py
+        .detach(|| crate::archive::pgzip::deflate_block(data, dictionary, level))
+        .map_err(to_pyerr)?;
+    Ok(PyBytes::new(py, &out))
+}

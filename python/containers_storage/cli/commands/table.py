@@ -609,6 +609,61 @@ COMMANDS: tuple[Command, ...] = (
         completes="image",
     ),
     Command(
+        ("push",),
+        "Push an image to a registry",
+        "registry:push",
+        "[options [...]] imageNameOrID [docker://]REF",
+        min_args=2,
+        max_args=2,
+        flags=(
+            _f(("-compression",), "compression", "string", "Layer compression: gzip, zstd, none"),
+            _f(("-compression-level",), "compression_level", "string", "gzip level, 1-9"),
+            _f(("-authfile",), "authfile", "string", "Path of the authentication file"),
+            _f(("-creds",), "creds", "string", "USER[:PASSWORD] for the registry"),
+            _f(("-tls-verify",), "tls_verify", "optbool", "Require HTTPS and verify certificates"),
+            JSON,
+        ),
+        details=(
+            "As skopeo copy containers-storage:IMAGE docker://REF: layers rebuilt from their "
+            "tar-split, compressed in parallel and streamed; blobs the registry has are "
+            "skipped and blobs in another repository of the registry mounted. Prints the "
+            "manifest digest."
+        ),
+        completes="image",
+    ),
+    Command(
+        ("login",),
+        "Log in to a registry",
+        "registry:login",
+        "[options [...]] REGISTRY",
+        min_args=1,
+        max_args=1,
+        flags=(
+            _f(("-authfile",), "authfile", "string", "Path of the authentication file"),
+            _f(("-username", "u"), "username", "string", "User name"),
+            _f(("-password", "p"), "password", "string", "Password"),
+            _f(("-password-stdin",), "password_stdin", "bool", "Read the password from stdin"),
+            _f(("-tls-verify",), "tls_verify", "optbool", "Require HTTPS and verify certificates"),
+            _f(("-get-login",), "get_login", "bool", "Print the user logged in"),
+        ),
+        needs_store=False,
+        details="Checks the credentials and writes the auth file as podman login does.",
+        completes="",
+    ),
+    Command(
+        ("logout",),
+        "Log out of a registry",
+        "registry:logout",
+        "[options [...]] REGISTRY",
+        flags=(
+            _f(("-authfile",), "authfile", "string", "Path of the authentication file"),
+            _f(("-all", "a"), "all", "bool", "Remove the credentials of every registry"),
+        ),
+        needs_store=False,
+        details="Removes the credentials from the auth file as podman logout does.",
+        completes="",
+    ),
+    Command(
         ("unpack-image",),
         "Flatten an image into a plain directory",
         "oci:unpack_image",
