@@ -23,6 +23,7 @@ __all__ = [
     "remove_tree",
     "sync_fs",
     "unmount",
+    "verify_layer",
 ]
 
 __version__: str
@@ -67,6 +68,13 @@ def reassemble_layer(
     *,
     compression: str = "none",
 ) -> tuple[int, int]: ...
+def verify_layer(
+    chain: list[str] | list[PathLike[str]],
+    layer_dir: str | PathLike[str],
+    *,
+    overlay: bool,
+    quick: bool = False,
+) -> list[tuple[str, str, str]]: ...
 def layer_changes(
     layer_dir: str | PathLike[str],
     parent_dir: str | PathLike[str] | None = None,

@@ -23,6 +23,7 @@ mod owners;
 pub mod reassemble;
 pub mod tar;
 pub mod tarsplit;
+pub mod verify;
 pub mod whiteout;
 mod workers;
 
