@@ -60,8 +60,8 @@ def repair(store: Store, report: CheckReport, *, remove_containers: bool = False
             continue
         try:
             store.delete_image(image_id)
-        except errors.NotAnImageError:
-            pass
+        except (errors.NotAnImageError, errors.LayerUnknownError):
+            pass  # gone already, or a layer of it was (Go ignores these too)
         except Exception as e:
             errs.append(errors.StorageError(f"deleting image {image_id}: {e}"))
     damaged = [i for i, ps in report.layers.items() if any(p.removes for p in ps)]

@@ -152,3 +152,16 @@ def populate(layout: Path, roots: Roots, driver: str, writer: str) -> Populated:
     finally:
         store.shutdown(True)
     return Populated(images, layers, ctr.id, ctr.layer)
+
+
+def runnable_tar() -> bytes:
+    """A layer with ``/bin/sleep`` and the libraries it loads (for ``podman run``)."""
+    files = {
+        "bin/sleep": "/bin/sleep",
+        "lib/x86_64-linux-gnu/libc.so.6": "/lib/x86_64-linux-gnu/libc.so.6",
+        "lib64/ld-linux-x86-64.so.2": "/lib64/ld-linux-x86-64.so.2",
+    }
+    entries = [d("bin/"), d("lib/"), d("lib/x86_64-linux-gnu/"), d("lib64/")]
+    for name, host in files.items():
+        entries.append(f(name, Path(host).read_bytes(), mode=0o755))
+    return make_tar(entries)
