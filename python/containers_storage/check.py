@@ -390,11 +390,9 @@ class _Checker:
 
     def verify(self, jobs: list[tuple[Layer, bool, list[str], str]]) -> None:
         def one(job: tuple[Layer, bool, list[str], str]) -> list[tuple[str, str, str]] | str:
-            layer, _ro, chain, content = job
+            _layer, _ro, chain, content = job
             try:
-                return _native.verify_layer(
-                    chain, content, overlay=self.overlay, quick=self.quick
-                )
+                return _native.verify_layer(chain, content, overlay=self.overlay, quick=self.quick)
             except (errors.ArchiveError, OSError) as e:
                 return str(e)
 
@@ -566,7 +564,10 @@ class _Checker:
         """The problems of a layer that repair would remove it for."""
         return [
             p
-            for p in (*self.report.layers.get(layer_id, ()), *self.report.ro_layers.get(layer_id, ()))
+            for p in (
+                *self.report.layers.get(layer_id, ()),
+                *self.report.ro_layers.get(layer_id, ()),
+            )
             if p.removes
         ]
 

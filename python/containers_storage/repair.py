@@ -44,7 +44,9 @@ def _kinds(problems: list[CheckProblem]) -> set[type[CheckProblem]]:
     return {type(p) for p in problems}
 
 
-def repair(store: Store, report: CheckReport, *, remove_containers: bool = False) -> list[Exception]:
+def repair(
+    store: Store, report: CheckReport, *, remove_containers: bool = False
+) -> list[Exception]:
     """Mend ``store`` as ``report`` says; returns the errors of what could not be done."""
     errs: list[Exception] = []
     if remove_containers:
@@ -78,9 +80,7 @@ def repair(store: Store, report: CheckReport, *, remove_containers: bool = False
                     _guard(errs, f"removing {path}", os.unlink, path)
             if LayerMountStaleError in kinds and layer_id in rl.by_id:
                 _reset_mount(rl, layer_id, errs)
-        if any(
-            {LayerLinkError, LayerLowerError} & _kinds(ps) for ps in report.layers.values()
-        ):
+        if any({LayerLinkError, LayerLowerError} & _kinds(ps) for ps in report.layers.values()):
             _guard(errs, "repairing overlay links", _repair_links, rl, report)
     return errs
 

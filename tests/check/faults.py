@@ -282,4 +282,9 @@ def findings(report: chk.CheckReport) -> set[Finding]:
         "ro_images": report.ro_images,
         "containers": report.containers,
     }
-    return {(name, key, type(p)) for name, section in fields.items() for key, ps in section.items() for p in ps}
+    return {
+        (name, key, type(p))
+        for name, section in fields.items()
+        for key, ps in section.items()
+        for p in ps
+    }

@@ -56,11 +56,12 @@ OTHER = make_tar([d("home/"), f("home/other.txt", b"the other image\n")])
 IMAGES = {"localhost/first:1": (BASE, MIDDLE, TOP), "localhost/second:1": (BASE, OTHER)}
 
 
-def build_layout(layout: Path) -> None:
-    """An OCI layout holding :data:`IMAGES`, tagged ``first`` and ``second``."""
+def build_layout(layout: Path, images: dict[str, tuple[bytes, ...]] = IMAGES) -> None:
+    """An OCI layout holding ``images`` (name -> layer tars), each tagged with its
+    :func:`tag`."""
     (layout / "blobs" / "sha256").mkdir(parents=True)
     manifests = []
-    for name, tars in IMAGES.items():
+    for name, tars in images.items():
         blobs = [gz(t) for t in tars]
         config = compact(
             {

@@ -16,7 +16,16 @@ from containers_storage import check as chk
 from tests.check import faults
 from tests.check.faults import FIRST, SECOND, Ctx, Finding, findings
 from tests.check.layout import IMAGES, Populated, populate
-from tests.store.helpers import PODMAN, Roots, go, podman_args, release_mounts, require, run, tool_env
+from tests.store.helpers import (
+    PODMAN,
+    Roots,
+    go,
+    podman_args,
+    release_mounts,
+    require,
+    run,
+    tool_env,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 

@@ -18,7 +18,13 @@ from tests.store.helpers import Roots, release_mounts
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools]
 
-EMPTY = {"Layers": {}, "ROLayers": {}, "Images": {}, "ROImages": {}, "Containers": {}}
+EMPTY: dict[str, dict[str, list[str]]] = {
+    "Layers": {},
+    "ROLayers": {},
+    "Images": {},
+    "ROImages": {},
+    "Containers": {},
+}
 
 
 def cli(roots: Roots, driver: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -97,7 +103,11 @@ def test_read_only_store(layout: Path, short_dir: Path, driver: str) -> None:
     )
     p = cli(roots, driver, *opt, "check", "--json")
     assert p.returncode == 1
-    assert json.loads(p.stdout) == {**EMPTY, "ROLayers": {l3: [problem]}, "ROImages": {a: [problem]}}
+    assert json.loads(p.stdout) == {
+        **EMPTY,
+        "ROLayers": {l3: [problem]},
+        "ROImages": {a: [problem]},
+    }
     # Quick checks do not read file content: same size, so nothing.
     p = cli(roots, driver, *opt, "check", "--quick")
     assert (p.returncode, p.stdout) == (0, "")

@@ -57,8 +57,8 @@ def run(ctx: Context) -> int:
         if ctx.json:
             emit_json([str(e) for e in errs])
         else:
-            for e in errs:
-                stderr(error_text(e))
+            for err in errs:
+                stderr(error_text(err))
         return 1
     if report.ro_layers or report.ro_images or (not force and report.containers):
         what = (
