@@ -102,7 +102,7 @@ struct Want {
 /// the file entries' sizes and CRCs are collected on the way.
 struct HeaderStream {
     lines: Box<dyn BufRead + Send>,
-    line: String,
+    line: Vec<u8>,
     number: u64,
     segment: Vec<u8>,
     at: usize,
@@ -122,7 +122,7 @@ impl HeaderStream {
     fn new(lines: Box<dyn BufRead + Send>) -> Self {
         HeaderStream {
             lines,
-            line: String::new(),
+            line: Vec::new(),
             number: 0,
             segment: Vec::new(),
             at: 0,
@@ -135,45 +135,130 @@ impl HeaderStream {
     fn refill(&mut self) -> io::Result<bool> {
         while self.at >= self.segment.len() && self.zeros == 0 {
             self.line.clear();
-            if self.lines.read_line(&mut self.line)? == 0 {
+            if self.lines.read_until(b'\n', &mut self.line)? == 0 {
                 return Ok(false);
             }
             self.number += 1;
-            if self.line.trim().is_empty() {
+            if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let v: Value = serde_json::from_str(&self.line)
-                .map_err(|e| bad_record(self.number, format!("not JSON: {e}")))?;
-            let payload = v.get("payload").and_then(Value::as_str);
-            match v.get("type").and_then(Value::as_u64) {
-                Some(2) => {
-                    self.segment = B64
-                        .decode_to_vec(payload.unwrap_or(""))
-                        .map_err(|e| bad_record(self.number, format!("bad base64: {e}")))?;
-                    self.at = 0;
-                }
-                Some(1) => {
-                    let size = v.get("size").and_then(Value::as_u64).unwrap_or(0);
-                    let crc = match payload {
-                        Some(p) => {
-                            let raw = B64
-                                .decode_to_vec(p)
-                                .map_err(|e| bad_record(self.number, format!("bad base64: {e}")))?;
-                            let raw: [u8; 8] = raw
-                                .try_into()
-                                .map_err(|_| bad_record(self.number, "CRC is not 8 bytes"))?;
-                            Some(u64::from_be_bytes(raw))
-                        }
-                        None => None,
-                    };
-                    self.files.push((size, crc));
-                    self.zeros = size;
-                }
-                _ => return Err(bad_record(self.number, "unknown entry type")),
-            }
+            let line = std::mem::take(&mut self.line);
+            let parsed = self.take_line(&line);
+            self.line = line;
+            parsed?;
         }
         Ok(true)
     }
+
+    /// Takes one record line: a segment's bytes, or a file entry's size and CRC.
+    fn take_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let (kind, size, payload) = match fast_fields(line) {
+            Some(fields) => fields,
+            None => return self.take_json(line),
+        };
+        match kind {
+            2 => {
+                self.segment.clear();
+                self.at = 0;
+                if B64
+                    .decode_append(payload.unwrap_or(b""), &mut self.segment)
+                    .is_err()
+                {
+                    return self.take_json(line);
+                }
+            }
+            1 => {
+                let crc = match payload {
+                    Some(p) => match B64.decode_to_vec(p) {
+                        Ok(raw) => Some(raw),
+                        Err(_) => return self.take_json(line),
+                    },
+                    None => None,
+                };
+                self.file(size, crc)?;
+            }
+            _ => return Err(bad_record(self.number, "unknown entry type")),
+        }
+        Ok(())
+    }
+
+    /// The general path: the line as JSON (any key order, escapes).
+    fn take_json(&mut self, line: &[u8]) -> io::Result<()> {
+        let v: Value = serde_json::from_slice(line)
+            .map_err(|e| bad_record(self.number, format!("not JSON: {e}")))?;
+        let payload = v.get("payload").and_then(Value::as_str);
+        let decode = |p: &str| {
+            B64.decode_to_vec(p)
+                .map_err(|e| bad_record(self.number, format!("bad base64: {e}")))
+        };
+        match v.get("type").and_then(Value::as_u64) {
+            Some(2) => {
+                self.segment = decode(payload.unwrap_or(""))?;
+                self.at = 0;
+            }
+            Some(1) => {
+                let size = v.get("size").and_then(Value::as_u64).unwrap_or(0);
+                let crc = payload.map(decode).transpose()?;
+                self.file(size, crc)?;
+            }
+            _ => return Err(bad_record(self.number, "unknown entry type")),
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, size: u64, crc: Option<Vec<u8>>) -> io::Result<()> {
+        let crc = match crc {
+            Some(raw) => {
+                let raw: [u8; 8] = raw
+                    .try_into()
+                    .map_err(|_| bad_record(self.number, "CRC is not 8 bytes"))?;
+                Some(u64::from_be_bytes(raw))
+            }
+            None => None,
+        };
+        self.files.push((size, crc));
+        self.zeros = size;
+        Ok(())
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn number_at(bytes: &[u8]) -> Option<u64> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()
+}
+
+/// `(type, size, payload)` of a record line laid out as tar-split writes it (`type` first,
+/// `position` last, the payload's base64 unescaped); None for anything else, which is then
+/// read as JSON. Keys are matched with their quotes and colon: in a name, a quote is
+/// escaped, so a name cannot fake one.
+fn fast_fields(line: &[u8]) -> Option<(u64, u64, Option<&[u8]>)> {
+    const TYPE: &[u8] = b"{\"type\":";
+    const PAYLOAD: &[u8] = b"\"payload\":";
+    const POSITION: &[u8] = b"\",\"position\":";
+    let kind = number_at(line.strip_prefix(TYPE)?)?;
+    let at = find(line, PAYLOAD)? + PAYLOAD.len();
+    let rest = &line[at..];
+    let payload = if rest.starts_with(b"null") {
+        None
+    } else {
+        rest.strip_prefix(b"\"")?;
+        // The payload runs to the `","position":` that ends the line.
+        let tail = line.len().saturating_sub(48);
+        let end = tail + find(&line[tail..], POSITION)?;
+        if end < at + 1 {
+            return None;
+        }
+        Some(&line[at + 1..end])
+    };
+    let size = match find(&line[..at], b"\"size\":") {
+        Some(i) => number_at(&line[i + 7..])?,
+        None => 0,
+    };
+    Some((kind, size, payload))
 }
 
 impl Read for HeaderStream {
@@ -390,30 +475,33 @@ fn kind_name(kind: Option<Kind>) -> &'static str {
     }
 }
 
-struct Walker<'a> {
-    want: &'a mut BTreeMap<Vec<u8>, Want>,
-    implied: HashSet<Vec<u8>>,
-    opts: VerifyOptions,
-    root: &'a Path,
-    problems: Vec<Problem>,
-    buf: Vec<u8>,
+/// What the walk found at one path.
+struct Have {
+    path: Vec<u8>,
+    kind: Option<Kind>,
+    mode: u32,
+    size: u64,
+    link: Vec<u8>,
+    /// CRC-64 of a regular file's content (full checks only).
+    crc: Option<u64>,
 }
 
 fn lossy(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
 }
 
-impl Walker<'_> {
+/// Walks the layer directory, depth first with names sorted (a directory's subtree follows
+/// it), reading each regular file's CRC unless `quick`.
+struct Scanner<'a> {
+    root: &'a Path,
+    quick: bool,
+    buf: Vec<u8>,
+    out: Vec<Have>,
+}
+
+impl Scanner<'_> {
     fn io_err(&self, op: &'static str, rel: &[u8], e: Errno) -> Error {
         Error::io(op, self.root.join(OsStr::from_bytes(rel)), e.into())
-    }
-
-    fn report(&mut self, kind: ProblemKind, rel: &[u8], detail: String) {
-        self.problems.push(Problem {
-            kind,
-            path: lossy(rel),
-            detail,
-        });
     }
 
     fn walk(&mut self, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
@@ -431,82 +519,39 @@ impl Walker<'_> {
             let path = join(rel, &name);
             let st = match rfs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
-                // Gone since the listing: the walk reports what the records say of it.
+                // Gone since the listing: what the records say of it is reported.
                 Err(Errno::NOENT) => continue,
                 Err(e) => return Err(self.io_err("examining", &path, e)),
             };
-            let have = kind_of(&st);
-            let Some(w) = self.want.get_mut(&path) else {
-                if have == Some(Kind::Dir) && self.implied.contains(&path) {
-                    self.descend(dir, &name, &path)?;
-                } else {
-                    self.report(ProblemKind::Extra, &path, String::new());
-                }
-                continue;
+            let kind = kind_of(&st);
+            let mut have = Have {
+                path,
+                kind,
+                mode: st.st_mode & 0o7777,
+                size: st.st_size as u64,
+                link: Vec::new(),
+                crc: None,
             };
-            w.seen = true;
-            let w = w.clone();
-            let want_kind = if w.kind == Kind::Hardlink {
-                Kind::File
-            } else {
-                w.kind
-            };
-            if have != Some(want_kind) {
-                self.report(
-                    ProblemKind::Modified,
-                    &path,
-                    format!(
-                        "{}, recorded {}",
-                        kind_name(have),
-                        kind_name(Some(want_kind))
-                    ),
-                );
-                continue;
-            }
-            let mut details = Vec::new();
-            if want_kind != Kind::Symlink && want_kind != Kind::Char || w.mode != 0 {
-                let mode = st.st_mode & 0o7777;
-                if want_kind != Kind::Symlink && mode != w.mode & 0o7777 {
-                    details.push(format!("mode {mode:04o}, recorded {:04o}", w.mode & 0o7777));
+            match kind {
+                Some(Kind::Symlink) => {
+                    have.link = rfs::readlinkat(dir, name.as_slice(), Vec::new())
+                        .map_err(|e| self.io_err("reading symlink", &have.path, e))?
+                        .into_bytes();
                 }
-            }
-            match want_kind {
-                Kind::Dir => {
-                    self.descend(dir, &name, &path)?;
-                }
-                Kind::Symlink => {
-                    let target = rfs::readlinkat(dir, name.as_slice(), Vec::new())
-                        .map_err(|e| self.io_err("reading symlink", &path, e))?;
-                    if target.as_bytes() != w.link.as_slice() {
-                        details.push(format!(
-                            "symlink to {:?}, recorded {:?}",
-                            lossy(target.as_bytes()),
-                            lossy(&w.link)
-                        ));
-                    }
-                }
-                Kind::File => {
-                    let size = st.st_size as u64;
-                    if size != w.size {
-                        details.push(format!("size {size}, recorded {}", w.size));
-                    } else if let (false, Some(crc)) = (self.opts.quick, w.crc) {
-                        if self.crc(dir, &name, &path)? != crc {
-                            details.push("content differs from its recorded CRC-64".into());
-                        }
-                    }
+                Some(Kind::File) if !self.quick && have.size > 0 => {
+                    have.crc = Some(self.crc(dir, &name, &have.path)?);
                 }
                 _ => {}
             }
-            if !details.is_empty() {
-                self.report(ProblemKind::Modified, &path, details.join(", "));
+            let sub = have.path.clone();
+            self.out.push(have);
+            if kind == Some(Kind::Dir) {
+                let fd = open_dir_at(dir, &name)
+                    .map_err(|e| self.io_err("opening directory", &sub, e))?;
+                self.walk(fd.as_fd(), &sub)?;
             }
         }
         Ok(())
-    }
-
-    fn descend(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> Result<()> {
-        let sub = open_dir_at(dir, name).map_err(|e| self.io_err("opening directory", path, e))?;
-        self.walk(sub.as_fd(), path)
     }
 
     fn crc(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> Result<u64> {
@@ -549,11 +594,84 @@ fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> std::result::Result<OwnedFd,
     )
 }
 
-/// Compares the layer directory `root` with the records of `chain` (for overlay, the layer's
-/// own record; for vfs, the records from the base layer up to this one). Problems come in
-/// path order: first what the walk found, then what is missing.
+fn scan(root: &Path, quick: bool) -> Result<Vec<Have>> {
+    let dir = rfs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening layer directory", root, e.into()))?;
+    let mut scanner = Scanner {
+        root,
+        quick,
+        buf: Vec::new(),
+        out: Vec::new(),
+    };
+    scanner.walk(dir.as_fd(), b"")?;
+    Ok(scanner.out)
+}
+
+/// What differs between a recorded path and the one found.
+fn differences(w: &Want, h: &Have, quick: bool) -> Vec<String> {
+    let mut details = Vec::new();
+    let want_kind = if w.kind == Kind::Hardlink {
+        Kind::File
+    } else {
+        w.kind
+    };
+    if h.kind != Some(want_kind) {
+        details.push(format!(
+            "{}, recorded {}",
+            kind_name(h.kind),
+            kind_name(Some(want_kind))
+        ));
+        return details;
+    }
+    // Whiteout devices carry no mode of their own; symlinks' modes mean nothing.
+    let whiteout = want_kind == Kind::Char && w.mode == 0;
+    if want_kind != Kind::Symlink && !whiteout && h.mode != w.mode & 0o7777 {
+        details.push(format!(
+            "mode {:04o}, recorded {:04o}",
+            h.mode,
+            w.mode & 0o7777
+        ));
+    }
+    match want_kind {
+        Kind::Symlink if h.link != w.link => details.push(format!(
+            "symlink to {:?}, recorded {:?}",
+            lossy(&h.link),
+            lossy(&w.link)
+        )),
+        Kind::File if h.size != w.size => {
+            details.push(format!("size {}, recorded {}", h.size, w.size))
+        }
+        Kind::File if !quick && w.crc.is_some() && h.crc != w.crc => {
+            details.push("content differs from its recorded CRC-64".into())
+        }
+        _ => {}
+    }
+    details
+}
+
+/// Compares a layer directory `root` with the records of `chain` (for overlay, the layer's
+/// own record; for vfs, the records from the base layer up to this one). The records are
+/// read on a thread of their own while the directory is walked. Problems come in path
+/// order: first what the walk found, then what is missing.
 pub fn verify(chain: &[PathBuf], root: &Path, opts: VerifyOptions) -> Result<Vec<Problem>> {
-    let mut want = expected(chain, opts.overlay)?;
+    let (want, haves) = std::thread::scope(|s| {
+        let records = s.spawn(|| expected(chain, opts.overlay));
+        let haves = scan(root, opts.quick);
+        let want = records.join().unwrap_or_else(|_| {
+            Err(Error::InvalidArchive {
+                member: None,
+                offset: 0,
+                reason: "reading the tar-split records failed".into(),
+            })
+        });
+        (want, haves)
+    });
+    let mut want = want?;
+    let haves = haves?;
     let mut implied = HashSet::new();
     for path in want.keys() {
         let mut p: &[u8] = path;
@@ -564,22 +682,41 @@ pub fn verify(chain: &[PathBuf], root: &Path, opts: VerifyOptions) -> Result<Vec
             }
         }
     }
-    let dir = rfs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io("opening layer directory", root, e.into()))?;
-    let mut walker = Walker {
-        want: &mut want,
-        implied,
-        opts,
-        root,
-        problems: Vec::new(),
-        buf: Vec::new(),
-    };
-    walker.walk(dir.as_fd(), b"")?;
-    let mut problems = walker.problems;
+    let mut problems = Vec::new();
+    // A path reported as extra or of the wrong type: what is below it is not looked at.
+    let mut hidden: Option<Vec<u8>> = None;
+    for h in &haves {
+        if let Some(p) = &hidden {
+            if h.path.len() > p.len() && h.path.starts_with(p) && h.path[p.len()] == b'/' {
+                continue;
+            }
+            hidden = None;
+        }
+        let Some(w) = want.get_mut(&h.path) else {
+            if h.kind == Some(Kind::Dir) && implied.contains(&h.path) {
+                continue;
+            }
+            problems.push(Problem {
+                kind: ProblemKind::Extra,
+                path: lossy(&h.path),
+                detail: String::new(),
+            });
+            hidden = Some(h.path.clone());
+            continue;
+        };
+        w.seen = true;
+        let details = differences(w, h, opts.quick);
+        if !details.is_empty() {
+            if h.kind == Some(Kind::Dir) {
+                hidden = Some(h.path.clone());
+            }
+            problems.push(Problem {
+                kind: ProblemKind::Modified,
+                path: lossy(&h.path),
+                detail: details.join(", "),
+            });
+        }
+    }
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     for (path, w) in want.iter() {
         if !w.seen && !path_under_reported(&problems, path) {
@@ -634,13 +771,20 @@ mod tests {
     }
 
     fn applied(dir: &Path, tar: &[u8], format: WhiteoutFormat) -> PathBuf {
-        let record = dir.join("record.tar-split.gz");
+        applied_as(dir, "record.tar-split.gz", tar, format)
+    }
+
+    /// Applies `tar` into `dir/layer` (which may hold a parent's tree already).
+    fn applied_as(dir: &Path, name: &str, tar: &[u8], format: WhiteoutFormat) -> PathBuf {
+        let record = dir.join(name);
         let opts = ApplyOptions {
             whiteouts: format,
             ..ApplyOptions::default()
         };
         let target = dir.join("layer");
-        std::fs::create_dir(&target).expect("mkdir");
+        if !target.exists() {
+            std::fs::create_dir(&target).expect("mkdir");
+        }
         let sink = TarSplitSink::gzip_file(&record).expect("sink");
         let source = Box::new(std::io::Cursor::new(tar.to_vec()));
         apply(source, None, &target, &opts, Some(sink), None).expect("apply");
@@ -659,14 +803,14 @@ mod tests {
         let record = applied(dir.path(), &tar, WhiteoutFormat::Vfs);
         let layer = dir.path().join("layer");
         let opts = VerifyOptions::default();
-        assert!(verify(&[record.clone()], &layer, opts)
+        assert!(verify(std::slice::from_ref(&record), &layer, opts)
             .expect("verify")
             .is_empty());
         std::fs::remove_file(layer.join("etc/a")).expect("rm");
         std::fs::write(layer.join("etc/b"), b"longer!").expect("write");
         std::fs::write(layer.join("etc/c"), b"SAME SIZE").expect("write");
         std::fs::write(layer.join("extra"), b"x").expect("write");
-        let got = verify(&[record.clone()], &layer, opts).expect("verify");
+        let got = verify(std::slice::from_ref(&record), &layer, opts).expect("verify");
         let got: Vec<(&str, &str)> = got
             .iter()
             .map(|p| (p.kind.as_str(), p.path.as_str()))
@@ -686,5 +830,95 @@ mod tests {
         };
         let got = verify(&[record], &layer, quick).expect("verify");
         assert_eq!(got.len(), 3, "{got:?}");
+    }
+
+    #[test]
+    fn whiteouts_in_a_chain_and_in_overlay_form() {
+        let base = tar_of(&[("a/", b""), ("a/x", b"x"), ("a/y", b"y"), ("b", b"bee")]);
+        let upper = tar_of(&[
+            ("a/", b""),
+            ("a/.wh..wh..opq", b""),
+            ("a/z", b"zed"),
+            (".wh.b", b""),
+        ]);
+        // vfs: the chain's records against the full tree.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r1 = applied_as(dir.path(), "1.gz", &base, WhiteoutFormat::Vfs);
+        let r2 = applied_as(dir.path(), "2.gz", &upper, WhiteoutFormat::Vfs);
+        let layer = dir.path().join("layer");
+        let chain = [r1.clone(), r2.clone()];
+        let opts = VerifyOptions::default();
+        assert_eq!(verify(&chain, &layer, opts).expect("verify"), []);
+        // The base's record alone: the upper layer's work shows as damage.
+        let got = verify(std::slice::from_ref(&r1), &layer, opts).expect("verify");
+        let got: Vec<(&str, &str)> = got
+            .iter()
+            .map(|p| (p.kind.as_str(), p.path.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("extra", "a/z"),
+                ("missing", "a/x"),
+                ("missing", "a/y"),
+                ("missing", "b")
+            ]
+        );
+
+        // overlay: one layer's record against its diff directory, whiteouts as devices.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = applied(dir.path(), &upper, WhiteoutFormat::Overlay);
+        let layer = dir.path().join("layer");
+        let overlay = VerifyOptions {
+            overlay: true,
+            quick: false,
+        };
+        assert_eq!(
+            verify(std::slice::from_ref(&r), &layer, overlay).expect("verify"),
+            []
+        );
+        std::fs::remove_file(layer.join("b")).expect("rm");
+        std::fs::write(layer.join("b"), b"").expect("write");
+        let got = verify(std::slice::from_ref(&r), &layer, overlay).expect("verify");
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].kind, got[0].path.as_str()),
+            (ProblemKind::Modified, "b")
+        );
+        assert_eq!(got[0].detail, "regular file, recorded character device");
+    }
+
+    #[test]
+    fn record_lines_fast_and_as_json() {
+        let lines: [(&[u8], Option<(u64, u64, Option<&[u8]>)>); 5] = [
+            (
+                b"{\"type\":2,\"payload\":\"aGVhZGVy\",\"position\":0}\n",
+                Some((2, 0, Some(b"aGVhZGVy"))),
+            ),
+            (
+                b"{\"type\":1,\"name\":\"a\\\",\\\"size\\\":9\",\"size\":6,\"payload\":\"AAAAAAAAEjQ=\",\"position\":1}\n",
+                Some((1, 6, Some(b"AAAAAAAAEjQ="))),
+            ),
+            (
+                b"{\"type\":1,\"name\":\"etc/\",\"payload\":null,\"position\":2}\n",
+                Some((1, 0, None)),
+            ),
+            // Another key order: read as JSON.
+            (b"{\"position\":3,\"type\":2,\"payload\":\"eA==\"}\n", None),
+            (b"{\"type\":2,\"payload\":\"eA\\u003d\\u003d\",\"position\":4}\n", Some((2, 0, Some(b"eA\\u003d\\u003d")))),
+        ];
+        for (line, want) in lines {
+            assert_eq!(fast_fields(line), want, "{}", String::from_utf8_lossy(line));
+        }
+        // Every line decodes the same through the stream, whichever path it takes.
+        let text: Vec<u8> = lines.iter().flat_map(|(l, _)| l.to_vec()).collect();
+        let mut stream = HeaderStream::new(Box::new(std::io::Cursor::new(text)));
+        let mut out = Vec::new();
+        stream.read_to_end(&mut out).expect("read");
+        let mut want = b"header".to_vec();
+        want.extend_from_slice(&[0; 6]);
+        want.extend_from_slice(b"xx");
+        assert_eq!(out, want);
+        assert_eq!(stream.files, [(6, Some(0x1234)), (0, None)]);
     }
 }
