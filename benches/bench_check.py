@@ -29,10 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import bench_import  # noqa: E402
-import bench_store  # noqa: E402
+import bench_import
+import bench_store
 
 GO_BIN = "/usr/bin/containers-storage"
 DEFAULT_STORES = Path("/var/tmp/cs-bench-check")
@@ -60,11 +58,8 @@ def timed(cmd: list[str], cold: bool) -> float:
 
 
 def ours(graph: Path, run: Path, driver: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "containers_storage", "-g", str(graph), "-R", str(run)] + [
-        "-s",
-        driver,
-        *args,
-    ]
+    cli = [sys.executable, "-m", "containers_storage"]
+    return [*cli, "-g", str(graph), "-R", str(run), "-s", driver, *args]
 
 
 def corpus_store(root: Path, driver: str, layout: Path) -> tuple[Path, Path, list[Path]]:
@@ -137,7 +132,7 @@ def main() -> None:
     t_go = [timed(go_listing, False) for _ in range(args.runs)]
 
     caches = "dropped before each run" if cold else "warm"
-    print(f"\nFull check of the 3-layer corpus image (page caches {caches}), medians of {args.runs}:\n")
+    print(f"\nFull check of the 3-layer corpus image (caches {caches}), medians of {args.runs}:\n")
     print("| driver | ours `check` s | GNU tar s | ours/tar | target | spread ours / tar |")
     print("|---|---|---|---|---|---|")
     for driver, t_ours, t_tar in rows:

@@ -481,6 +481,7 @@ struct Have {
     kind: Option<Kind>,
     mode: u32,
     size: u64,
+    ino: u64,
     link: Vec<u8>,
     /// CRC-64 of a regular file's content (full checks only).
     crc: Option<u64>,
@@ -490,99 +491,149 @@ fn lossy(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
 }
 
-/// Walks the layer directory, depth first with names sorted (a directory's subtree follows
-/// it), reading each regular file's CRC unless `quick`.
+/// Threads reading file contents for their CRCs: with a cold cache, reads of many small
+/// files wait on the disk one by one, so several in flight finish sooner.
+const CRC_THREADS: usize = 4;
+
+/// Walks the layer directory: each directory's entries are examined in inode order (near
+/// the order of the inode table on disk), then its subdirectories.
 struct Scanner<'a> {
     root: &'a Path,
-    quick: bool,
-    buf: Vec<u8>,
     out: Vec<Have>,
 }
 
-impl Scanner<'_> {
-    fn io_err(&self, op: &'static str, rel: &[u8], e: Errno) -> Error {
-        Error::io(op, self.root.join(OsStr::from_bytes(rel)), e.into())
-    }
+fn io_err(root: &Path, op: &'static str, rel: &[u8], e: Errno) -> Error {
+    Error::io(op, root.join(OsStr::from_bytes(rel)), e.into())
+}
 
+impl Scanner<'_> {
     fn walk(&mut self, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<()> {
+        let root = self.root;
         let mut names = Vec::new();
-        let entries = Dir::read_from(dir).map_err(|e| self.io_err("reading directory", rel, e))?;
+        let entries = Dir::read_from(dir).map_err(|e| io_err(root, "reading directory", rel, e))?;
         for ent in entries {
-            let ent = ent.map_err(|e| self.io_err("reading directory", rel, e))?;
+            let ent = ent.map_err(|e| io_err(root, "reading directory", rel, e))?;
             let name = ent.file_name().to_bytes();
             if name != b"." && name != b".." {
-                names.push(name.to_vec());
+                names.push((ent.ino(), name.to_vec()));
             }
         }
         names.sort_unstable();
-        for name in names {
+        let mut subdirs = Vec::new();
+        for (_ino, name) in names {
             let path = join(rel, &name);
             let st = match rfs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 // Gone since the listing: what the records say of it is reported.
                 Err(Errno::NOENT) => continue,
-                Err(e) => return Err(self.io_err("examining", &path, e)),
+                Err(e) => return Err(io_err(root, "examining", &path, e)),
             };
             let kind = kind_of(&st);
-            let mut have = Have {
+            let link = if kind == Some(Kind::Symlink) {
+                rfs::readlinkat(dir, name.as_slice(), Vec::new())
+                    .map_err(|e| io_err(root, "reading symlink", &path, e))?
+                    .into_bytes()
+            } else {
+                Vec::new()
+            };
+            if kind == Some(Kind::Dir) {
+                subdirs.push((name, path.clone()));
+            }
+            self.out.push(Have {
                 path,
                 kind,
                 mode: st.st_mode & 0o7777,
                 size: st.st_size as u64,
-                link: Vec::new(),
+                ino: st.st_ino,
+                link,
                 crc: None,
-            };
-            match kind {
-                Some(Kind::Symlink) => {
-                    have.link = rfs::readlinkat(dir, name.as_slice(), Vec::new())
-                        .map_err(|e| self.io_err("reading symlink", &have.path, e))?
-                        .into_bytes();
-                }
-                Some(Kind::File) if !self.quick && have.size > 0 => {
-                    have.crc = Some(self.crc(dir, &name, &have.path)?);
-                }
-                _ => {}
-            }
-            let sub = have.path.clone();
-            self.out.push(have);
-            if kind == Some(Kind::Dir) {
-                let fd = open_dir_at(dir, &name)
-                    .map_err(|e| self.io_err("opening directory", &sub, e))?;
-                self.walk(fd.as_fd(), &sub)?;
-            }
+            });
+        }
+        for (name, path) in subdirs {
+            let fd =
+                open_dir_at(dir, &name).map_err(|e| io_err(root, "opening directory", &path, e))?;
+            self.walk(fd.as_fd(), &path)?;
         }
         Ok(())
     }
+}
 
-    fn crc(&mut self, dir: BorrowedFd<'_>, name: &[u8], path: &[u8]) -> Result<u64> {
-        let fd = rfs::openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| self.io_err("opening", path, e))?;
-        let mut file = std::fs::File::from(fd);
-        let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64GoIso);
-        if self.buf.len() < READ_CHUNK {
-            self.buf.resize(READ_CHUNK, 0);
-        }
-        loop {
-            match file.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => digest.update(&self.buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        "reading",
-                        self.root.join(OsStr::from_bytes(path)),
-                        e,
-                    ))
-                }
+/// The CRC-64 of the regular file at `rel` under `root` (never following a symlink).
+fn file_crc(root: BorrowedFd<'_>, root_path: &Path, rel: &[u8], buf: &mut [u8]) -> Result<u64> {
+    let fd = crate::fsutil::open_in_root(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+    )
+    .map_err(|e| io_err(root_path, "opening", rel, e))?;
+    let mut file = std::fs::File::from(fd);
+    let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64GoIso);
+    loop {
+        match file.read(buf) {
+            Ok(0) => break,
+            Ok(n) => digest.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(Error::io(
+                    "reading",
+                    root_path.join(OsStr::from_bytes(rel)),
+                    e,
+                ))
             }
         }
-        Ok(digest.finalize())
     }
+    Ok(digest.finalize())
+}
+
+/// Fills in the CRCs of the regular files in `haves`, in inode order, on a few threads.
+fn crcs(root: BorrowedFd<'_>, root_path: &Path, haves: &mut [Have]) -> Result<()> {
+    let mut jobs: Vec<usize> = (0..haves.len())
+        .filter(|&i| haves[i].kind == Some(Kind::File) && haves[i].size > 0)
+        .collect();
+    jobs.sort_unstable_by_key(|&i| haves[i].ino);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let paths: Vec<&[u8]> = jobs.iter().map(|&i| haves[i].path.as_slice()).collect();
+    let results: Vec<Result<Vec<(usize, u64)>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CRC_THREADS.min(jobs.len()).max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut buf = vec![0u8; READ_CHUNK];
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = paths.get(k) else {
+                            return Ok(done);
+                        };
+                        match file_crc(root, root_path, path, &mut buf) {
+                            Ok(crc) => done.push((k, crc)),
+                            // Removed since the walk: reported by the comparison.
+                            Err(Error::Io { source, .. })
+                                if source.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(Error::io(
+                        "reading",
+                        root_path,
+                        io::Error::other("a CRC thread panicked"),
+                    ))
+                })
+            })
+            .collect()
+    });
+    for r in results {
+        for (k, crc) in r? {
+            haves[jobs[k]].crc = Some(crc);
+        }
+    }
+    Ok(())
 }
 
 fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> std::result::Result<OwnedFd, Errno> {
@@ -594,6 +645,14 @@ fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> std::result::Result<OwnedFd,
     )
 }
 
+/// Orders paths component by component (`a`, its subtree, then `a.b`): a directory's
+/// subtree follows it.
+fn tree_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let key = |c: &u8| if *c == b'/' { 0 } else { *c };
+    a.iter().map(key).cmp(b.iter().map(key))
+}
+
+/// Everything under `root`, in [`tree_order`], with the regular files' CRCs unless `quick`.
 fn scan(root: &Path, quick: bool) -> Result<Vec<Have>> {
     let dir = rfs::open(
         root,
@@ -603,12 +662,15 @@ fn scan(root: &Path, quick: bool) -> Result<Vec<Have>> {
     .map_err(|e| Error::io("opening layer directory", root, e.into()))?;
     let mut scanner = Scanner {
         root,
-        quick,
-        buf: Vec::new(),
         out: Vec::new(),
     };
     scanner.walk(dir.as_fd(), b"")?;
-    Ok(scanner.out)
+    let mut haves = scanner.out;
+    if !quick {
+        crcs(dir.as_fd(), root, &mut haves)?;
+    }
+    haves.sort_unstable_by(|a, b| tree_order(&a.path, &b.path));
+    Ok(haves)
 }
 
 /// What differs between a recorded path and the one found.
