@@ -952,7 +952,8 @@ mod tests {
 
     #[test]
     fn record_lines_fast_and_as_json() {
-        let lines: [(&[u8], Option<(u64, u64, Option<&[u8]>)>); 5] = [
+        type Fields<'a> = Option<(u64, u64, Option<&'a [u8]>)>;
+        let lines: [(&[u8], Fields); 5] = [
             (
                 b"{\"type\":2,\"payload\":\"aGVhZGVy\",\"position\":0}\n",
                 Some((2, 0, Some(b"aGVhZGVy"))),
