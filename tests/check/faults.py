@@ -156,6 +156,17 @@ def incomplete(ctx: Ctx) -> set[Finding]:
     return _layer_damage(ctx, ctx.l3, chk.LayerIncompleteError)
 
 
+def tar_split_damaged(ctx: Ctx) -> set[Finding]:
+    path = ctx.graph / f"{ctx.driver}-layers" / f"{ctx.l3}.tar-split.gz"
+    path.write_bytes(path.read_bytes()[:40])
+    return _layer_damage(ctx, ctx.l3, chk.LayerTarSplitError)
+
+
+def tar_split_missing(ctx: Ctx) -> set[Finding]:
+    (ctx.graph / f"{ctx.driver}-layers" / f"{ctx.l4}.tar-split.gz").unlink()
+    return _layer_damage(ctx, ctx.l4, chk.LayerTarSplitError)
+
+
 def parent_missing(ctx: Ctx) -> set[Finding]:
     ctx.drop("layers", ctx.l2)
     return {
@@ -259,6 +270,8 @@ COMMON = [
     extra_file,
     no_directory,
     incomplete,
+    tar_split_damaged,
+    tar_split_missing,
     parent_missing,
     top_missing,
     data_missing,
