@@ -25,6 +25,7 @@ __all__ = [
     "remove_tree",
     "sync_fs",
     "unmount",
+    "verify_layer",
 ]
 
 __version__: str
@@ -70,6 +71,13 @@ def reassemble_layer(
     compression: str = "none",
 ) -> tuple[int, int]: ...
 def deflate_block(data: bytes, dictionary: bytes, level: int = 6) -> bytes: ...
+def verify_layer(
+    chain: list[str] | list[PathLike[str]],
+    layer_dir: str | PathLike[str],
+    *,
+    overlay: bool,
+    quick: bool = False,
+) -> list[tuple[str, str, str]]: ...
 def layer_changes(
     layer_dir: str | PathLike[str],
     parent_dir: str | PathLike[str] | None = None,

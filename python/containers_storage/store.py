@@ -48,6 +48,7 @@ from .records import Container, IDMap, Image, ImageBigData, Layer, idmaps_from
 
 if TYPE_CHECKING:  # the archive module is imported when a layer's contents are touched
     from .archive import Change, ProgressCallback, Source
+    from .check import CheckReport
 
 __all__ = ["Store", "get_store"]
 
@@ -1515,6 +1516,22 @@ class Store:
     def lookup_additional_layer(self, digest: str, image_ref: str = "") -> None:
         """No additional layer stores are configured: always ``layer not known``."""
         raise errors.LayerUnknownError()
+
+    # -- check and repair (Go 1.48) ---------------------------------------------------------
+
+    def check(self, *, quick: bool = False) -> CheckReport:
+        """Look for damage in the store and its additional stores, changing nothing; see
+        :mod:`containers_storage.check`. ``quick`` skips reading layer file contents."""
+        from .check import check
+
+        return check(self, quick=quick)
+
+    def repair(self, report: CheckReport, *, remove_containers: bool = False) -> list[Exception]:
+        """Mend what :meth:`check` reported (containers only with ``remove_containers``);
+        returns what could not be done. See :mod:`containers_storage.repair`."""
+        from .repair import repair
+
+        return repair(self, report, remove_containers=remove_containers)
 
 
 def _first(

@@ -114,19 +114,22 @@ pub fn put_octal(field: &mut [u8], x: i128) {
     put_str(field, &s);
 }
 
-/// The sum of a header block's bytes with the checksum field counted as eight spaces, each
-/// byte taken by `byte` (unsigned, or signed as some old writers summed them).
-pub fn checksum(blk: &[u8], byte: fn(u8) -> i64) -> i64 {
-    blk.iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if CHKSUM.contains(&i) {
-                byte(b' ')
-            } else {
-                byte(b)
-            }
-        })
-        .sum()
+/// The sum of a header block's bytes with the checksum field counted as eight spaces (the
+/// unsigned sum POSIX and Go write). The whole block is summed narrow and the field then
+/// corrected: 512 bytes sum to at most 130,560, and this form vectorises (it runs for every
+/// header read; a per-byte branch in i64 was 8% of a check's time).
+pub fn checksum(blk: &[u8]) -> u32 {
+    let all: u32 = blk.iter().map(|&b| u32::from(b)).sum();
+    let field: u32 = blk[CHKSUM].iter().map(|&b| u32::from(b)).sum();
+    all - field + 8 * u32::from(b' ')
+}
+
+/// [`checksum`] with the bytes taken as signed, as some old writers summed them (Go accepts
+/// either).
+pub fn checksum_signed(blk: &[u8]) -> i32 {
+    let all: i32 = blk.iter().map(|&b| i32::from(b as i8)).sum();
+    let field: i32 = blk[CHKSUM].iter().map(|&b| i32::from(b as i8)).sum();
+    all - field + 8 * i32::from(b' ')
 }
 
 #[cfg(test)]

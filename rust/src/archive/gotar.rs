@@ -123,7 +123,7 @@ fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 fn seal(blk: &mut [u8; BLOCK]) {
     blk[field::MAGIC].copy_from_slice(field::USTAR_MAGIC);
     blk[field::VERSION].copy_from_slice(b"00");
-    let sum = field::checksum(blk, i64::from);
+    let sum = field::checksum(blk);
     let (digits, space) = (field::CHKSUM.start, field::CHKSUM.end - 1);
     put_octal(&mut blk[digits..space], i128::from(sum));
     blk[space] = b' ';

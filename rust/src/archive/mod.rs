@@ -25,6 +25,7 @@ pub mod pgzip;
 pub mod reassemble;
 pub mod tar;
 pub mod tarsplit;
+pub mod verify;
 pub mod whiteout;
 mod workers;
 

@@ -695,9 +695,8 @@ impl Header<'_> {
         let Some(stored) = self.numeric(field::CHKSUM) else {
             return false;
         };
-        let unsigned = field::checksum(self.0, i64::from);
-        let signed = field::checksum(self.0, |b| i64::from(b as i8));
-        stored as i64 == unsigned || stored as i64 == signed
+        stored == u64::from(field::checksum(self.0))
+            || stored as i64 == i64::from(field::checksum_signed(self.0))
     }
 
     /// The numeric field at `at` ([`field::get_numeric`]).

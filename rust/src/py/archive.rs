@@ -13,8 +13,8 @@ use super::convert::{idmap, owned_file, Ranges};
 use super::errors::to_pyerr;
 use crate::archive::changes::{self, Base};
 use crate::archive::{
-    self, diff, reassemble, ApplyOptions, Compression, Encoder, IdMap, Limits, TarSplitSink,
-    WhiteoutFormat,
+    self, diff, reassemble, verify, ApplyOptions, Compression, Encoder, IdMap, Limits,
+    TarSplitSink, WhiteoutFormat,
 };
 use crate::Error;
 
@@ -309,4 +309,26 @@ pub fn deflate_block<'py>(
         .detach(|| crate::archive::pgzip::deflate_block(data, dictionary, level))
         .map_err(to_pyerr)?;
     Ok(PyBytes::new(py, &out))
+}
+
+/// Compares a layer's directory with its tar-split records (`chain`: the layer's own for
+/// overlay, base first up to the layer for vfs); returns `(kind, path, detail)` for each
+/// missing, extra or modified path. `quick` skips reading file content.
+#[pyfunction]
+#[pyo3(signature = (chain, layer_dir, *, overlay, quick = false))]
+pub fn verify_layer(
+    py: Python<'_>,
+    chain: Vec<PathBuf>,
+    layer_dir: PathBuf,
+    overlay: bool,
+    quick: bool,
+) -> PyResult<Vec<(&'static str, String, String)>> {
+    let opts = verify::VerifyOptions { overlay, quick };
+    let problems = py
+        .detach(move || verify::verify(&chain, &layer_dir, opts))
+        .map_err(to_pyerr)?;
+    Ok(problems
+        .into_iter()
+        .map(|p| (p.kind.as_str(), p.path, p.detail))
+        .collect())
 }

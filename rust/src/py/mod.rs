@@ -25,6 +25,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(archive::layer_changes, m)?)?;
     m.add_function(wrap_pyfunction!(archive::layer_diff, m)?)?;
     m.add_function(wrap_pyfunction!(archive::deflate_block, m)?)?;
+    m.add_function(wrap_pyfunction!(archive::verify_layer, m)?)?;
     m.add_function(wrap_pyfunction!(overlay::overlay_mount, m)?)?;
     m.add_function(wrap_pyfunction!(overlay::unmount, m)?)?;
     m.add_function(wrap_pyfunction!(overlay::make_private, m)?)?;

@@ -578,6 +578,27 @@ COMMANDS: tuple[Command, ...] = (
     ),
     # Ours.
     Command(
+        ("check",),
+        "Check storage consistency",
+        "check:run",
+        flags=(
+            JSON,
+            _f(("-repair", "r"), "repair", "bool", "Remove damaged images and layers"),
+            _f(("-force", "f"), "force", "bool", "Remove damaged containers"),
+            _f(("-quick", "q"), "quick", "bool", "Perform only quick checks"),
+        ),
+        details=(
+            "Go 1.48's check: layers whose files differ from their tar-split record (by "
+            "size and CRC-64; --quick: types, modes and sizes), missing or incomplete "
+            "layers and parents, images with missing layers or damaged big data, containers "
+            "with a missing image or layer, orphan driver directories and tar-split files, "
+            "overlay links and lower files, stale mount counts. --repair removes what is "
+            "damaged (containers only with --force) and mends the rest; the exit status is "
+            "1 while damage remains."
+        ),
+        completes="",
+    ),
+    Command(
         ("import-image",),
         "Import an OCI image (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE)",
         "oci:import_image",

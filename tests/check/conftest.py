@@ -1,0 +1,17 @@
+"""Fixtures of the check tests: the OCI layout they import (built once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.check.layout import build_layout
+from tests.store.conftest import driver, short_dir  # noqa: F401 (fixtures used here)
+
+
+@pytest.fixture(scope="session")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("check-oci") / "layout"
+    build_layout(path)
+    return path
