@@ -6,9 +6,10 @@ and skopeo on the same machine can share a store with this package.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import _log, errors
 from ._native import __version__
 from .errors import StorageError
 from .lockfile import Lockfile
@@ -32,6 +33,9 @@ __all__ = [
     "errors",
     "get_store",
 ]
+
+if "logging" in sys.modules:  # otherwise _log adds the NullHandler with the first event
+    _log.silence(sys.modules["logging"])
 
 # Imported on first use, so that ``import containers_storage`` (and the CLI's start-up)
 # stays small.
