@@ -54,7 +54,7 @@ def run(ctx: Context) -> int:
     except (ArchiveError, OSError) as e:
         bar.close()
         plain = isinstance(e, OSError) and not isinstance(e, StorageError)
-        stderr(os_error_text(e) if plain else error_text(e))
+        stderr(os_error_text(e) if plain and isinstance(e, OSError) else error_text(e))
         return 1
     bar.close()
     if ctx.json:
