@@ -1431,14 +1431,18 @@ class Store:
         names: Sequence[str] = (),
         progress: Callable[[Any], object] | None = None,
     ) -> Image:
-        """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or ``docker-archive:FILE``
-        as skopeo would (see :mod:`containers_storage.oci`)."""
+        """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE`` or
+        an image of another store (``containers-storage:[DRIVER@GRAPHROOT+RUNROOT]NAME``,
+        :mod:`containers_storage.storeref`) as skopeo would (see
+        :mod:`containers_storage.oci`)."""
         from . import oci
 
         return oci.import_image(self, source, names, progress)
 
     def export_image(self, image: str, dest: str) -> str:
-        """Write the image to ``oci:DIR[:TAG]``; returns the manifest digest."""
+        """Write the image to ``oci:DIR[:TAG]``, or copy it into another store
+        (``containers-storage:[DRIVER@GRAPHROOT+RUNROOT]NAME``); returns the manifest
+        digest."""
         from . import oci
 
         return oci.export_image(self, image, dest)
