@@ -62,6 +62,7 @@ class ImageProgress:
 
     @property
     def done_bytes(self) -> int:
+        """Bytes read so far, over all layers."""
         return sum(self.done.values())
 
 

@@ -38,6 +38,7 @@ class IDMap:
     size: int
 
     def to_json(self) -> dict[str, int]:
+        """The JSON object Go writes for the range."""
         return {"container_id": self.container_id, "host_id": self.host_id, "size": self.size}
 
 
