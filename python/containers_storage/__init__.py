@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from . import _log, errors
+from . import errors
 from ._native import __version__
 from .errors import StorageError
 from .lockfile import Lockfile
@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 if "logging" in sys.modules:  # otherwise _log adds the NullHandler with the first event
-    _log.silence(sys.modules["logging"])
+    from ._log import silence
+
+    silence(sys.modules["logging"])
 
 # Imported on first use, so that ``import containers_storage`` (and the CLI's start-up)
 # stays small.
