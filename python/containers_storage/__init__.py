@@ -6,6 +6,7 @@ and skopeo on the same machine can share a store with this package.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -32,6 +33,11 @@ __all__ = [
     "errors",
     "get_store",
 ]
+
+if "logging" in sys.modules:  # otherwise _log adds the NullHandler with the first event
+    from ._log import silence
+
+    silence(sys.modules["logging"])
 
 # Imported on first use, so that ``import containers_storage`` (and the CLI's start-up)
 # stays small.

@@ -6,6 +6,11 @@ class compiles half a dozen generated methods (about 1 ms a class), on every sta
 order, defaults, ``default_factory``), ``__repr__``, ``__eq__``, ``__hash__`` and frozen
 assignment from one shared implementation, and type checkers see it as a dataclass
 (``typing.dataclass_transform``).
+
+To the :mod:`dataclasses` module a record class is a dataclass: ``__dataclass_fields__`` is
+built (as :class:`dataclasses.Field` objects) the first time something asks for it, so
+``dataclasses.is_dataclass``, ``fields``, ``asdict``, ``astuple`` and ``replace`` work
+without this module importing :mod:`dataclasses` itself.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class Field:
     """One field: its name, default or default factory, and whether it is compared and
     shown in ``repr``."""
 
-    __slots__ = ("compare", "default", "default_factory", "name", "repr")
+    __slots__ = ("compare", "default", "default_factory", "name", "repr", "type")
 
     def __init__(
         self,
@@ -46,6 +51,7 @@ class Field:
         repr: bool = True,
     ) -> None:
         self.name = ""
+        self.type: Any = None
         self.default = default
         self.default_factory = default_factory
         self.compare = compare
@@ -146,8 +152,41 @@ def _frozen_setattr(self: Any, name: str, value: Any) -> None:
     raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
 
+def _reduce(self: Any) -> tuple[Any, ...]:
+    # copy, deepcopy and pickle of a frozen record: through __init__, as assignment refuses.
+    return (type(self), tuple(getattr(self, name) for name in self.__struct_plan__.names))
+
+
 def _frozen_delattr(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+class _DataclassFields:
+    """``__dataclass_fields__``: the :class:`dataclasses.Field` view of a record class's
+    fields, made on first access (whoever asks has imported :mod:`dataclasses` already) and
+    then cached on the class."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: object, cls: type) -> dict[str, Any]:
+        import dataclasses
+
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.default is not MISSING:
+                spec = dataclasses.field(default=f.default, repr=f.repr, compare=f.compare)
+            elif f.default_factory is not None:
+                spec = dataclasses.field(
+                    default_factory=f.default_factory, repr=f.repr, compare=f.compare
+                )
+            else:
+                spec = dataclasses.field(repr=f.repr, compare=f.compare)
+            spec.name = f.name
+            spec.type = f.type
+            spec._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
+            out[f.name] = spec
+        type.__setattr__(cls, "__dataclass_fields__", out)
+        return out
 
 
 def _process(cls: type[T], frozen: bool) -> type[T]:
@@ -173,18 +212,26 @@ def _process(cls: type[T], frozen: bool) -> type[T]:
         else:
             f = Field(value)
         f.name = name
+        f.type = annotation
         spec.append(f)
         seen.add(name)
     methods: dict[str, Any] = {
         "__struct_fields__": tuple(spec),
         "__struct_plan__": _Plan(cls, tuple(spec)),
+        "__dataclass_fields__": _DataclassFields(),
+        "__match_args__": tuple(f.name for f in spec),
         "__init__": _init,
         "__eq__": _eq,
     }
     if "__repr__" not in cls.__dict__:
         methods["__repr__"] = _repr
     if frozen:
-        methods.update(__hash__=_hash, __setattr__=_frozen_setattr, __delattr__=_frozen_delattr)
+        methods.update(
+            __hash__=_hash,
+            __setattr__=_frozen_setattr,
+            __delattr__=_frozen_delattr,
+            __reduce__=_reduce,
+        )
     else:
         methods["__hash__"] = None
     for name, value in methods.items():

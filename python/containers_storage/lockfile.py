@@ -62,11 +62,10 @@ class _Held:
 class Lockfile:
     """A containers/storage lock file; one instance per path per process.
 
-    Args:
-        path: The lock file. Created (mode 0644, with missing parent directories) unless
-            ``read_only``; a read-only lock file must exist.
-        read_only: Open for reading only, as Go does for additional image stores. Such a
-            lock can only be taken for reading.
+    ``Lockfile(path, read_only=False)``: ``path`` is the lock file, created (mode 0644, with
+    missing parent directories) unless ``read_only``; a read-only lock file must exist.
+    ``read_only`` opens it for reading only, as Go does for additional image stores; such a
+    lock can only be taken for reading.
 
     Raises:
         FileNotFoundError: ``read_only`` and the file does not exist.

@@ -62,6 +62,7 @@ class ImageProgress:
 
     @property
     def done_bytes(self) -> int:
+        """Bytes read so far, over all layers."""
         return sum(self.done.values())
 
 
@@ -315,6 +316,10 @@ def import_image(
         ImageUnknownError: The tag is not in the layout.
         ArchiveError: A layer is not a valid tarball (nothing is kept).
     """
+    if source.startswith("containers-storage:"):  # another store: see storeref
+        from .storeref import import_from
+
+        return import_from(store, source, names, progress)
     given = [reference.storage_name(n) for n in names]
     tmp_root = os.path.join(store.graph_root(), "tmp")
     os.makedirs(tmp_root, mode=0o700, exist_ok=True)
@@ -558,6 +563,10 @@ def export_image(store: Store, image_ref: str, dest: str) -> str:
     Layers are written uncompressed, reproduced byte for byte from their tar-split (so
     each blob's digest is the layer's DiffID); the config is the stored one, unchanged.
     """
+    if dest.startswith("containers-storage:"):  # another store: see storeref
+        from .storeref import export_to
+
+        return export_to(store, image_ref, dest)
     transport, path, tag = parse_reference(dest)
     if transport != "oci":
         raise ValueError("export supports oci:DIR[:TAG] destinations")

@@ -10,7 +10,6 @@ digest list) are filled in when a record is handed out and never written.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
 from ._jsonstore import ZERO_TIME, parse_time
@@ -39,6 +38,7 @@ class IDMap:
     size: int
 
     def to_json(self) -> dict[str, int]:
+        """The JSON object Go writes for the range."""
         return {"container_id": self.container_id, "host_id": self.host_id, "size": self.size}
 
 
@@ -122,6 +122,19 @@ def _same(v: Any) -> Any:
 R = TypeVar("R", bound="_Record")
 
 
+class _FrozenDict(dict[str, Any]):
+    """A read-only dict: the empty mapping records share as their default. A ``dict``
+    (unlike ``MappingProxyType``) so that ``dataclasses.asdict`` and ``copy`` take it."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError("a record's mapping is read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+
 class _Record:
     """Shared JSON codec for the three record types."""
 
@@ -168,8 +181,20 @@ class _Record:
             elif f.default_factory is not None:
                 # Shared read-only empties: records never change their mappings in place.
                 value = f.default_factory()
-                defaults[f.name] = MappingProxyType(value) if isinstance(value, dict) else value
+                defaults[f.name] = _FrozenDict(value) if isinstance(value, dict) else value
         cls._defaults = defaults
+        type.__setattr__(cls, "__repr__", _Record._short_repr)
+
+    def _short_repr(self) -> str:
+        """``Layer(id=..., names=(...), ...)`` with the fields still at their default left
+        out."""
+        defaults = self._defaults
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.repr and (f.name not in defaults or value != defaults[f.name]):
+                shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__qualname__}({', '.join(shown)})"
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object Go would write for this record (empty fields omitted)."""

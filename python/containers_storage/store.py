@@ -1432,15 +1432,18 @@ class Store:
         names: Sequence[str] = (),
         progress: Callable[[Any], object] | None = None,
     ) -> Image:
-        """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or ``docker-archive:FILE``
-        as skopeo would (see :mod:`containers_storage.oci`)."""
+        """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE`` or
+        an image of another store (``containers-storage:[DRIVER@GRAPHROOT+RUNROOT]NAME``,
+        :mod:`containers_storage.storeref`) as skopeo would (see
+        :mod:`containers_storage.oci`)."""
         from . import oci
 
         return oci.import_image(self, source, names, progress)
 
     def export_image(self, image: str, dest: str) -> str:
-        """Write the image to ``oci:DIR[:TAG]``, or push it to ``docker://REF`` (as
-        :meth:`push_image` with its defaults); returns the manifest digest."""
+        """Write the image to ``oci:DIR[:TAG]``, copy it into another store
+        (``containers-storage:[DRIVER@GRAPHROOT+RUNROOT]NAME``) or push it to ``docker://REF``
+        (as :meth:`push_image` with its defaults); returns the manifest digest."""
         if dest.startswith("docker://"):
             return self.push_image(image, dest)
         from . import oci

@@ -32,6 +32,9 @@ __all__ = ["main"]
 
 PROG = "containers-storage"
 
+#: The logger of the CLI's debug events (``--debug`` prints them on stderr).
+LOGGER = "containers_storage.cli"
+
 
 def _argv0() -> str:
     arg = sys.argv[0] if sys.argv and sys.argv[0] else PROG
@@ -181,12 +184,39 @@ def _default_options(values: FlagValues) -> StoreOptions:
     return opts
 
 
-def _debug(message: str) -> None:
-    """A logrus debug line on stderr, as Go's ``--debug`` prints them."""
+def _debug_to_stderr() -> Callable[[], None]:
+    """Print the package's log records on stderr as Go's logrus does (``--debug``); returns
+    what undoes it."""
+    import logging
     from datetime import datetime
 
-    now = datetime.now().astimezone().isoformat(timespec="seconds")
-    sys.stderr.write(f'time="{now}" level=debug msg={go_quote(message)}\n')
+    from .._log import ROOT, silence
+
+    class Logrus(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            now = datetime.fromtimestamp(record.created).astimezone()
+            level = _LOGRUS_LEVELS.get(record.levelname, record.levelname.lower())
+            return (
+                f'time="{now.isoformat(timespec="seconds")}" level={level} '
+                f"msg={go_quote(record.getMessage())}"
+            )
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Logrus())
+    logger = logging.getLogger(ROOT)
+    silence(logging)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+    return undo
+
+
+_LOGRUS_LEVELS = {"WARNING": "warning", "CRITICAL": "fatal"}
 
 
 def _handler(cmd: Command) -> Callable[[Context], int]:
@@ -210,14 +240,15 @@ def _run(
 ) -> int:
     import warnings
 
+    from .._log import debug as log
     from .context import Context
 
     debug = values["debug"] is True
-    if debug:
-        _debug(f"Root: {values['graph']}")
-        _debug(f"Run Root: {values['run']}")
-        _debug(f"Driver Name: {values['storage_driver']}")
-        _debug(f"Driver Options: {go_list(_items(values, 'storage_opt'))}")
+    undo_debug = _debug_to_stderr() if debug else None
+    log(LOGGER, "Root: %s", values["graph"])
+    log(LOGGER, "Run Root: %s", values["run"])
+    log(LOGGER, "Driver Name: %s", values["storage_driver"])
+    log(LOGGER, "Driver Options: %s", go_list(_items(values, "storage_opt")))
     watch = None
     with warnings.catch_warnings():
         # Go's logrus prints warnings only with --debug.
@@ -239,6 +270,8 @@ def _run(
         finally:
             if watch is not None:
                 watch.stop()
+            if undo_debug is not None:
+                undo_debug()
 
 
 def _lock_roots(values: FlagValues) -> list[str]:

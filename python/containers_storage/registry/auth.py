@@ -364,6 +364,7 @@ class Authorizer:
         return None
 
     def bearer_token(self, ch: Challenge, scopes: tuple[str, ...]) -> str:
+        """A token for ``scopes`` from the challenge's realm (cached until it expires)."""
         with self._lock:
             cached = self._tokens.get(scopes)
             if cached is not None and time.time() < cached.expires:

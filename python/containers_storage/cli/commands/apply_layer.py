@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 from typing import TYPE_CHECKING
 
 from ..._strconv import go_quote
+from ..output import emit_json, error_text, os_error_text, stderr
 from ..progress import ProgressBar
 
 if TYPE_CHECKING:
@@ -19,17 +19,13 @@ __all__ = ["run"]
 def run(ctx: Context) -> int:
     """Apply the layer; print its digests (or JSON)."""
     from ...archive import WhiteoutFormat, apply_layer
-    from ...errors import ArchiveError
+    from ...errors import ArchiveError, StorageError
 
     target = ctx.args[0]
     formats: dict[str, WhiteoutFormat] = {"vfs": "vfs", "overlay": "overlay", "aufs": "aufs"}
     whiteouts = formats.get(ctx.text("whiteouts") or "vfs")
     if whiteouts is None:
-        print(
-            "containers-storage: --whiteouts must be vfs, overlay or aufs, "
-            f"not {go_quote(ctx.text('whiteouts'))}",
-            file=sys.stderr,
-        )
+        stderr(f"invalid --whiteouts {go_quote(ctx.text('whiteouts'))}: want vfs, overlay or aufs")
         return 1
     path = ctx.text("file")
     bar = ProgressBar("applying", enabled=not ctx.json)
@@ -61,12 +57,13 @@ def run(ctx: Context) -> int:
             ]
     except (ArchiveError, OSError) as e:
         bar.close()
-        print(f"containers-storage: {e}", file=sys.stderr)
+        plain = isinstance(e, OSError) and not isinstance(e, StorageError)
+        stderr(os_error_text(e) if plain and isinstance(e, OSError) else error_text(e))
         return 1
     bar.close()
     if ctx.json:
         docs = [{k: v for k, v in vars(r).items() if k != "tar_split"} for r in results]
-        print(json.dumps(docs if len(docs) > 1 else docs[0]))
+        emit_json(docs if len(docs) > 1 else docs[0])
         return 0
     for r in results:
         print(f"diff-digest:            {r.uncompressed_digest}")
