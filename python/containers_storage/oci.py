@@ -21,14 +21,14 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import platform
 import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _native, errors, reference
+from ._platform import Platform, choose_instance
 from ._strconv import go_quote
 from ._struct import field, struct
 from .archive import apply_layer
@@ -84,7 +84,7 @@ def parse_reference(ref: str) -> tuple[str, str, str]:
     if not sep or transport not in ("oci", "oci-archive", "docker-archive"):
         raise ValueError(
             f"invalid image reference {go_quote(ref)}: expected oci:DIR[:TAG], "
-            "oci-archive:FILE[:TAG] or docker-archive:FILE"
+            "oci-archive:FILE[:TAG], docker-archive:FILE or docker://REF"
         )
     path, _, tag = rest.partition(":")
     if transport == "docker-archive":
@@ -114,20 +114,28 @@ class _Layout:
         return data
 
 
-def _platform_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+class BlobStream(Protocol):
+    """A layer blob being read: a file, or a registry's response streamed."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+#: Opens a layer blob for reading (called once per layer, maybe from a worker thread).
+BlobOpener = Callable[[], BlobStream]
 
 
 @struct
 class _Source:
-    """A resolved image: manifest bytes and digest, config bytes, layer blob files."""
+    """A resolved image: manifest bytes and digest, config bytes, and per layer its blob
+    digest, how to open the blob and its size (from the manifest)."""
 
     manifest: bytes
     manifest_digest: str
     config: bytes
     config_digest: str
-    layers: list[tuple[str, str, int]]  # (blob digest, path, size)
+    layers: list[tuple[str, BlobOpener, int]]  # (blob digest, opener, size)
     tags: list[str]
     cleanup: Callable[[], None] = lambda: None
     #: The image index the manifest was chosen from, when the reference named one.
@@ -135,7 +143,7 @@ class _Source:
     index_digest: str = ""
 
 
-def _resolve_oci(root: str, tag: str) -> _Source:
+def _resolve_oci(root: str, tag: str, platform: Platform | None = None) -> _Source:
     layout = _Layout(root)
     try:
         with open(os.path.join(root, "index.json"), "rb") as f:
@@ -161,16 +169,8 @@ def _resolve_oci(root: str, tag: str) -> _Source:
     index_digest = ""
     if manifest.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or "manifests" in manifest:
         index_bytes, index_digest = data, digest
-        arch = _platform_arch()
-        choices = [
-            m
-            for m in manifest.get("manifests", [])
-            if (m.get("platform") or {}).get("architecture") == arch
-            and (m.get("platform") or {}).get("os", "linux") == "linux"
-        ]
-        if not choices:
-            raise errors.ImageUnknownError(f"no image for linux/{arch} in the index")
-        digest = choices[0]["digest"]
+        oci_index = manifest.get("mediaType") != DOCKER_LIST
+        digest = choose_instance(manifest, platform, oci=oci_index)["digest"]
         data = layout.read_blob(digest)
         manifest = json.loads(data)
     config_digest = manifest["config"]["digest"]
@@ -180,7 +180,7 @@ def _resolve_oci(root: str, tag: str) -> _Source:
         path = layout.blob_path(entry["digest"])
         if not os.path.exists(path):
             raise errors.StorageError(f"blob {entry['digest']} is missing from {root}")
-        layers.append((entry["digest"], path, int(entry.get("size", 0))))
+        layers.append((entry["digest"], _file_opener(path), int(entry.get("size", 0))))
     tags = [tag] if tag else []
     return _Source(
         data,
@@ -192,6 +192,13 @@ def _resolve_oci(root: str, tag: str) -> _Source:
         index=index_bytes,
         index_digest=index_digest,
     )
+
+
+def _file_opener(path: str) -> BlobOpener:
+    def open_blob() -> BlobStream:
+        return open(path, "rb")
+
+    return open_blob
 
 
 def _safe_extract(archive_path: str, target: str) -> None:
@@ -216,7 +223,7 @@ def _resolve_docker_archive(path: str, tmp_root: str) -> _Source:
         for rel in entry["Layers"]:
             lp = os.path.join(work, rel)
             d, size = sha256_file(lp)
-            layers.append((d, lp, size))
+            layers.append((d, _file_opener(lp), size))
             descs.append(
                 {
                     "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -279,12 +286,12 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
 
 
 class _Counter:
-    """A file wrapper counting bytes read into an :class:`ImageProgress`."""
+    """A blob stream wrapper counting bytes read into an :class:`ImageProgress`."""
 
     def __init__(
-        self, path: str, key: str, state: ImageProgress, report: Callable[[], None]
+        self, f: BlobStream, key: str, state: ImageProgress, report: Callable[[], None]
     ) -> None:
-        self.f = open(path, "rb")
+        self.f = f
         self.key = key
         self.state = state
         self.report = report
@@ -315,6 +322,10 @@ def import_image(
         ImageUnknownError: The tag is not in the layout.
         ArchiveError: A layer is not a valid tarball (nothing is kept).
     """
+    if source.startswith("docker://"):
+        from .pull import pull_image
+
+        return pull_image(store, source, names=names or None, progress=progress, workers=workers)
     given = [reference.storage_name(n) for n in names]
     tmp_root = os.path.join(store.graph_root(), "tmp")
     os.makedirs(tmp_root, mode=0o700, exist_ok=True)
@@ -382,8 +393,8 @@ def _import(
             _import_staged(store, src, ids, diff_ids, todo, state, report, created, workers)
         else:
             for i in todo:
-                blob, path, _size = src.layers[i]
-                reader = _Counter(path, blob, state, report)
+                blob, opener, _size = src.layers[i]
+                reader = _Counter(opener(), blob, state, report)
                 try:
                     if _put_or_reuse(
                         store,
@@ -424,8 +435,8 @@ def _import_staged(
     n = workers or max(1, min(len(todo), os.cpu_count() or 1))
 
     def stage(i: int) -> StagedLayer:
-        blob, path, _size = src.layers[i]
-        reader = _Counter(path, blob, state, report)
+        blob, opener, _size = src.layers[i]
+        reader = _Counter(opener(), blob, state, report)
         try:
             return store.stage_layer(reader)
         finally:

@@ -1425,11 +1425,31 @@ class Store:
         names: Sequence[str] = (),
         progress: Callable[[Any], object] | None = None,
     ) -> Image:
-        """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]`` or ``docker-archive:FILE``
-        as skopeo would (see :mod:`containers_storage.oci`)."""
+        """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE`` or
+        ``docker://REF`` as skopeo would (see :mod:`containers_storage.oci`)."""
         from . import oci
 
         return oci.import_image(self, source, names, progress)
+
+    def pull_image(
+        self,
+        ref: str,
+        *,
+        names: Sequence[str] | None = None,
+        platform: str | None = None,
+        creds: str | None = None,
+        authfile: str | None = None,
+        tls_verify: bool | None = None,
+        progress: Callable[[Any], object] | None = None,
+    ) -> Image:
+        """Pull ``[docker://]REF`` from its registry as podman would (see
+        :mod:`containers_storage.pull`)."""
+        from . import pull
+
+        return pull.pull_image(
+            self, ref, names=names, platform=platform, creds=creds, authfile=authfile,
+            tls_verify=tls_verify, progress=progress,
+        )  # fmt: skip
 
     def export_image(self, image: str, dest: str) -> str:
         """Write the image to ``oci:DIR[:TAG]``; returns the manifest digest."""
