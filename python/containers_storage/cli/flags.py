@@ -33,7 +33,9 @@ __all__ = [
     "go_list",
 ]
 
-FlagKind = Literal["bool", "string", "list"]
+#: ``tristate`` parses as ``bool`` but stays ``""`` when not given (a default decided later,
+#: as ``--tls-verify`` defers to registries.conf).
+FlagKind = Literal["bool", "string", "list", "tristate"]
 
 #: The values of a parse: ``dest`` to ``bool``, ``str`` or ``list[str]``.
 FlagValues = MutableMapping[str, "bool | str | list[str]"]
@@ -168,7 +170,7 @@ class FlagSet:
             if name.startswith("-"):
                 raise self._fail(f"flag provided but not defined: -{name}")
             return False, name
-        if spec.kind == "bool":
+        if spec.kind in ("bool", "tristate"):
             if has_value:
                 try:
                     self.values[spec.dest] = parse_bool(value)

@@ -71,6 +71,8 @@ MAX_REDIRECTS = 10
 CHUNK = 1 << 20
 USER_AGENT = "containers-storage-python (containers/image 5.23 compatible)"
 RETRY_STATUSES = frozenset((429, 500, 502, 503, 504))
+#: Connections kept per host: one per parallel layer transfer (c/image runs 6).
+POOL_SIZE = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +147,7 @@ class Client:
             cert_reqs="CERT_REQUIRED" if tls_verify else "CERT_NONE",
             retries=False,
             timeout=self.timeout,
+            maxsize=POOL_SIZE,
         )
         self.scheme: str | None = None
         self.challenges: list[Challenge] = []
