@@ -97,7 +97,7 @@ class Side:
         text = re.sub(r"(?m)^(  -[^\n]*?\S) {3,}", r"\1   ", text)
         # Our additions to the usage: our commands and --version (Go lists --help only
         # once it has registered it).
-        ours = "apply-layer|completion|import-image|export-image|unpack-image|--help|--version"
+        ours = "apply-layer|completion|import-image|export-image|unpack-image|pull|--help|--version"
         return re.sub(rf"(?m)^  ({ours}) .*\n", "", text)
 
 
