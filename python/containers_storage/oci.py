@@ -138,6 +138,11 @@ class _Source:
     layers: list[tuple[str, BlobOpener, int]]  # (blob digest, opener, size)
     tags: list[str]
     cleanup: Callable[[], None] = lambda: None
+    #: Stops every blob being read (a failed or interrupted import) so no reader stays
+    #: blocked on a stalled source.
+    abort: Callable[[], None] = lambda: None
+    #: Whether the blobs come over the network (a read may block on a stalled server).
+    remote: bool = False
     #: The image index the manifest was chosen from, when the reference named one.
     index: bytes | None = None
     index_digest: str = ""
@@ -305,6 +310,11 @@ class _Counter:
     def close(self) -> None:
         self.f.close()
 
+    def abort(self) -> None:
+        abort = getattr(self.f, "abort", None)
+        if abort is not None:
+            abort()
+
 
 def import_image(
     store: Store,
@@ -395,17 +405,16 @@ def _import(
             for i in todo:
                 blob, opener, _size = src.layers[i]
                 reader = _Counter(opener(), blob, state, report)
-                try:
-                    if _put_or_reuse(
-                        store,
-                        ids,
-                        diff_ids,
-                        i,
-                        reader,
-                        None,
-                        compressed_digest=blob,
-                    ):
+
+                def put(i: int = i, reader: _Counter = reader, blob: str = blob) -> None:
+                    if _put_or_reuse(store, ids, diff_ids, i, reader, None, compressed_digest=blob):
                         created.append(ids[i])
+
+                try:
+                    if src.remote:
+                        _interruptible(src, put)
+                    else:
+                        put()
                 finally:
                     reader.close()
                 state.finished.add(blob)
@@ -414,10 +423,26 @@ def _import(
         report()
         return image
     except BaseException:
+        src.abort()
         for layer_id in reversed(created):
             with contextlib.suppress(errors.StorageError):
                 store.delete_layer(layer_id)
         raise
+
+
+def _interruptible(src: _Source, call: Callable[[], None]) -> None:
+    """Run ``call`` on a thread and wait for it. The apply checks for Ctrl-C only while
+    data flows; a read blocked on a stalled server would hide it. Here the wait gets the
+    interrupt, stops the source's streams (so the apply fails at once), and returns only
+    once ``call`` has cleaned up."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cs-put") as ex:
+        future = ex.submit(call)
+        try:
+            future.result()
+        except BaseException:
+            src.abort()
+            concurrent.futures.wait([future])
+            raise
 
 
 def _import_staged(
@@ -453,6 +478,7 @@ def _import_staged(
                 state.finished.add(blob)
                 report()
         except BaseException:
+            src.abort()
             for f in futures.values():
                 f.cancel()
             for f in futures.values():
