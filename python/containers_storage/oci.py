@@ -31,7 +31,7 @@ from . import _native, errors, reference
 from ._platform import Platform, choose_instance
 from ._strconv import go_quote
 from ._struct import field, struct
-from .archive import apply_layer
+from .archive import Limits, apply_layer
 from .digests import sha256_digest, sha256_file, sha256_hex, validate_digest
 from .records import Image, ImageBigData, Layer
 
@@ -143,6 +143,8 @@ class _Source:
     abort: Callable[[], None] = lambda: None
     #: Whether the blobs come over the network (a read may block on a stalled server).
     remote: bool = False
+    #: Bounds on each layer's apply (a decompression bomb fails); None: the defaults.
+    limits: Limits | None = None
     #: The image index the manifest was chosen from, when the reference named one.
     index: bytes | None = None
     index_digest: str = ""
@@ -407,7 +409,10 @@ def _import(
                 reader = _Counter(opener(), blob, state, report)
 
                 def put(i: int = i, reader: _Counter = reader, blob: str = blob) -> None:
-                    if _put_or_reuse(store, ids, diff_ids, i, reader, None, compressed_digest=blob):
+                    if _put_or_reuse(
+                        store, ids, diff_ids, i, reader, None, compressed_digest=blob,
+                        limits=src.limits,
+                    ):  # fmt: skip
                         created.append(ids[i])
 
                 try:
@@ -463,7 +468,7 @@ def _import_staged(
         blob, opener, _size = src.layers[i]
         reader = _Counter(opener(), blob, state, report)
         try:
-            return store.stage_layer(reader)
+            return store.stage_layer(reader, limits=src.limits)
         finally:
             reader.close()
 
@@ -497,6 +502,7 @@ def _put_or_reuse(
     staged: StagedLayer | None,
     *,
     compressed_digest: str,
+    limits: Limits | None = None,
 ) -> bool:
     """Put layer ``i``; when another process put it meanwhile, check and reuse theirs (as
     c/image does). Returns whether this call created it."""
@@ -508,6 +514,7 @@ def _put_or_reuse(
             staged=staged,
             compressed_digest=compressed_digest,
             uncompressed_digest=diff_ids[i],
+            limits=limits,
         )
         return True
     except errors.DuplicateIDError:

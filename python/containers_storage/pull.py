@@ -32,6 +32,7 @@ from .registry.connect import client_for
 from .registry.errors import ManifestError, RegistryError
 
 if TYPE_CHECKING:
+    from .archive import Limits
     from .oci import ImageProgressCallback
     from .records import Image
     from .store import Store
@@ -178,6 +179,7 @@ def pull_image(
     tls_verify: bool | None = None,
     progress: ImageProgressCallback | None = None,
     workers: int | None = None,
+    limits: Limits | None = None,
 ) -> Image:
     """Pull ``ref`` (``[docker://]NAME[:TAG|@DIGEST]``) into ``store``; see the module
     docstring. ``names`` replaces the pulled name (each stored as c/image stores a
@@ -185,7 +187,8 @@ def pull_image(
     ``USER[:PASSWORD]`` beats the auth files (``authfile`` first, then c/image's search
     order); ``tls_verify`` False allows plain HTTP and unchecked certificates (None: the
     registries.conf ``insecure`` of each endpoint); ``workers`` bounds the layers
-    transferred at once (default 6).
+    transferred at once (default 6); ``limits`` bounds each layer's apply (sizes, entries:
+    a decompression bomb fails with ``ArchiveError``).
 
     Raises:
         InvalidReferenceError: ``ref`` or a name is not a valid reference.
@@ -211,6 +214,7 @@ def pull_image(
         except RegistryError as e:
             failures.append(e)
             continue
+        src.limits = limits
         stored = [n for n, _d in given] or [str(candidate)]
         for _n, digest in given:
             if digest and digest not in (src.manifest_digest, src.index_digest):

@@ -47,7 +47,7 @@ from .options import StoreOptions
 from .records import Container, IDMap, Image, ImageBigData, Layer, idmaps_from
 
 if TYPE_CHECKING:  # the archive module is imported when a layer's contents are touched
-    from .archive import Change, ProgressCallback, Source
+    from .archive import Change, Limits, ProgressCallback, Source
 
 __all__ = ["Store", "get_store"]
 
@@ -367,6 +367,7 @@ class Store:
         compressed_digest: str = "",
         uncompressed_digest: str = "",
         staged: StagedLayer | None = None,
+        limits: Limits | None = None,
     ) -> tuple[Layer, int]:
         """Create a layer on ``parent`` and apply ``diff`` (a path, fd or binary file) to it
         (Go ``PutLayer``). Returns the layer and the size of the files written (-1 without a
@@ -382,7 +383,8 @@ class Store:
                 trusted) does not match the diff.
 
         ``staged`` adopts a layer applied beforehand with :meth:`stage_layer` instead of
-        applying ``diff`` under the lock.
+        applying ``diff`` under the lock. ``limits`` bounds the apply (a decompression
+        bomb fails with ``ArchiveError``).
         """
         stores = self._all_layer_stores()
         rl = stores[0]
@@ -418,6 +420,7 @@ class Store:
                 expect_compressed=compressed_digest,
                 expect_uncompressed=uncompressed_digest,
                 staged=staged,
+                limits=limits,
             )
             return rl.with_mount(layer), size
 
@@ -428,6 +431,7 @@ class Store:
         uid_map: MapArg = None,
         gid_map: MapArg = None,
         progress: ProgressCallback | None = None,
+        limits: Limits | None = None,
     ) -> StagedLayer:
         """Apply a layer tarball outside the store, without holding any lock, to be adopted
         by :meth:`put_layer` (``staged=``). Several can run at once (overlay only: a vfs
@@ -451,6 +455,7 @@ class Store:
             gid_map=idmaps_from(gid_map),
             progress=progress,
             tar_split_path=ts_path,
+            limits=limits,
         )
         return StagedLayer(directory, diff_dir, ts, result)
 
@@ -1441,6 +1446,7 @@ class Store:
         authfile: str | None = None,
         tls_verify: bool | None = None,
         progress: Callable[[Any], object] | None = None,
+        limits: Limits | None = None,
     ) -> Image:
         """Pull ``[docker://]REF`` from its registry as podman would (see
         :mod:`containers_storage.pull`)."""
@@ -1448,7 +1454,7 @@ class Store:
 
         return pull.pull_image(
             self, ref, names=names, platform=platform, creds=creds, authfile=authfile,
-            tls_verify=tls_verify, progress=progress,
+            tls_verify=tls_verify, progress=progress, limits=limits,
         )  # fmt: skip
 
     def export_image(self, image: str, dest: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import containers_storage as cs
 import pytest
 from containers_storage import errors
+from containers_storage.archive import Limits
 from containers_storage.registry import errors as rerrors
 
 from tests.helpers import SKOPEO
@@ -510,7 +511,7 @@ def corrupt_blob(reg: Registry, digest: str, replacement: bytes | None = None) -
 
 @pytest.mark.parametrize("registry", ["http"], indirect=True)
 @pytest.mark.parametrize(
-    "case", ["blob-flipped", "blob-replaced", "diff_ids", "escape", "not-tar", "404"]
+    "case", ["blob-flipped", "blob-replaced", "diff_ids", "escape", "not-tar", "bomb", "404"]
 )
 def test_refused_leaves_the_store_unchanged(twins: Twins, tmp_path: Path, case: str) -> None:
     reg = twins.reg
@@ -529,6 +530,11 @@ def test_refused_leaves_the_store_unchanged(twins: Twins, tmp_path: Path, case: 
         tars = (BASE, make_tar([f("../../escaped", b"out\n")]), THIRD)
     if case == "not-tar":
         tars = (BASE, b"this is not a tar archive" * 100, THIRD)
+    pull_kw: dict[str, Any] = {}
+    if case == "bomb":
+        # 64 MiB of zeros in 65 KB of gzip, against a limit of 8 MiB.
+        tars = (BASE, make_tar([f("zeros", bytes(64 << 20))]), THIRD)
+        pull_kw["limits"] = Limits(max_uncompressed_bytes=8 << 20)
     expected: dict[str, tuple[type[BaseException], ...]] = {
         # Where the flipped byte breaks the gzip stream, that is what is reported first.
         "blob-flipped": (errors.DigestMismatchError, errors.ArchiveError),
@@ -536,6 +542,7 @@ def test_refused_leaves_the_store_unchanged(twins: Twins, tmp_path: Path, case: 
         "diff_ids": (errors.DigestMismatchError,),
         "escape": (errors.UnsafePathError,),
         "not-tar": (errors.ArchiveError,),
+        "bomb": (errors.ArchiveError,),
         "404": (rerrors.HTTPStatusError,),
     }
     manifest = push_image(reg, tmp_path, "ns/bad:t", tars=tars, **kw)
@@ -549,9 +556,13 @@ def test_refused_leaves_the_store_unchanged(twins: Twins, tmp_path: Path, case: 
         ref = f"{reg.host}/ns/missing:t"
     s = twins.open(r)
     with pytest.raises(expected[case]) as info:
-        s.pull_image(ref, tls_verify=False)
+        s.pull_image(ref, tls_verify=False, **pull_kw)
     if case == "escape":
-        assert "escaped" in str(info.value) or "outside" in str(info.value).lower()
+        assert "escapes the layer directory" in str(info.value)
+    if case == "bomb":
+        assert "exceeds the limit of 8388608 bytes" in str(info.value)
+    if case == "blob-replaced":
+        assert "Digest did not match" in str(info.value)
     s.shutdown(True)
     # Another open of the store cleans nothing up: nothing was left.
     cs.Store(r[0], r[1], twins.driver).shutdown(True)
