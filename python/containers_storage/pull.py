@@ -212,6 +212,8 @@ def pull_image(
         try:
             src = _open(candidate, conf, wanted, creds, authfile, tls_verify)
         except RegistryError as e:
+            # c/image's context for what went wrong before any layer was copied.
+            e.args = (f"initializing source docker://{candidate}: {e}",)
             failures.append(e)
             continue
         src.limits = limits

@@ -563,6 +563,11 @@ def test_refused_leaves_the_store_unchanged(twins: Twins, tmp_path: Path, case: 
         assert "exceeds the limit of 8388608 bytes" in str(info.value)
     if case == "blob-replaced":
         assert "Digest did not match" in str(info.value)
+    if case == "404":
+        # podman says the same (after its "Error: " and its retries' log lines).
+        p = twins.podman(twins.roots("podman"), "pull", "--tls-verify=false", ref, check=False)
+        assert p.returncode != 0
+        assert f"Error: {info.value}\n" in p.stderr, (str(info.value), p.stderr)
     s.shutdown(True)
     # Another open of the store cleans nothing up: nothing was left.
     cs.Store(r[0], r[1], twins.driver).shutdown(True)
@@ -584,3 +589,39 @@ def test_unauthorized_and_tls_required(twins: Twins, tmp_path: Path) -> None:
     with pytest.raises(rerrors.RegistryError, match="pinging container registry"):
         s.pull_image(f"{reg.host}/ns/app:t", creds=f"{USER}:{PASSWORD}")
     assert s.layers() == [] and s.images() == []
+
+
+@pytest.mark.parametrize("registry", ["http"], indirect=True)
+def test_cli_pull_draws_bars_on_a_terminal(twins: Twins, tmp_path: Path) -> None:
+    """On a terminal: one bar per layer (bytes and bytes/s) and a total; stdout still holds
+    only the image ID."""
+    import pty
+
+    reg = twins.reg
+    manifest = push_image(reg, tmp_path, "ns/app:t")
+    r = twins.roots("tty")
+    main, secondary = pty.openpty()
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "containers_storage", "--graph", str(r[0]), "--run", str(r[1]),
+             "--storage-driver", twins.driver, "pull", "--tls-verify=false",
+             f"{reg.host}/ns/app:t"],
+            stdout=subprocess.PIPE, stderr=secondary, check=False,
+        )  # fmt: skip
+        os.close(secondary)
+        secondary = -1
+        drawn = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(main, 65536):
+                drawn += chunk
+    finally:
+        os.close(main)
+        if secondary != -1:
+            os.close(secondary)
+    assert p.returncode == 0, drawn
+    config_digest = json.loads(manifest)["config"]["digest"]
+    assert p.stdout == (config_digest.removeprefix("sha256:") + "\n").encode()
+    text = drawn.decode()
+    for layer in json.loads(manifest)["layers"]:
+        assert layer["digest"][:19] in text
+    assert "total" in text and "/s" in text
