@@ -625,3 +625,24 @@ def test_cli_pull_draws_bars_on_a_terminal(twins: Twins, tmp_path: Path) -> None
     for layer in json.loads(manifest)["layers"]:
         assert layer["digest"][:19] in text
     assert "total" in text and "/s" in text
+
+
+@pytest.mark.parametrize("registry", ["http"], indirect=True)
+def test_progress_callback_reaches_the_total(twins: Twins, tmp_path: Path) -> None:
+    from containers_storage.oci import ImageProgress
+
+    manifest = json.loads(push_image(twins.reg, tmp_path, "ns/app:t"))
+    sizes = {x["digest"]: x["size"] for x in manifest["layers"]}
+    seen: list[tuple[int, int, int]] = []
+
+    def progress(p: ImageProgress) -> None:
+        seen.append((p.done_bytes, p.total_bytes, len(p.finished)))
+
+    s = twins.open(twins.roots("ours"))
+    s.pull_image(f"{twins.reg.host}/ns/app:t", tls_verify=False, progress=progress)
+    assert seen[-1] == (sum(sizes.values()), sum(sizes.values()), len(sizes))
+    assert [d for d, _t, _f in seen] == sorted(d for d, _t, _f in seen)
+    # Pulled again: every layer is in the store, nothing is transferred, all is done.
+    seen.clear()
+    s.pull_image(f"{twins.reg.host}/ns/app:t", tls_verify=False, progress=progress)
+    assert seen[-1] == (sum(sizes.values()), sum(sizes.values()), len(sizes))
