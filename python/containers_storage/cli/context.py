@@ -49,11 +49,6 @@ class Context:
         """A boolean flag's value."""
         return self.values.get(dest) is True
 
-    def tristate(self, dest: str) -> bool | None:
-        """A ``tristate`` flag's value: None when not given."""
-        value = self.values.get(dest)
-        return value if isinstance(value, bool) else None
-
     def text(self, dest: str) -> str:
         """A string flag's value ("" when not given)."""
         value = self.values.get(dest, "")

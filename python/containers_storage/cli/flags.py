@@ -33,12 +33,11 @@ __all__ = [
     "go_list",
 ]
 
-#: ``tristate`` parses as ``bool`` but stays ``""`` when not given (a default decided later,
-#: as ``--tls-verify`` defers to registries.conf).
-FlagKind = Literal["bool", "string", "list", "tristate"]
+#: ``optbool`` is a boolean that stays None when not given (``--tls-verify``).
+FlagKind = Literal["bool", "optbool", "string", "list"]
 
 #: The values of a parse: ``dest`` to ``bool``, ``str`` or ``list[str]``.
-FlagValues = MutableMapping[str, "bool | str | list[str]"]
+FlagValues = MutableMapping[str, "bool | str | list[str] | None"]
 
 
 class FlagError(Exception):
@@ -69,13 +68,17 @@ def go_list(items: Iterable[object]) -> str:
     return "[" + " ".join(str(i) for i in items) + "]"
 
 
-def _zero(kind: FlagKind) -> bool | str | list[str]:
+def _zero(kind: FlagKind) -> bool | str | list[str] | None:
     if kind == "list":
         return []
+    if kind == "optbool":
+        return None
     return False if kind == "bool" else ""
 
 
-def _show(value: bool | str | list[str]) -> str:
+def _show(value: bool | str | list[str] | None) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
@@ -170,7 +173,7 @@ class FlagSet:
             if name.startswith("-"):
                 raise self._fail(f"flag provided but not defined: -{name}")
             return False, name
-        if spec.kind in ("bool", "tristate"):
+        if spec.kind in ("bool", "optbool"):
             if has_value:
                 try:
                     self.values[spec.dest] = parse_bool(value)

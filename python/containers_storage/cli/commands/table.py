@@ -607,7 +607,7 @@ COMMANDS: tuple[Command, ...] = (
             _f(
                 ("-tls-verify",),
                 "tls_verify",
-                "tristate",
+                "optbool",
                 "Require HTTPS and verify certificates (default: registries.conf)",
             ),
             _f(("-platform",), "platform", "string", "Image platform OS/ARCH[/VARIANT]"),
