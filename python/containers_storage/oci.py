@@ -372,6 +372,7 @@ def _import(
             f"the config lists {len(diff_ids)} DiffIDs for {len(src.layers)} layers"
         )
     ids = chain_ids(diff_ids)
+    _reuse_local_blobs(store, src, ids, diff_ids)
     state = ImageProgress(total_bytes=sum(size for _d, _p, size in src.layers))
     for d, _p, size in src.layers:
         state.sizes[d] = size
@@ -433,6 +434,53 @@ def _import(
             with contextlib.suppress(errors.StorageError):
                 store.delete_layer(layer_id)
         raise
+
+
+def _reuse_local_blobs(store: Store, src: _Source, ids: list[str], diff_ids: list[str]) -> None:
+    """c/image's blob reuse for a remote layer that is not in the store under its own ID: a
+    layer applied from the same blob (its compressed digest, or its DiffID for an
+    uncompressed blob) holds the same tar, so its diff is exported uncompressed into an
+    anonymous temporary file (as c/image does) and applied on the new parent instead of
+    downloading the blob again. Unlike c/image, the new record's compressed digest is the
+    DiffID of what was applied, not the blob's (``put_layer`` verifies what it records)."""
+    if not src.remote:
+        return
+    for i, (blob, _opener, _size) in enumerate(src.layers):
+        with contextlib.suppress(errors.LayerUnknownError):
+            store.layer(ids[i])
+            continue
+        same = [
+            x
+            for x in (
+                *_layers_or_none(store.layers_by_compressed_digest, blob),
+                *_layers_or_none(store.layers_by_uncompressed_digest, blob),
+            )
+            if x.diff_digest == diff_ids[i]
+        ]
+        if not same:
+            continue
+        tmp_dir = os.path.join(store.graph_root(), "tmp")
+        os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+        # Anonymous (O_TMPFILE): nothing is left behind by a crash. Closed by its reader.
+        spool = tempfile.TemporaryFile(dir=tmp_dir)
+        try:
+            store.diff_to(None, same[0].id, spool, compression="none")
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+
+        def reopen(spool: BlobStream = spool) -> BlobStream:
+            return spool
+
+        src.layers[i] = (diff_ids[i], reopen, same[0].diff_size)
+
+
+def _layers_or_none(lookup: Callable[[str], list[Layer]], digest: str) -> list[Layer]:
+    try:
+        return lookup(digest)
+    except errors.LayerUnknownError:
+        return []
 
 
 def _interruptible(src: _Source, call: Callable[[], None]) -> None:

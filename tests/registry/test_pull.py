@@ -646,3 +646,44 @@ def test_progress_callback_reaches_the_total(twins: Twins, tmp_path: Path) -> No
     seen.clear()
     s.pull_image(f"{twins.reg.host}/ns/app:t", tls_verify=False, progress=progress)
     assert seen[-1] == (sum(sizes.values()), sum(sizes.values()), len(sizes))
+
+
+@pytest.mark.parametrize("registry", ["http"], indirect=True)
+def test_blob_in_the_store_under_another_parent_is_not_downloaded(
+    twins: Twins, tmp_path: Path
+) -> None:
+    """c/image's reuse by compressed digest: B's top layer is A's top layer blob on another
+    parent; it is applied from the store's copy, not downloaded again."""
+    reg = twins.reg
+    a = json.loads(push_image(reg, tmp_path, "ns/a:t", tars=(BASE, UPPER), media_types=(GZIP,) * 2))
+    b = json.loads(
+        push_image(reg, tmp_path, "ns/b:t", tars=(THIRD, UPPER), media_types=(GZIP,) * 2)
+    )
+    shared = a["layers"][1]["digest"]
+    assert b["layers"][1]["digest"] == shared
+    sk = twins.roots("skopeo")
+    for repo in ("ns/a:t", "ns/b:t"):
+        twins.skopeo_pull(sk, repo, f"{reg.host}/{repo}")
+    gets = blob_gets(reg, [shared])
+    ours = twins.roots("ours")
+    s = twins.open(ours)
+    s.pull_image(f"{reg.host}/ns/a:t", tls_verify=False)
+    image = s.pull_image(f"{reg.host}/ns/b:t", tls_verify=False)
+    s.shutdown(True)
+    assert blob_gets(reg, [shared]) == gets + 1  # for image A only
+    want = {x["id"]: x for x in go_json(sk, twins.driver, "layers", "-j")}
+    got = {x["id"]: x for x in go_json(ours, twins.driver, "layers", "-j")}
+    assert got.keys() == want.keys()
+    top = got[image.layer]
+    # What differs from c/image: the record of the copied layer names the DiffID of what
+    # was applied (the uncompressed export) where c/image keeps the blob's digest; the
+    # size and compression are the export's in both.
+    assert top["compressed-diff-digest"] == top["diff-digest"] == sha256(UPPER)
+    assert want[image.layer]["compressed-diff-digest"] == shared
+    for layer_id, rec in got.items():
+        keep = ("created", "compressed-diff-digest")
+        assert {k: v for k, v in rec.items() if k not in keep} == {
+            k: v for k, v in want[layer_id].items() if k not in keep
+        }
+    assert go(ours, twins.driver, "diff", "-u", image.layer).stdout == UPPER
+    assert not list((ours[0] / "tmp").iterdir())
