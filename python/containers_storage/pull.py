@@ -7,7 +7,8 @@ layer a blob opened as a stream. Each blob goes from the socket through the dige
 into the decompressing apply with no temporary file; with overlay the layers are applied in
 parallel staging directories (6 at a time, as c/image) and adopted in order. What is stored
 is what skopeo and podman store (layer IDs, image ID, big data, digests, names); layers whose
-IDs are in the store already are not downloaded.
+IDs are in the store already are not downloaded, nor blobs the store applied before under
+another parent (c/image's reuse by compressed digest: applied from the store's copy).
 
 The reference is read through :mod:`.registry.registries_conf` (short names, mirrors,
 ``insecure``, ``blocked``) and checked by :mod:`.registry.policy`; the stored name is the
