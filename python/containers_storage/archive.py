@@ -282,6 +282,11 @@ def apply_layer(
         )
     except BaseException as e:
         if pump is not None:
+            # A source that can be told to stop (a network stream) must not leave the pump
+            # blocked in a read.
+            abort = getattr(source, "abort", None)
+            if abort is not None and pump.error is None:
+                abort()
             pump.join()
             if pump.error is not None:
                 # The source failed first; the archive error is its consequence.

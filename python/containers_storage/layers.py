@@ -25,7 +25,7 @@ from .lockfile import Lockfile
 from .records import IDMap, Layer
 
 if TYPE_CHECKING:
-    from .archive import ApplyResult, Change, ProgressCallback, Sink, Source
+    from .archive import ApplyResult, Change, Limits, ProgressCallback, Sink, Source
 
 __all__ = ["LayerStore"]
 
@@ -356,6 +356,7 @@ class LayerStore(RecordStore[Layer]):
         expect_compressed: str = "",
         expect_uncompressed: str = "",
         staged: StagedLayer | None = None,
+        limits: Limits | None = None,
     ) -> tuple[Layer, int]:
         """Create a layer and apply ``diff`` to it (Go ``layerStore.Put``), or adopt a layer
         applied beforehand in a staging directory (``staged``).
@@ -442,6 +443,7 @@ class LayerStore(RecordStore[Layer]):
                     save=False,
                     expect_compressed=expect_compressed,
                     expect_uncompressed=expect_uncompressed,
+                    limits=limits,
                 )
             rec = self.by_id[layer_id]
             done_flags = {k: v for k, v in rec.flags.items() if k != "incomplete"}
@@ -465,6 +467,7 @@ class LayerStore(RecordStore[Layer]):
         save: bool = True,
         expect_compressed: str = "",
         expect_uncompressed: str = "",
+        limits: Limits | None = None,
     ) -> int:
         """Apply a tarball to an existing layer and record its digests, sizes, owners and
         tar-split (Go ``ApplyDiff``); returns the size of the files written."""
@@ -480,6 +483,7 @@ class LayerStore(RecordStore[Layer]):
             gid_map=rec.gidmap,
             tar_split_path=tmp_ts,
             progress=progress,
+            limits=limits,
         )
         _check_digests(result, expect_compressed, expect_uncompressed)
         os.chmod(tmp_ts, 0o600)

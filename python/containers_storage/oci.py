@@ -21,17 +21,17 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import platform
 import tarfile
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import _native, errors, reference
+from ._platform import Platform, choose_instance
 from ._strconv import go_quote
 from ._struct import field, struct
-from .archive import apply_layer
+from .archive import Limits, apply_layer
 from .digests import sha256_digest, sha256_file, sha256_hex, validate_digest
 from .records import Image, ImageBigData, Layer
 
@@ -85,7 +85,7 @@ def parse_reference(ref: str) -> tuple[str, str, str]:
     if not sep or transport not in ("oci", "oci-archive", "docker-archive"):
         raise ValueError(
             f"invalid image reference {go_quote(ref)}: expected oci:DIR[:TAG], "
-            "oci-archive:FILE[:TAG] or docker-archive:FILE"
+            "oci-archive:FILE[:TAG], docker-archive:FILE or docker://REF"
         )
     path, _, tag = rest.partition(":")
     if transport == "docker-archive":
@@ -115,28 +115,43 @@ class _Layout:
         return data
 
 
-def _platform_arch() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+class BlobStream(Protocol):
+    """A layer blob being read: a file, or a registry's response streamed."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+#: Opens a layer blob for reading (called once per layer, maybe from a worker thread).
+BlobOpener = Callable[[], BlobStream]
 
 
 @struct
 class _Source:
-    """A resolved image: manifest bytes and digest, config bytes, layer blob files."""
+    """A resolved image: manifest bytes and digest, config bytes, and per layer its blob
+    digest, how to open the blob and its size (from the manifest)."""
 
     manifest: bytes
     manifest_digest: str
     config: bytes
     config_digest: str
-    layers: list[tuple[str, str, int]]  # (blob digest, path, size)
+    layers: list[tuple[str, BlobOpener, int]]  # (blob digest, opener, size)
     tags: list[str]
     cleanup: Callable[[], None] = lambda: None
+    #: Stops every blob being read (a failed or interrupted import) so no reader stays
+    #: blocked on a stalled source.
+    abort: Callable[[], None] = lambda: None
+    #: Whether the blobs come over the network (a read may block on a stalled server).
+    remote: bool = False
+    #: Bounds on each layer's apply (a decompression bomb fails); None: the defaults.
+    limits: Limits | None = None
     #: The image index the manifest was chosen from, when the reference named one.
     index: bytes | None = None
     index_digest: str = ""
 
 
-def _resolve_oci(root: str, tag: str) -> _Source:
+def _resolve_oci(root: str, tag: str, platform: Platform | None = None) -> _Source:
     layout = _Layout(root)
     try:
         with open(os.path.join(root, "index.json"), "rb") as f:
@@ -162,16 +177,8 @@ def _resolve_oci(root: str, tag: str) -> _Source:
     index_digest = ""
     if manifest.get("mediaType") in (OCI_INDEX, DOCKER_LIST) or "manifests" in manifest:
         index_bytes, index_digest = data, digest
-        arch = _platform_arch()
-        choices = [
-            m
-            for m in manifest.get("manifests", [])
-            if (m.get("platform") or {}).get("architecture") == arch
-            and (m.get("platform") or {}).get("os", "linux") == "linux"
-        ]
-        if not choices:
-            raise errors.ImageUnknownError(f"no image for linux/{arch} in the index")
-        digest = choices[0]["digest"]
+        oci_index = manifest.get("mediaType") != DOCKER_LIST
+        digest = choose_instance(manifest, platform, oci=oci_index)["digest"]
         data = layout.read_blob(digest)
         manifest = json.loads(data)
     config_digest = manifest["config"]["digest"]
@@ -181,7 +188,7 @@ def _resolve_oci(root: str, tag: str) -> _Source:
         path = layout.blob_path(entry["digest"])
         if not os.path.exists(path):
             raise errors.StorageError(f"blob {entry['digest']} is missing from {root}")
-        layers.append((entry["digest"], path, int(entry.get("size", 0))))
+        layers.append((entry["digest"], _file_opener(path), int(entry.get("size", 0))))
     tags = [tag] if tag else []
     return _Source(
         data,
@@ -193,6 +200,13 @@ def _resolve_oci(root: str, tag: str) -> _Source:
         index=index_bytes,
         index_digest=index_digest,
     )
+
+
+def _file_opener(path: str) -> BlobOpener:
+    def open_blob() -> BlobStream:
+        return open(path, "rb")
+
+    return open_blob
 
 
 def _safe_extract(archive_path: str, target: str) -> None:
@@ -217,7 +231,7 @@ def _resolve_docker_archive(path: str, tmp_root: str) -> _Source:
         for rel in entry["Layers"]:
             lp = os.path.join(work, rel)
             d, size = sha256_file(lp)
-            layers.append((d, lp, size))
+            layers.append((d, _file_opener(lp), size))
             descs.append(
                 {
                     "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -280,12 +294,12 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
 
 
 class _Counter:
-    """A file wrapper counting bytes read into an :class:`ImageProgress`."""
+    """A blob stream wrapper counting bytes read into an :class:`ImageProgress`."""
 
     def __init__(
-        self, path: str, key: str, state: ImageProgress, report: Callable[[], None]
+        self, f: BlobStream, key: str, state: ImageProgress, report: Callable[[], None]
     ) -> None:
-        self.f = open(path, "rb")
+        self.f = f
         self.key = key
         self.state = state
         self.report = report
@@ -298,6 +312,11 @@ class _Counter:
 
     def close(self) -> None:
         self.f.close()
+
+    def abort(self) -> None:
+        abort = getattr(self.f, "abort", None)
+        if abort is not None:
+            abort()
 
 
 def import_image(
@@ -320,6 +339,10 @@ def import_image(
         from .storeref import import_from
 
         return import_from(store, source, names, progress)
+    if source.startswith("docker://"):
+        from .pull import pull_image
+
+        return pull_image(store, source, names=names or None, progress=progress, workers=workers)
     given = [reference.storage_name(n) for n in names]
     tmp_root = os.path.join(store.graph_root(), "tmp")
     os.makedirs(tmp_root, mode=0o700, exist_ok=True)
@@ -354,6 +377,7 @@ def _import(
             f"the config lists {len(diff_ids)} DiffIDs for {len(src.layers)} layers"
         )
     ids = chain_ids(diff_ids)
+    _reuse_local_blobs(store, src, ids, diff_ids)
     state = ImageProgress(total_bytes=sum(size for _d, _p, size in src.layers))
     for d, _p, size in src.layers:
         state.sizes[d] = size
@@ -387,19 +411,21 @@ def _import(
             _import_staged(store, src, ids, diff_ids, todo, state, report, created, workers)
         else:
             for i in todo:
-                blob, path, _size = src.layers[i]
-                reader = _Counter(path, blob, state, report)
-                try:
+                blob, opener, _size = src.layers[i]
+                reader = _Counter(opener(), blob, state, report)
+
+                def put(i: int = i, reader: _Counter = reader, blob: str = blob) -> None:
                     if _put_or_reuse(
-                        store,
-                        ids,
-                        diff_ids,
-                        i,
-                        reader,
-                        None,
-                        compressed_digest=blob,
-                    ):
+                        store, ids, diff_ids, i, reader, None, compressed_digest=blob,
+                        limits=src.limits,
+                    ):  # fmt: skip
                         created.append(ids[i])
+
+                try:
+                    if src.remote:
+                        _interruptible(src, put)
+                    else:
+                        put()
                 finally:
                     reader.close()
                 state.finished.add(blob)
@@ -408,10 +434,73 @@ def _import(
         report()
         return image
     except BaseException:
+        src.abort()
         for layer_id in reversed(created):
             with contextlib.suppress(errors.StorageError):
                 store.delete_layer(layer_id)
         raise
+
+
+def _reuse_local_blobs(store: Store, src: _Source, ids: list[str], diff_ids: list[str]) -> None:
+    """c/image's blob reuse for a remote layer that is not in the store under its own ID: a
+    layer applied from the same blob (its compressed digest, or its DiffID for an
+    uncompressed blob) holds the same tar, so its diff is exported uncompressed into an
+    anonymous temporary file (as c/image does) and applied on the new parent instead of
+    downloading the blob again. Unlike c/image, the new record's compressed digest is the
+    DiffID of what was applied, not the blob's (``put_layer`` verifies what it records)."""
+    if not src.remote:
+        return
+    for i, (blob, _opener, _size) in enumerate(src.layers):
+        with contextlib.suppress(errors.LayerUnknownError):
+            store.layer(ids[i])
+            continue
+        same = [
+            x
+            for x in (
+                *_layers_or_none(store.layers_by_compressed_digest, blob),
+                *_layers_or_none(store.layers_by_uncompressed_digest, blob),
+            )
+            if x.diff_digest == diff_ids[i]
+        ]
+        if not same:
+            continue
+        tmp_dir = os.path.join(store.graph_root(), "tmp")
+        os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+        # Anonymous (O_TMPFILE): nothing is left behind by a crash. Closed by its reader.
+        spool = tempfile.TemporaryFile(dir=tmp_dir)
+        try:
+            store.diff_to(None, same[0].id, spool, compression="none")
+            spool.seek(0)
+        except BaseException:
+            spool.close()
+            raise
+
+        def reopen(spool: BlobStream = spool) -> BlobStream:
+            return spool
+
+        src.layers[i] = (diff_ids[i], reopen, same[0].diff_size)
+
+
+def _layers_or_none(lookup: Callable[[str], list[Layer]], digest: str) -> list[Layer]:
+    try:
+        return lookup(digest)
+    except errors.LayerUnknownError:
+        return []
+
+
+def _interruptible(src: _Source, call: Callable[[], None]) -> None:
+    """Run ``call`` on a thread and wait for it. The apply checks for Ctrl-C only while
+    data flows; a read blocked on a stalled server would hide it. Here the wait gets the
+    interrupt, stops the source's streams (so the apply fails at once), and returns only
+    once ``call`` has cleaned up."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cs-put") as ex:
+        future = ex.submit(call)
+        try:
+            future.result()
+        except BaseException:
+            src.abort()
+            concurrent.futures.wait([future])
+            raise
 
 
 def _import_staged(
@@ -429,10 +518,10 @@ def _import_staged(
     n = workers or max(1, min(len(todo), os.cpu_count() or 1))
 
     def stage(i: int) -> StagedLayer:
-        blob, path, _size = src.layers[i]
-        reader = _Counter(path, blob, state, report)
+        blob, opener, _size = src.layers[i]
+        reader = _Counter(opener(), blob, state, report)
         try:
-            return store.stage_layer(reader)
+            return store.stage_layer(reader, limits=src.limits)
         finally:
             reader.close()
 
@@ -447,6 +536,7 @@ def _import_staged(
                 state.finished.add(blob)
                 report()
         except BaseException:
+            src.abort()
             for f in futures.values():
                 f.cancel()
             for f in futures.values():
@@ -465,6 +555,7 @@ def _put_or_reuse(
     staged: StagedLayer | None,
     *,
     compressed_digest: str,
+    limits: Limits | None = None,
 ) -> bool:
     """Put layer ``i``; when another process put it meanwhile, check and reuse theirs (as
     c/image does). Returns whether this call created it."""
@@ -476,6 +567,7 @@ def _put_or_reuse(
             staged=staged,
             compressed_digest=compressed_digest,
             uncompressed_digest=diff_ids[i],
+            limits=limits,
         )
         return True
     except errors.DuplicateIDError:

@@ -47,7 +47,7 @@ from .options import StoreOptions
 from .records import Container, IDMap, Image, ImageBigData, Layer, idmaps_from
 
 if TYPE_CHECKING:  # the archive module is imported when a layer's contents are touched
-    from .archive import Change, ProgressCallback, Source
+    from .archive import Change, Limits, ProgressCallback, Source
     from .check import CheckReport
 
 __all__ = ["Store", "get_store"]
@@ -374,6 +374,7 @@ class Store:
         compressed_digest: str = "",
         uncompressed_digest: str = "",
         staged: StagedLayer | None = None,
+        limits: Limits | None = None,
     ) -> tuple[Layer, int]:
         """Create a layer on ``parent`` and apply ``diff`` (a path, fd or binary file) to it
         (Go ``PutLayer``). Returns the layer and the size of the files written (-1 without a
@@ -389,7 +390,8 @@ class Store:
                 trusted) does not match the diff.
 
         ``staged`` adopts a layer applied beforehand with :meth:`stage_layer` instead of
-        applying ``diff`` under the lock.
+        applying ``diff`` under the lock. ``limits`` bounds the apply (a decompression
+        bomb fails with ``ArchiveError``).
         """
         stores = self._all_layer_stores()
         rl = stores[0]
@@ -425,6 +427,7 @@ class Store:
                 expect_compressed=compressed_digest,
                 expect_uncompressed=uncompressed_digest,
                 staged=staged,
+                limits=limits,
             )
             return rl.with_mount(layer), size
 
@@ -435,6 +438,7 @@ class Store:
         uid_map: MapArg = None,
         gid_map: MapArg = None,
         progress: ProgressCallback | None = None,
+        limits: Limits | None = None,
     ) -> StagedLayer:
         """Apply a layer tarball outside the store, without holding any lock, to be adopted
         by :meth:`put_layer` (``staged=``). Several can run at once (overlay only: a vfs
@@ -458,6 +462,7 @@ class Store:
             gid_map=idmaps_from(gid_map),
             progress=progress,
             tar_split_path=ts_path,
+            limits=limits,
         )
         return StagedLayer(directory, diff_dir, ts, result)
 
@@ -1434,11 +1439,32 @@ class Store:
     ) -> Image:
         """Import ``oci:DIR[:TAG]``, ``oci-archive:FILE[:TAG]``, ``docker-archive:FILE`` or
         an image of another store (``containers-storage:[DRIVER@GRAPHROOT+RUNROOT]NAME``,
-        :mod:`containers_storage.storeref`) as skopeo would (see
+        :mod:`containers_storage.storeref`) or ``docker://REF`` as skopeo would (see
         :mod:`containers_storage.oci`)."""
         from . import oci
 
         return oci.import_image(self, source, names, progress)
+
+    def pull_image(
+        self,
+        ref: str,
+        *,
+        names: Sequence[str] | None = None,
+        platform: str | None = None,
+        creds: str | None = None,
+        authfile: str | None = None,
+        tls_verify: bool | None = None,
+        progress: Callable[[Any], object] | None = None,
+        limits: Limits | None = None,
+    ) -> Image:
+        """Pull ``[docker://]REF`` from its registry as podman would (see
+        :mod:`containers_storage.pull`)."""
+        from . import pull
+
+        return pull.pull_image(
+            self, ref, names=names, platform=platform, creds=creds, authfile=authfile,
+            tls_verify=tls_verify, progress=progress, limits=limits,
+        )  # fmt: skip
 
     def export_image(self, image: str, dest: str) -> str:
         """Write the image to ``oci:DIR[:TAG]``, copy it into another store

@@ -645,7 +645,7 @@ def test_unknown_tag_and_source(stores: Stores, images: Images, tmp_path: Path) 
     with pytest.raises(errors.ImageUnknownError):
         s.import_image(f"oci:{images.layout}:no-such-tag")
     with pytest.raises(ValueError, match="oci:DIR"):
-        s.import_image(f"docker://{images.layout}")
+        s.import_image(f"dir:{images.layout}")
     # Two images in the layout and no tag: which one is meant is not guessed.
     with pytest.raises(errors.StorageError):
         s.import_image(f"oci:{images.layout}")

@@ -11,7 +11,7 @@ from .._struct import field, struct
 from ..records import IDMap
 
 if TYPE_CHECKING:
-    from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
+    from ..archive import ApplyResult, Change, Limits, ProgressCallback, Sink, Source
 
 __all__ = ["Driver", "MountOptions"]
 
@@ -120,8 +120,9 @@ class Driver(abc.ABC):
         gid_map: Sequence[IDMap] = (),
         tar_split_path: str | None = None,
         progress: ProgressCallback | None = None,
+        limits: Limits | None = None,
     ) -> ApplyResult:
-        """Apply a layer tarball onto the layer."""
+        """Apply a layer tarball onto the layer (within the apply ``limits``)."""
 
     @abc.abstractmethod
     def changes(
@@ -159,6 +160,7 @@ class Driver(abc.ABC):
         gid_map: Sequence[IDMap],
         tar_split_path: str | None,
         progress: ProgressCallback | None,
+        limits: Limits | None = None,
     ) -> ApplyResult:
         """Apply a layer tarball onto ``target`` with the driver's options, then flush the
         file system once (``syncfs``) before the layer is recorded complete."""
@@ -175,6 +177,7 @@ class Driver(abc.ABC):
             tar_split_path=tar_split_path,
             keep_tar_split=False,
             progress=progress,
+            limits=limits,
         )
         _native.sync_fs(target)
         return result
@@ -212,6 +215,7 @@ class Driver(abc.ABC):
         gid_map: Sequence[IDMap] = (),
         progress: ProgressCallback | None = None,
         tar_split_path: str | None = None,
+        limits: Limits | None = None,
     ) -> tuple[str, str, str, ApplyResult]:
         """Apply a layer into a new staging directory; returns ``(directory, diff_dir,
         tar_split_path, result)`` (the record goes to ``tar_split_path`` when given)."""

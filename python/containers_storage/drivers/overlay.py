@@ -27,7 +27,7 @@ from ..records import IDMap, idmaps_to_tuples
 from .base import Driver, MountOptions, root_pair
 
 if TYPE_CHECKING:
-    from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
+    from ..archive import ApplyResult, Change, Limits, ProgressCallback, Sink, Source
 
 __all__ = ["OverlayDriver", "mountpoints"]
 
@@ -829,6 +829,7 @@ class OverlayDriver(Driver):
         gid_map: Sequence[IDMap] = (),
         progress: ProgressCallback | None = None,
         tar_split_path: str | None = None,
+        limits: Limits | None = None,
     ) -> tuple[str, str, str, ApplyResult]:
         directory = self._staging_dir()
         diff = os.path.join(directory, "diff")
@@ -837,7 +838,7 @@ class OverlayDriver(Driver):
             os.mkdir(diff, _DEFAULT_PERMS)
             os.chmod(diff, _DEFAULT_PERMS)
             result = self._apply_into(
-                diff, self.whiteout_format, source, uid_map, gid_map, ts, progress
+                diff, self.whiteout_format, source, uid_map, gid_map, ts, progress, limits
             )
         except BaseException:
             _native.remove_tree(directory)
@@ -870,10 +871,11 @@ class OverlayDriver(Driver):
         gid_map: Sequence[IDMap] = (),
         tar_split_path: str | None = None,
         progress: ProgressCallback | None = None,
+        limits: Limits | None = None,
     ) -> ApplyResult:
         target = self.layer_dir(layer_id)
         result = self._apply_into(
-            target, self.whiteout_format, source, uid_map, gid_map, tar_split_path, progress
+            target, self.whiteout_format, source, uid_map, gid_map, tar_split_path, progress, limits
         )
         # Go's overlay ApplyDiff reports the size of the diff directory.
         return replace(result, size=_native.dir_size(target))

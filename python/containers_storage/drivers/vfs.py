@@ -20,7 +20,7 @@ from ..records import IDMap, idmaps_to_tuples
 from .base import Driver, MountOptions, root_pair
 
 if TYPE_CHECKING:
-    from ..archive import ApplyResult, Change, ProgressCallback, Sink, Source
+    from ..archive import ApplyResult, Change, Limits, ProgressCallback, Sink, Source
 
 __all__ = ["VfsDriver"]
 
@@ -132,10 +132,12 @@ class VfsDriver(Driver):
         gid_map: Sequence[IDMap] = (),
         tar_split_path: str | None = None,
         progress: ProgressCallback | None = None,
+        limits: Limits | None = None,
     ) -> ApplyResult:
         return self._apply_into(
-            self._own_dir(layer_id), "vfs", source, uid_map, gid_map, tar_split_path, progress
-        )
+            self._own_dir(layer_id), "vfs", source, uid_map, gid_map, tar_split_path, progress,
+            limits,
+        )  # fmt: skip
 
     def changes(
         self,

@@ -6,6 +6,7 @@ change), bounded retries with backoff on 429 and 5xx."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import threading
@@ -171,6 +172,21 @@ class Client:
         self.scheme: str | None = None
         self.challenges: list[Challenge] = []
         self.authorizer: Authorizer | None = None
+        self._streaming: set[urllib3.BaseHTTPResponse] = set()
+        self._streaming_lock = threading.Lock()
+        self.aborted = False
+
+    def abort(self) -> None:
+        """Stop every blob being streamed now (from any thread): their sockets are shut
+        down, so a read blocked on a stalled server returns at once and the stream fails;
+        nothing is resumed or retried afterwards."""
+        with self._streaming_lock:
+            self.aborted = True
+            for resp in self._streaming:
+                shutdown = getattr(resp, "shutdown", None)
+                if shutdown is not None:
+                    with contextlib.suppress(RuntimeError, OSError):
+                        shutdown()
 
     # -- connection ---------------------------------------------------------------------
 
@@ -390,12 +406,20 @@ class Client:
     # -- blobs --------------------------------------------------------------------------
 
     def iter_blob(
-        self, repo: str, digest: str, *, size: int | None = None, chunk: int = CHUNK
+        self,
+        repo: str,
+        digest: str,
+        *,
+        size: int | None = None,
+        chunk: int = CHUNK,
+        verify: bool = True,
     ) -> Iterator[bytes]:
         """The bytes of blob ``digest``, streamed; a connection that breaks is resumed with a
         ``Range`` request (bounded by the retry count). The digest is checked at the end:
         the last ``next()`` raises :class:`BlobDigestMismatchError` instead of finishing, so
-        a consumer must not trust what it got until the iterator is exhausted.
+        a consumer must not trust what it got until the iterator is exhausted. With
+        ``verify`` False the digest is left to the consumer (an apply that computes it
+        anyway), and the bytes are not hashed twice.
 
         Raises:
             HTTPStatusError: any status but 200 (``reading blob D in NAME: ...``).
@@ -410,8 +434,12 @@ class Client:
         expected: int | None = size
         resumes = 0
         while True:
+            if self.aborted:
+                raise RegistryError(f"reading blob {digest} in {name}: aborted")
             headers = {"Range": f"bytes={got}-"} if got else {}
             resp = self.request("GET", path, scopes=[self.scope(repo)], headers=headers)
+            with self._streaming_lock:
+                self._streaming.add(resp.raw)
             try:
                 if got and resp.status == 206:
                     pass
@@ -435,18 +463,25 @@ class Client:
                             data, skip = data[cut:], skip - cut
                             if not data:
                                 continue
-                        h.update(data)
+                        if verify:
+                            h.update(data)
                         got += len(data)
                         yield data
                 except (urllib3.exceptions.ProtocolError, urllib3.exceptions.TimeoutError) as e:
                     resumes += 1
+                    if self.aborted:
+                        raise RegistryError(f"reading blob {digest} in {name}: aborted") from e
                     if resumes >= self.retry.attempts:
                         raise TruncatedBodyError(
                             f"reading blob {digest} in {name}: {_describe(e)} after {got} bytes"
                         ) from e
                     continue
             finally:
+                with self._streaming_lock:
+                    self._streaming.discard(resp.raw)
                 resp.release()
+            if self.aborted:
+                raise RegistryError(f"reading blob {digest} in {name}: aborted")
             if expected is not None and got < expected:
                 resumes += 1
                 if resumes >= self.retry.attempts:
@@ -457,7 +492,7 @@ class Client:
                 continue
             break
         actual = "sha256:" + h.hexdigest()
-        if actual != digest:
+        if verify and actual != digest:
             raise BlobDigestMismatchError(f"Digest did not match, expected {digest}, got {actual}")
 
     def get_blob(self, repo: str, digest: str, *, limit: int = MAX_MANIFEST_BODY_SIZE) -> bytes:

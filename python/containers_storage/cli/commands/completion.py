@@ -28,7 +28,7 @@ def _spellings(specs: tuple[FlagSpec, ...]) -> list[str]:
 
 
 def _takes_value(specs: tuple[FlagSpec, ...]) -> list[str]:
-    return [s for spec in specs if spec.kind != "bool" for s in spec.spellings]
+    return [s for spec in specs if spec.kind not in ("bool", "optbool") for s in spec.spellings]
 
 
 def bash_script() -> str:
@@ -97,7 +97,7 @@ complete -F _containers_storage {PROG}
 def _zsh_flag(spec: FlagSpec) -> list[str]:
     usage = spec.usage.replace("'", "'\\''").replace("[", "\\[").replace("]", "\\]")
     suffix = ""
-    if spec.kind != "bool":
+    if spec.kind not in ("bool", "optbool"):
         action = "_files" if spec.dest in _FILE_FLAGS or spec.dest in ("graph", "run") else " "
         suffix = f":{spec.dest}:{action}"
     return [f"'{s}[{usage}]{suffix}'" for s in spec.spellings]
@@ -150,7 +150,7 @@ def fish_script() -> str:
                 parts.append(f"-l {n[1:]}")
             else:
                 parts.append(f"-s {n}" if len(n) == 1 else f"-o {n}")
-        if spec.kind != "bool":
+        if spec.kind not in ("bool", "optbool"):
             parts.append("-r" + (" -F" if spec.dest in _FILE_FLAGS else ""))
         usage = spec.usage.replace("'", "\\'")
         parts.append(f"-d '{usage}'")

@@ -616,6 +616,35 @@ COMMANDS: tuple[Command, ...] = (
         completes="file",
     ),
     Command(
+        ("pull",),
+        "Pull an image from a registry ([docker://]NAME[:TAG|@DIGEST])",
+        "pull:pull",
+        "[options [...]] [docker://]REF",
+        min_args=1,
+        max_args=1,
+        flags=(
+            _f(("-authfile",), "authfile", "string", "Path of the authentication file"),
+            _f(("-creds",), "creds", "string", "Credentials (USER[:PASSWORD]) for the registry"),
+            _f(
+                ("-tls-verify",),
+                "tls_verify",
+                "optbool",
+                "Require HTTPS and verify certificates (default: registries.conf)",
+            ),
+            _f(("-platform",), "platform", "string", "Image platform OS/ARCH[/VARIANT]"),
+            _f(("-name", "n"), "name", "list", "Image name (instead of the pulled name)"),
+            JSON,
+        ),
+        details=(
+            "Writes what podman pull writes: layer IDs chained from the DiffIDs, the config "
+            "digest as image ID, manifest and config big data, the resolved name. Layers "
+            "already in the store are not downloaded; each blob streams from the registry "
+            "through its digest check into the apply, several at once with overlay. Prints "
+            "the image ID; a bar per layer and a total on a terminal."
+        ),
+        completes="",
+    ),
+    Command(
         ("export-image",),
         "Write an image as an OCI layout (oci:DIR[:TAG])",
         "oci:export_image",
