@@ -31,11 +31,12 @@ import urllib3.exceptions
 
 from .. import _jsonstore, errors
 from ..digests import sha256_digest
-from ..reference import Reference, parse_docker_reference
+from ..reference import parse_docker_reference
 from . import registries_conf
-from .auth import Credentials, find_credentials
+from .auth import Credentials
 from .blobcache import BlobInfoCache, Candidate
 from .client import DOCKER_V2S2, OCI_MANIFEST, RETRY_STATUSES, Client
+from .connect import client_for
 from .errors import HTTPStatusError, ManifestError, RegistryError
 from .pgzip import gzip_blocks
 from .upload import blob_exists, mount_blob, put_manifest, upload_blob
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from ..records import Layer
     from ..store import Store
 
-__all__ = ["COMPRESSIONS", "parse_creds", "push_image"]
+__all__ = ["COMPRESSIONS", "push_image"]
 
 #: Compression names accepted, and the blob info cache's name of each.
 COMPRESSIONS = {"gzip": "gzip", "zstd": "zstd", "none": "uncompressed"}
@@ -92,29 +93,6 @@ class _Blob:
     size: int
     compression: str  # gzip, zstd or none
     uploaded: bool
-
-
-def parse_creds(creds: str | Credentials | None) -> Credentials | None:
-    """``USER[:PASSWORD]`` (skopeo's ``--creds``) as :class:`Credentials`.
-
-    Raises:
-        ValueError: an empty user name.
-    """
-    if creds is None or isinstance(creds, Credentials):
-        return creds
-    user, _, password = creds.partition(":")
-    if not user:
-        raise ValueError("username can't be empty")
-    return Credentials(user, password)
-
-
-def _credentials(
-    creds: str | Credentials | None, authfile: str | None, ref: Reference
-) -> Credentials:
-    given = parse_creds(creds)
-    if given is not None:
-        return given
-    return find_credentials(ref.name, authfile=authfile)
 
 
 def guess_mime_type(manifest: bytes) -> str:
@@ -512,11 +490,12 @@ def push_image(
             f"{len(man.get('layers') or [])} layers, the store holds {len(chain)}"
         )
     if client is None:
-        verify = (not target.insecure) if tls_verify is None else tls_verify
-        client = Client(
-            target.ref.domain,
-            creds=_credentials(creds, authfile, target.ref),
-            tls_verify=verify,
+        client = client_for(
+            target.ref,
+            insecure=target.insecure,
+            creds=creds,
+            authfile=authfile,
+            tls_verify=tls_verify,
         )
     repo = target.ref.path
     names_repos = []
