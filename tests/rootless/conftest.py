@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 PY_MOUNT = Path("/tmp/cs-rootless-python")
 USER = "csrootless"
 NO_RANGES_USER = "csnoranges"
@@ -176,7 +175,7 @@ def _python_for_users() -> tuple[str, dict[str, str], bool]:
     """An interpreter path the users can run, its environment, and whether we mounted it."""
     prefix = Path(sys.base_prefix).resolve()
     exe = Path(sys.executable).resolve()
-    env = {"PATH": PATH, "PYTHONPATH": str(REPO / "python"), "LANG": "C.UTF-8"}
+    env = {"PATH": PATH, "LANG": "C.UTF-8"}
     probe = [
         "setpriv",
         "--reuid=65534",
@@ -194,6 +193,19 @@ def _python_for_users() -> tuple[str, dict[str, str], bool]:
     env["LD_LIBRARY_PATH"] = str(PY_MOUNT / "lib")
     rel = exe.relative_to(prefix) if exe.is_relative_to(prefix) else Path("bin") / exe.name
     return str(PY_MOUNT / rel), env, True
+
+
+def _package_path(mounted: bool) -> str:
+    """The directory holding the package these tests import (the checkout's ``python/`` when
+    PYTHONPATH names it, site-packages when it is installed, as in CI), as the users see
+    it."""
+    import containers_storage
+
+    root = Path(containers_storage.__file__).resolve().parent.parent
+    prefix = Path(sys.base_prefix).resolve()
+    if mounted and root.is_relative_to(prefix):
+        return str(PY_MOUNT / root.relative_to(prefix))
+    return str(root)
 
 
 def _site_packages_path() -> str:
@@ -218,6 +230,7 @@ def rootless_users() -> Iterator[tuple[User, User]]:
                 pytest.fail(f"needs {tool} (Debian: passwd, util-linux, uidmap)")
             pytest.skip(f"needs {tool}")
     python, env, mounted = _python_for_users()
+    env["PYTHONPATH"] = _package_path(mounted)
     if mounted:
         env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{_site_packages_path()}"
     fuse_mode = os.stat("/dev/fuse").st_mode & 0o777 if os.path.exists("/dev/fuse") else None
