@@ -19,6 +19,13 @@ EXPECTED = {
         "change: DELETE /a.txt",
         "diff members: ['.wh.a.txt', 'c.txt']",
     ],
+    "check_and_repair.py": [
+        "found: 1 layer errors, 0 read-only layer errors, 1 image errors, "
+        "0 read-only image errors, 0 container errors",
+        "not repaired: []",
+        "left: 0 layers 0 images",
+        "sound: True",
+    ],
 }
 
 
@@ -34,6 +41,7 @@ def test_every_example_is_checked() -> None:
         ("quickstart.py", ["overlay"]),
         ("copy_between_stores.py", []),
         ("apply_and_diff.py", []),
+        ("check_and_repair.py", []),
     ],
 )
 def test_example_runs(script: str, args: list[str], tmp_path: Path) -> None:
