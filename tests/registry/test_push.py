@@ -537,3 +537,17 @@ def test_export_image_to_docker_with_progress(
     assert finished == diff_ids
     m = json.loads(raw_manifest(reg, reg.ref("e:2")))
     assert sorted(done.values()) == sorted(x["size"] for x in m["layers"])
+
+
+def test_push_finds_a_short_name_as_podman_does(
+    plain_registry: Registry, tmp_path: Path, store: cs.Store
+) -> None:
+    """``push app:1`` pushes the image stored as ``localhost/app:1`` (podman's local lookup
+    of a short name); a name no image has is refused with Go's text."""
+    layout = make_layout(tmp_path / "layout")
+    image = store.import_image(layout.ref, names=["localhost/app:1"])
+    digest = store.push_image("app:1", plain_registry.ref("ns/app:1"), tls_verify=False)
+    assert sha256(raw_manifest(plain_registry, plain_registry.ref("ns/app:1"))) == digest
+    assert digest == store.push_image(image.id, plain_registry.ref("ns/app:1"), tls_verify=False)
+    with pytest.raises(cs.errors.ImageUnknownError, match="image not known"):
+        store.push_image("other:1", plain_registry.ref("ns/other:1"), tls_verify=False)

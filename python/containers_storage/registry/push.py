@@ -43,7 +43,7 @@ from .upload import blob_exists, mount_blob, put_manifest, upload_blob
 
 if TYPE_CHECKING:
     from ..oci import ImageProgressCallback
-    from ..records import Layer
+    from ..records import Image, Layer
     from ..store import Store
 
 __all__ = ["COMPRESSIONS", "push_image"]
@@ -93,6 +93,28 @@ class _Blob:
     size: int
     compression: str  # gzip, zstd or none
     uploaded: bool
+
+
+def local_image(store: Store, name: str) -> Image:
+    """The image ``name`` names in the store, found as podman finds it: by ID, ID prefix or
+    exact name, else by the names a short name may mean locally (its alias,
+    ``localhost/NAME``, each search registry, ``docker.io/library/NAME``:
+    :meth:`RegistriesConf.local_candidates`), so ``push app:1`` finds ``localhost/app:1``.
+
+    Raises:
+        ImageUnknownError: no image has that ID or any of those names.
+    """
+    try:
+        return store.image(name)
+    except errors.ImageUnknownError as unknown:
+        try:
+            candidates = registries_conf.load().local_candidates(name)
+        except errors.StorageError:
+            raise unknown from None
+        for ref in candidates:
+            with contextlib.suppress(errors.ImageUnknownError):
+                return store.image(str(ref))
+        raise
 
 
 def guess_mime_type(manifest: bytes) -> str:
@@ -469,7 +491,7 @@ def push_image(
         raise ValueError(f"invalid gzip compression level {level}: expected 1-9")
     ref = parse_docker_reference(dest)
     target = registries_conf.load().push_destination(ref)
-    img = store.image(image)
+    img = local_image(store, image)
     try:
         manifest_bytes = store.image_big_data(img.id, "manifest")
     except errors.StorageError as e:
