@@ -41,3 +41,18 @@ def children() -> Iterator[list[Child]]:
     yield started
     for child in started:
         child.kill()
+
+
+@pytest.fixture(autouse=True)
+def _detach_what_a_test_left_mounted(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that has a ``tmp_path``, detach what is still mounted in it: a Go,
+    skopeo or podman run on an overlay store leaves the driver's home bind-mounted (as Go
+    does), and pytest, removing old temporary directories, would fail on it at the end of
+    the session. Tests that check for leaked mounts assert that themselves, before this."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if tmp is not None:
+        from tests.store.helpers import release_mounts
+
+        release_mounts(tmp)
+
