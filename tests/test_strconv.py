@@ -8,8 +8,8 @@ import os
 import subprocess
 
 import pytest
-
 from containers_storage._strconv import go_quote
+
 from tests.helpers import GO_CONTAINERS_STORAGE, HANG_GUARD
 
 # (the string, as bytes; Go's %q of it)
