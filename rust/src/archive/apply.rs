@@ -26,6 +26,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
+
+use crate::strconv::go_quote;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{
@@ -150,8 +152,8 @@ fn forbidden_xattr_error(entry: &Entry, name: &[u8]) -> Error {
         member: Some(display(&entry.name)),
         offset: 0,
         reason: format!(
-            "refusing to set xattr {:?}: it controls overlayfs or containers/storage",
-            String::from_utf8_lossy(name)
+            "refusing to set xattr {}: it controls overlayfs or containers/storage",
+            go_quote(name)
         ),
     }
 }
@@ -270,11 +272,12 @@ fn errno_io(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
-fn display(path: &[u8]) -> String {
+/// A member's path for messages (`/` for the layer's root).
+fn display(path: &[u8]) -> Vec<u8> {
     if path.is_empty() {
-        "/".into()
+        b"/".to_vec()
     } else {
-        String::from_utf8_lossy(path).into_owned()
+        path.to_vec()
     }
 }
 
@@ -414,7 +417,7 @@ impl Root {
                     return Err(Error::InvalidArchive {
                         member: Some(display(name)),
                         offset: 0,
-                        reason: format!("parent {:?} is not a directory", display(path)),
+                        reason: format!("parent {} is not a directory", go_quote(&display(path))),
                     })
                 }
                 Err(e) => return Err(member_io(name, "opening parent directory", e)),
