@@ -101,7 +101,8 @@ pub fn apply(
         zstd_window_log_max: opts.limits.zstd_window_log_max,
         max_uncompressed: opts.limits.max_uncompressed_bytes,
     };
-    let (reader, decoder) = compress::spawn_decoder(source, decode_opts, counter.clone())?;
+    let (reader, decoder) =
+        compress::spawn_decoder(source, decode_opts, counter.clone(), opts.interrupt.clone())?;
     let applied = extract(reader, target, opts, tar_split, progress, total, &counter);
     // The extractor dropped its reader: the decoder thread ends, by EOF or a failed send.
     let stats = decoder.join().map_err(|_| Error::InvalidArchive {
