@@ -325,6 +325,11 @@ class RecordStore(Generic[R]):
             raise self.unknown_error()
         return rec
 
+    def _locate(self, ref: str) -> R:
+        """Hook: the record a change names, or the error Go's store gives for it there
+        (images say which ID they were locating)."""
+        return self.get(ref)
+
     def exists(self, ref: str) -> bool:
         try:
             return self.lookup(ref) is not None
@@ -363,6 +368,20 @@ class RecordStore(Generic[R]):
             value = random_id()
             if value not in self.by_id:
                 return value
+
+    def set_metadata(self, ref: str, metadata: str) -> R:
+        """Replace the record's metadata and save (write lock held), as Go's
+        ``SetMetadata`` of each store; returns the updated record.
+
+        Raises:
+            StoreIsReadOnlyError: The store is read-only (``not allowed to modify layer
+                metadata at "PATH": ...``).
+            LayerUnknownError, ImageUnknownError, ContainerUnknownError: No such record.
+        """
+        self.require_writable(f"modify {self.kind} metadata")
+        updated = self.put_record(replace(self._locate(ref), metadata=metadata))
+        self.save()
+        return updated
 
     def update_names(self, ref: str, names: Sequence[str], op: str) -> R:
         """``set``, ``add`` or ``remove`` names; a name held by another record moves here."""

@@ -109,11 +109,6 @@ class ContainerStore(RecordStore[Container]):
         # As Go: the userdata directories appear on first use (container_directory).
         return rec
 
-    def set_metadata(self, ref: str, metadata: str) -> None:
-        rec = self.get(ref)
-        self.put_record(replace(rec, metadata=metadata))
-        self.save()
-
     def remove_directories(self, ctr_id: str) -> None:
         """Remove the container's directories in the graph and run roots, unmounting what
         is mounted in them (podman's ``userdata/shm``), as Go's ``DeleteContainer`` does."""

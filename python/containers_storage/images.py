@@ -125,12 +125,6 @@ class ImageStore(RecordStore[Image]):
             history = dedupe_names([name, *history])
         return replace(rec, names=tuple(names), names_history=tuple(history))
 
-    def set_metadata(self, ref: str, metadata: str) -> None:
-        self.require_writable("modify image metadata")
-        rec = self._locate(ref)
-        self.put_record(replace(rec, metadata=metadata))
-        self.save()
-
     def add_mapped_layer(self, ref: str, layer_id: str) -> None:
         rec = self._locate(ref)
         self.put_record(replace(rec, mapped_layers=(*rec.mapped_layers, layer_id)))

@@ -36,7 +36,6 @@ from ._jsonstore import atomic_write
 from ._pipe import iter_written
 from ._recordstore import R, RecordStore, random_id
 from ._strconv import go_quote
-from ._struct import replace
 from .containers import ContainerStore
 from .digests import validate_digest
 from .drivers import Driver, MountOptions, new_driver
@@ -1032,8 +1031,7 @@ class Store:
         with rl.writing():
             rec = _lookup(rl, ref, ambiguous)
             if rec is not None:
-                rl.put_record(replace(rec, metadata=metadata))
-                rl.save()
+                rl.set_metadata(rec.id, metadata)
                 return
         with self._images.writing():
             img = _lookup(self._images, ref, ambiguous)

@@ -51,8 +51,8 @@ pub enum Error {
     /// A layer tarball is malformed, unsupported or over a limit.
     #[error("{}{reason}", member_prefix(member.as_deref(), *offset))]
     InvalidArchive {
-        /// The member being read, when there is one.
-        member: Option<String>,
+        /// The member being read, when there is one (its name as in the archive).
+        member: Option<Vec<u8>>,
         /// Offset in the uncompressed stream.
         offset: u64,
         /// What is wrong, in Go's words where it has them (`invalid tar header`,
@@ -63,7 +63,7 @@ pub enum Error {
     #[error("{}: {reason}", quote(name))]
     UnsafePath {
         /// The member's name as in the archive.
-        name: String,
+        name: Vec<u8>,
         /// Why it is refused.
         reason: String,
     },
@@ -96,7 +96,7 @@ impl Error {
     }
 }
 
-fn member_prefix(member: Option<&str>, offset: u64) -> String {
+fn member_prefix(member: Option<&[u8]>, offset: u64) -> String {
     match member {
         Some(m) => format!("member {}: ", quote(m)),
         None if offset > 0 => format!("at byte {offset}: "),
@@ -104,8 +104,8 @@ fn member_prefix(member: Option<&str>, offset: u64) -> String {
     }
 }
 
-fn quote(s: &str) -> String {
-    format!("{s:?}")
+fn quote(s: &[u8]) -> String {
+    crate::strconv::go_quote(s)
 }
 
 impl Error {

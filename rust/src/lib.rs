@@ -16,6 +16,7 @@ pub mod error;
 pub mod fsutil;
 pub mod lock;
 pub mod overlay;
+pub mod strconv;
 pub mod tree;
 
 #[cfg(feature = "python")]

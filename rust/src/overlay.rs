@@ -51,7 +51,10 @@ fn check_path(p: &Path, target: &Path) -> Result<String> {
     if s.is_empty() || s.contains([',', ':', '=', '\\', '\n']) {
         return Err(invalid(
             target,
-            &format!("layer path {s:?} contains a character overlay options cannot carry"),
+            &format!(
+                "layer path {} contains a character overlay options cannot carry",
+                crate::strconv::go_quote(s.as_bytes())
+            ),
         ));
     }
     Ok(s.to_string())

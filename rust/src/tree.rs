@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
@@ -59,9 +60,9 @@ impl Remap {
                 return Err(unmapped(
                     path,
                     format!(
-                        "mapping host ID pair idtools.IDPair{{UID:{uid}, GID:{gid}}} for {:?} \
+                        "mapping host ID pair idtools.IDPair{{UID:{uid}, GID:{gid}}} for {} \
                          to container: host ID {id} cannot be mapped to a container ID",
-                        path.display().to_string()
+                        crate::strconv::go_quote(path.as_os_str().as_bytes())
                     ),
                 ));
             }
@@ -180,7 +181,7 @@ fn list(dir: BorrowedFd<'_>, path: &Path) -> Result<Vec<Vec<u8>>> {
 }
 
 fn child(path: &Path, name: &[u8]) -> PathBuf {
-    path.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name))
+    path.join(std::ffi::OsStr::from_bytes(name))
 }
 
 fn xattr_list(path: &[u8]) -> std::result::Result<Vec<Vec<u8>>, Errno> {

@@ -8,8 +8,8 @@ and missing big-data keys, bad digests, names that need ``%q`` escapes, and dele
 state they reach depends on which commands succeed, on both sides alike.
 
 Left out on purpose (each is a deliberate difference of ours, tested elsewhere):
-- ``delete-layer`` of a layer with children: ours refuses with ``layer has children``, Go
-  deletes it and leaves the children orphaned.
+- ``delete-layer`` by name or ID prefix of a layer with children or used by an image or a
+  container: ours refuses, Go deletes it and leaves the users orphaned.
 - ``mount`` of a layer or container by name: ours mounts it, Go fails.
 - ID prefixes that match items of two kinds: their resolution is tested with the name
   lookup (the IDs here start with a different digit for each kind, so prefixes never

@@ -440,6 +440,59 @@ def test_ctrl_c_during_put_layer(
         store.shutdown(True)
 
 
+#: argv: graph run driver. Applies from a pipe that delivers one member and then nothing
+#: (the child keeps the write end open); exits 130 on KeyboardInterrupt.
+STALLED_PIPE_CHILD = r"""
+import os, sys, tarfile, io
+import containers_storage as cs
+graph, run, driver = sys.argv[1:4]
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    info = tarfile.TarInfo("first")
+    info.size = 5
+    tar.addfile(info, io.BytesIO(b"hello"))
+r, w = os.pipe()
+os.write(w, buf.getvalue()[:1024])  # the member, not the end-of-archive blocks
+store = cs.Store(graph, run, driver)
+try:
+    store.put_layer(None, r)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+print("done", flush=True)
+"""
+
+
+def test_ctrl_c_while_the_source_pipe_stalls(
+    roots: tuple[Path, Path], driver: str, no_leaked_mounts: None
+) -> None:
+    """SIGINT while put_layer waits on a pipe that delivers nothing more: the wait is
+    interrupted (KeyboardInterrupt, exit 130), and the rollback leaves the store clean."""
+    graph, run = roots
+    cs.Store(graph, run, driver).shutdown(True)
+
+    def stalled() -> bool:
+        """The child's native apply has started: its decoder thread exists."""
+        for task in Path("/proc").glob("[0-9]*/task/*/comm"):
+            with contextlib.suppress(OSError):
+                if task.read_text() == "cs-decode\n":
+                    cmdline = (task.parents[2] / "cmdline").read_bytes()
+                    if os.fsencode(graph) in cmdline:
+                        return True
+        return False
+
+    rc, out, err = run_interrupted(STALLED_PIPE_CHILD, [str(graph), str(run), driver], stalled)
+    assert (rc, out) == (130, "interrupted\n"), err
+    store = cs.Store(graph, run, driver)
+    try:
+        assert store.layers() == []
+        assert driver_layer_dirs(graph, driver) == set()
+        assert tar_split_files(graph, driver) == (set(), [])
+        assert not staging_left(graph, driver)
+    finally:
+        store.shutdown(True)
+
+
 # -- b) concurrent random operations -----------------------------------------------------------
 
 STRESS_PROCS = 4

@@ -26,6 +26,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
+
+use crate::strconv::go_quote;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{
@@ -99,7 +101,8 @@ pub fn apply(
         zstd_window_log_max: opts.limits.zstd_window_log_max,
         max_uncompressed: opts.limits.max_uncompressed_bytes,
     };
-    let (reader, decoder) = compress::spawn_decoder(source, decode_opts, counter.clone())?;
+    let (reader, decoder) =
+        compress::spawn_decoder(source, decode_opts, counter.clone(), opts.interrupt.clone())?;
     let applied = extract(reader, target, opts, tar_split, progress, total, &counter);
     // The extractor dropped its reader: the decoder thread ends, by EOF or a failed send.
     let stats = decoder.join().map_err(|_| Error::InvalidArchive {
@@ -150,8 +153,8 @@ fn forbidden_xattr_error(entry: &Entry, name: &[u8]) -> Error {
         member: Some(display(&entry.name)),
         offset: 0,
         reason: format!(
-            "refusing to set xattr {:?}: it controls overlayfs or containers/storage",
-            String::from_utf8_lossy(name)
+            "refusing to set xattr {}: it controls overlayfs or containers/storage",
+            go_quote(name)
         ),
     }
 }
@@ -270,11 +273,12 @@ fn errno_io(e: Errno) -> std::io::Error {
     std::io::Error::from_raw_os_error(e.raw_os_error())
 }
 
-fn display(path: &[u8]) -> String {
+/// A member's path for messages (`/` for the layer's root).
+fn display(path: &[u8]) -> Vec<u8> {
     if path.is_empty() {
-        "/".into()
+        b"/".to_vec()
     } else {
-        String::from_utf8_lossy(path).into_owned()
+        path.to_vec()
     }
 }
 
@@ -414,7 +418,7 @@ impl Root {
                     return Err(Error::InvalidArchive {
                         member: Some(display(name)),
                         offset: 0,
-                        reason: format!("parent {:?} is not a directory", display(path)),
+                        reason: format!("parent {} is not a directory", go_quote(&display(path))),
                     })
                 }
                 Err(e) => return Err(member_io(name, "opening parent directory", e)),

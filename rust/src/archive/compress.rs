@@ -10,15 +10,59 @@
 //! `5? 2A 4D 18`, which may start a zstd stream); anything else is an uncompressed tar.
 //! gzip, bzip2 and xz decoders accept several concatenated members; zstd several frames.
 
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
 
 use sha2::{Digest, Sha256};
 
+use super::options::Interrupt;
 use crate::error::{Error, Result};
+
+/// How long a wait for input lasts before the caller's [`Interrupt`] is consulted.
+const STALL_CHECK: Duration = Duration::from_millis(100);
+
+/// A pipe or socket read after `poll`, so that a wait for data that never comes ends once
+/// `cancelled` is set (checked every 100 ms) instead of blocking the decoder thread forever.
+pub struct PollingReader {
+    file: File,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl PollingReader {
+    /// Reads `file`, giving up when `cancelled` is set while no data is ready.
+    pub fn new(file: File, cancelled: Arc<AtomicBool>) -> Self {
+        PollingReader { file, cancelled }
+    }
+}
+
+impl Read for PollingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: STALL_CHECK.as_nanos() as _,
+        };
+        loop {
+            let mut fds = [PollFd::new(&self.file, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) | Err(Errno::INTR) => {
+                    if self.cancelled.load(Ordering::Relaxed) {
+                        return Err(io::Error::other(Error::Cancelled));
+                    }
+                }
+                Ok(_) => return self.file.read(buf),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
 
 /// Size of the chunks handed from the decoding thread to the extracting thread.
 const CHUNK: usize = 256 * 1024;
@@ -175,18 +219,48 @@ pub struct ChunkReader {
     /// input, whose digest the decoder computes once for both.
     hasher: Option<Sha256>,
     started: bool,
+    /// Consulted while the decoder sends nothing.
+    interrupt: Option<Interrupt>,
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        // However the extraction ended, a decoder waiting on a stalled pipe may stop.
+        if let Some(i) = &self.interrupt {
+            i.cancelled.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ChunkReader {
     /// The decompressed stream's sha256 when this reader computed it (compressed input).
-    pub fn digest(self) -> Option<[u8; 32]> {
-        self.hasher.map(|h| h.finalize().into())
+    pub fn digest(mut self) -> Option<[u8; 32]> {
+        self.hasher.take().map(|h| h.finalize().into())
+    }
+
+    /// The next message from the decoder; `None` when it has finished.
+    fn receive(&self) -> io::Result<Option<Result<Vec<u8>>>> {
+        let Some(interrupt) = &self.interrupt else {
+            return Ok(self.rx.recv().ok());
+        };
+        loop {
+            match self.rx.recv_timeout(STALL_CHECK) {
+                Ok(message) => return Ok(Some(message)),
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(RecvTimeoutError::Timeout) => {
+                    if (interrupt.check)() {
+                        interrupt.cancelled.store(true, Ordering::Relaxed);
+                        return Err(io::Error::other(Error::Cancelled));
+                    }
+                }
+            }
+        }
     }
 
     fn next_chunk(&mut self) -> io::Result<bool> {
         while self.at == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
+            match self.receive()? {
+                Some(Ok(chunk)) => {
                     if !self.started {
                         self.started = true;
                         if self.compression.load(Ordering::Acquire) != 0 {
@@ -202,8 +276,8 @@ impl ChunkReader {
                         let _ = self.recycle.try_send(used);
                     }
                 }
-                Ok(Err(e)) => return Err(io::Error::other(e)),
-                Err(_) => return Ok(false), // the decoder finished
+                Some(Err(e)) => return Err(io::Error::other(e)),
+                None => return Ok(false), // the decoder finished
             }
         }
         Ok(true)
@@ -249,6 +323,7 @@ pub fn spawn_decoder(
     src: Box<dyn Read + Send>,
     opts: DecodeOptions,
     progress: Arc<AtomicU64>,
+    interrupt: Option<Interrupt>,
 ) -> Result<(ChunkReader, JoinHandle<Result<StreamStats>>)> {
     let (tx, rx) = sync_channel::<Result<Vec<u8>>>(DEPTH);
     let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
@@ -273,6 +348,7 @@ pub fn spawn_decoder(
         compression,
         hasher: None,
         started: false,
+        interrupt,
     };
     Ok((reader, handle))
 }
@@ -433,9 +509,13 @@ mod tests {
             zstd_window_log_max: 27,
             max_uncompressed: u64::MAX,
         };
-        let (mut reader, handle) =
-            spawn_decoder(Box::new(io::Cursor::new(gz.clone())), opts, Arc::default())
-                .expect("spawn");
+        let (mut reader, handle) = spawn_decoder(
+            Box::new(io::Cursor::new(gz.clone())),
+            opts,
+            Arc::default(),
+            None,
+        )
+        .expect("spawn");
         let mut out = Vec::new();
         reader.read_to_end(&mut out).expect("read");
         let stats = handle.join().expect("join").expect("decode");

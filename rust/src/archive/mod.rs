@@ -30,9 +30,9 @@ pub mod whiteout;
 mod workers;
 
 pub use apply::{apply, input_size, ApplyResult};
-pub use compress::Compression;
+pub use compress::{Compression, PollingReader};
 pub use encode::Encoder;
 pub use idmap::IdMap;
-pub use options::{ApplyOptions, Limits, Progress};
+pub use options::{ApplyOptions, Interrupt, Limits, Progress};
 pub use tarsplit::TarSplitSink;
 pub use whiteout::WhiteoutFormat;

@@ -1,6 +1,9 @@
 //! What [`apply`](super::apply()) may do: its options, the bounds on a hostile layer, and the
 //! progress callback.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use super::idmap::IdMap;
 use super::whiteout::WhiteoutFormat;
 
@@ -53,6 +56,29 @@ pub struct ApplyOptions {
     /// Threads creating small files beside the reader: `None` picks one per core (up to
     /// four), `Some(0)` writes everything from the calling thread.
     pub workers: Option<usize>,
+    /// Checked while the input delivers nothing (a stalled pipe), where progress reports
+    /// cannot run.
+    pub interrupt: Option<Interrupt>,
+}
+
+/// Lets the caller stop an apply whose input has stalled. While the applying thread waits
+/// for input, `check` runs on it every 100 ms; when it returns true the apply ends with
+/// [`Cancelled`](crate::Error::Cancelled) and `cancelled` is set, which also ends the
+/// decoder's wait on a [`PollingReader`](super::PollingReader).
+#[derive(Clone)]
+pub struct Interrupt {
+    /// Whether to stop (a Python binding checks for a pending signal here).
+    pub check: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Set once the apply is abandoned.
+    pub cancelled: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interrupt")
+            .field("cancelled", &self.cancelled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Progress reports: `(input bytes read, total input bytes when known)`. Return false to

@@ -118,7 +118,7 @@ pub fn reassemble(
                     .map(|p| B64.decode_to_vec(p))
                     .transpose()
                     .map_err(|e| bad(number, format!("bad base64: {e}")))?;
-                let display = String::from_utf8_lossy(&name).into_owned();
+                let display = name.clone();
                 let file = open_member(&root, &name).map_err(|e| Error::InvalidArchive {
                     member: Some(display.clone()),
                     offset: stats.bytes,

@@ -20,6 +20,7 @@ use std::ops::Range;
 use super::field::{self, get_str, BLOCK};
 use super::tarsplit::TarSplitWriter;
 use crate::error::{Error, Result};
+use crate::strconv::go_quote;
 
 /// The kind of a tar member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -145,10 +146,8 @@ impl<R: BufRead> TarReader<R> {
         self.offset
     }
 
-    fn member_name(&self) -> Option<String> {
-        self.current
-            .as_ref()
-            .map(|n| String::from_utf8_lossy(n).into_owned())
+    fn member_name(&self) -> Option<Vec<u8>> {
+        self.current.clone()
     }
 
     fn err(&self, reason: impl Into<String>) -> Error {
@@ -484,10 +483,8 @@ impl<R: BufRead> TarReader<R> {
                 return self.next_entry()?.ok_or_else(|| self.err("unexpected EOF"));
             }
             other => {
-                return Err(self.err(format!(
-                    "unsupported tar member type {:?}",
-                    char::from(other)
-                )))
+                // Go's pkg/archive (createTarFile) in the same words.
+                return Err(self.err(format!("unhandled tar header type {other}")));
             }
         };
         // Sparse files: old GNU `S` members, or PAX members with GNU.sparse.* records
@@ -756,7 +753,7 @@ impl Pax {
                 std::str::from_utf8(v)
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| format!("invalid tar header: bad PAX number {:?}", lossy(v)))
+                    .ok_or_else(|| format!("invalid tar header: bad PAX number {}", go_quote(v)))
             };
             if value.is_empty() && !key.starts_with(b"GNU.sparse.") {
                 // Go's reader keeps the header's own value for an empty record, and sets no
@@ -824,10 +821,6 @@ impl Pax {
         }
         Ok(())
     }
-}
-
-fn lossy(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).into_owned()
 }
 
 /// `"1700000000.123456789"` (or negative) -> (seconds, nanoseconds).

@@ -200,7 +200,7 @@ impl Drop for Pool {
 
 fn job_err(job: &Job, op: &str, e: rustix::io::Errno) -> Error {
     Error::InvalidArchive {
-        member: Some(String::from_utf8_lossy(&job.member).into_owned()),
+        member: Some(job.member.clone()),
         offset: 0,
         reason: format!("{op}: {}", std::io::Error::from(e)),
     }

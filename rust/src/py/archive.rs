@@ -1,9 +1,10 @@
 //! `_native` layer archives: apply, reassemble, changes and diff, with the GIL released.
 
 use std::fs::File;
-use std::io::{BufRead, Cursor};
+use std::io::{BufRead, Cursor, Read};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -13,8 +14,8 @@ use super::convert::{idmap, owned_file, Ranges};
 use super::errors::to_pyerr;
 use crate::archive::changes::{self, Base};
 use crate::archive::{
-    self, diff, reassemble, verify, ApplyOptions, Compression, Encoder, IdMap, Limits,
-    TarSplitSink, WhiteoutFormat,
+    self, diff, reassemble, verify, ApplyOptions, Compression, Encoder, IdMap, Interrupt, Limits,
+    PollingReader, TarSplitSink, WhiteoutFormat,
 };
 use crate::Error;
 
@@ -91,6 +92,22 @@ pub fn apply_layer<'py>(
     workers: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let source = owned_file(fd)?;
+    // A pending signal (Ctrl-C) is seen even while the input stalls: the wait for input
+    // checks for one every 100 ms, keeping the exception it raises for the caller.
+    let signalled: Arc<Mutex<Option<PyErr>>> = Arc::default();
+    let slot = signalled.clone();
+    let interrupt = Interrupt {
+        check: Arc::new(move || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    true
+                }
+            })
+        }),
+        cancelled: Arc::default(),
+    };
     let opts = ApplyOptions {
         whiteouts: self::whiteouts(whiteouts)?,
         uid_map: idmap(uid_map),
@@ -98,6 +115,7 @@ pub fn apply_layer<'py>(
         ignore_chown_errors,
         limits: self::limits(limits)?,
         workers,
+        interrupt: Some(interrupt.clone()),
     };
     if let Some(p) = progress.as_ref() {
         if !p.is_callable() {
@@ -105,6 +123,11 @@ pub fn apply_layer<'py>(
         }
     }
     let total = archive::input_size(&source);
+    let source: Box<dyn Read + Send> = match total {
+        Some(_) => Box::new(source),
+        // A pipe or socket: the decoder's wait ends when the apply is abandoned.
+        None => Box::new(PollingReader::new(source, interrupt.cancelled.clone())),
+    };
     let (sink, kept) = match &tar_split_path {
         Some(path) => (Some(TarSplitSink::gzip_file(path).map_err(to_pyerr)?), None),
         None if keep_tar_split => {
@@ -133,16 +156,12 @@ pub fn apply_layer<'py>(
                 }
             })
         };
-        archive::apply(
-            Box::new(source),
-            total,
-            &target,
-            &opts,
-            sink,
-            Some(&mut report),
-        )
+        archive::apply(source, total, &target, &opts, sink, Some(&mut report))
     });
     if let Some(e) = callback_error {
+        return Err(e);
+    }
+    if let Some(e) = signalled.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
     if result.is_err() {
