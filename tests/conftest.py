@@ -55,4 +55,3 @@ def _detach_what_a_test_left_mounted(request: pytest.FixtureRequest) -> Iterator
         from tests.store.helpers import release_mounts
 
         release_mounts(tmp)
-
