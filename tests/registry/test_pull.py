@@ -50,11 +50,6 @@ INDEX = "application/vnd.oci.image.index.v1+json"
 CREATED = "2024-05-06T07:08:09Z"
 
 
-@pytest.fixture(params=["vfs", "overlay"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 # -- images to push ----------------------------------------------------------------------
 
 
@@ -251,16 +246,6 @@ def twins(
     yield t
     t.close()
     assert_nothing_mounted_under(short_dir)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """podman refuses run roots over 50 characters: a short directory in /tmp."""
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="cs-pull-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def without_created(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -33,11 +33,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 BIG = os.urandom(4 << 20)
 
 
-@pytest.fixture(params=["vfs", "overlay"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 class Image:
     """A two-layer image served by the fake server as ``FAKE/ns/img:1``."""
 
@@ -117,12 +112,6 @@ def state(roots: tuple[Path, Path], driver: str) -> dict[str, Any]:
         and str(p.relative_to(roots[0])) != "overlay/tempdirs"
     )
     return {"layers": layers, "images": images, "files": files}
-
-
-@pytest.fixture
-def roots(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    yield tmp_path / "root", tmp_path / "run"
-    release_mounts(tmp_path)
 
 
 def stalled_half(fake: FakeServer, blob: bytes, started: threading.Event) -> Handler:

@@ -10,9 +10,7 @@ import gzip
 import http.server
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,6 @@ from tests.registry.helpers import Registry, make_layout, skopeo
 from tests.store.helpers import (
     PODMAN,
     Roots,
-    assert_nothing_mounted_under,
     compact,
     cs_ref,
     podman_args,
@@ -45,34 +42,6 @@ pytestmark = [pytest.mark.skopeo, pytest.mark.root]
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-@pytest.fixture(params=["vfs", "overlay"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def roots(tmp_path: Path) -> Roots:
-    return tmp_path / "root", tmp_path / "run"
-
-
-@pytest.fixture
-def store(roots: Roots, driver: str) -> Iterator[cs.Store]:
-    with cs.Store(roots[0], roots[1], driver) as st:
-        yield st
-        st.shutdown(True)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short directory for podman's run root (at most 50 characters)."""
-    path = Path(tempfile.mkdtemp(prefix="cs-push-", dir="/tmp"))
-    yield path
-    try:
-        assert_nothing_mounted_under(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
