@@ -27,11 +27,10 @@ from tests.registry.fakeserver import FakeServer, reply
 from tests.registry.helpers import Registry, make_layout, skopeo
 from tests.store.helpers import (
     PODMAN,
+    Layout,
     Roots,
-    compact,
     cs_ref,
     podman_args,
-    put_blob,
     require,
     tool_env,
 )
@@ -55,7 +54,6 @@ def blob_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def runnable_layout(path: Path, tag: str = "1") -> Path:
     """An OCI layout of a runnable image: /bin/echo and the libraries it needs, in two
     gzip layers; ``Cmd`` prints a greeting."""
-    (path / "blobs" / "sha256").mkdir(parents=True)
     libs = [d("lib"), d("lib/x86_64-linux-gnu"), d("lib64")]
     libs.append(
         f(
@@ -71,44 +69,11 @@ def runnable_layout(path: Path, tag: str = "1") -> Path:
         make_tar(libs),
         make_tar([d("bin"), f("bin/echo", Path("/bin/echo").read_bytes(), 0o755)]),
     ]
-    blobs = [gzip.compress(t, mtime=0) for t in tars]
-    config = compact(
-        {
-            "created": "2024-01-02T03:04:05Z",
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["/bin/echo", "pushed and run"], "Env": ["PATH=/bin"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
-        }
-    )
-    manifest = compact(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put_blob(path, config),
-                "size": len(config),
-            },
-            "layers": [
-                {"mediaType": GZIP_LAYER, "digest": put_blob(path, b), "size": len(b)}
-                for b in blobs
-            ],
-        }
-    )
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": put_blob(path, manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": tag},
-            }
-        ],
+    fields = {
+        "created": "2024-01-02T03:04:05Z",
+        "config": {"Cmd": ["/bin/echo", "pushed and run"], "Env": ["PATH=/bin"]},
     }
-    (path / "index.json").write_bytes(compact(index))
-    (path / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
+    Layout(path).add_configured(tag, tars, fields)
     return path
 
 

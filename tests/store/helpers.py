@@ -212,22 +212,25 @@ class Layout:
         created: str = CREATED,
     ) -> Built:
         """Add an image (gzip layers) under ``tag``; ``diff_ids`` overrides the config's."""
+        fields = {
+            "created": created,
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+            "history": [{"created": CREATED, "created_by": f"layer {i}"} for i in range(len(tars))],
+        }
+        return self.add_configured(tag, tars, fields, diff_ids)
+
+    def add_configured(
+        self,
+        tag: str,
+        tars: Sequence[bytes],
+        fields: dict[str, Any],
+        diff_ids: Sequence[str] = (),
+    ) -> Built:
+        """Add an image (gzip layers) under ``tag`` whose config is ``fields`` plus amd64,
+        linux and the rootfs of ``tars`` (``diff_ids`` overrides its DiffIDs)."""
         blobs = [gz(t) for t in tars]
-        config = compact(
-            {
-                "created": created,
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
-                "rootfs": {
-                    "type": "layers",
-                    "diff_ids": list(diff_ids) or [sha256(t) for t in tars],
-                },
-                "history": [
-                    {"created": CREATED, "created_by": f"layer {i}"} for i in range(len(tars))
-                ],
-            }
-        )
+        rootfs = {"type": "layers", "diff_ids": list(diff_ids) or [sha256(t) for t in tars]}
+        config = compact({"architecture": "amd64", "os": "linux", **fields, "rootfs": rootfs})
         manifest = self.put_manifest(config, blobs)
         self.tag(tag, manifest)
         return Built(list(tars), blobs, config, manifest)
