@@ -27,6 +27,7 @@ from tests.registry.helpers import OCI_MANIFEST, PASSWORD, USER, Registry
 from tests.store.helpers import (
     PODMAN,
     Roots,
+    StoreSet,
     assert_nothing_mounted_under,
     compact,
     cs_ref,
@@ -159,30 +160,16 @@ def push_image(
 # -- stores ------------------------------------------------------------------------------
 
 
-class Twins:
+class Twins(StoreSet):
     """Our store and skopeo's and podman's, under one directory, all shut down at the end."""
 
     def __init__(self, base: Path, driver: str, reg: Registry) -> None:
-        self.base = base
-        self.driver = driver
+        super().__init__(base, driver)
         self.reg = reg
-        self.opened: list[cs.Store] = []
-        self.roots_made: list[Roots] = []
         self.home = base / "home"
         (self.home / ".config").mkdir(parents=True)
         if reg.certs_d is not None:
             shutil.copytree(reg.certs_d, self.home / ".config/containers/certs.d")
-
-    def roots(self, name: str) -> Roots:
-        r = (self.base / name / "root", self.base / name / "run")
-        r[0].parent.mkdir(parents=True, exist_ok=True)
-        self.roots_made.append(r)
-        return r
-
-    def open(self, r: Roots) -> cs.Store:
-        s = cs.Store(r[0], r[1], self.driver)
-        self.opened.append(s)
-        return s
 
     def pull_kw(self) -> dict[str, Any]:
         """How to reach the registry: plain HTTP needs --tls-verify=false; the TLS form's CA
@@ -225,12 +212,7 @@ class Twins:
         return args
 
     def close(self) -> None:
-        for s in self.opened:
-            with contextlib.suppress(cs.StorageError):
-                s.shutdown(True)
-        for r in self.roots_made:
-            if r[0].exists():
-                go(r, self.driver, "shutdown", check=False)
+        super().close()
         release_mounts(self.base)
 
 

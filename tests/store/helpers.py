@@ -4,6 +4,7 @@ conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import containers_storage as cs
 import pytest
 
 from tests.helpers import GO_CONTAINERS_STORAGE, OURS
@@ -135,6 +137,38 @@ def put_blob(layout: Path, blob: bytes) -> str:
 def compact(obj: Any) -> bytes:
     """JSON as image configs, manifests and indexes are written: compact, keys sorted."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+class StoreSet:
+    """Stores of one driver under ``base``, by name; :meth:`close` shuts down every Store
+    opened here, then runs Go's ``shutdown`` on every store whose graph root exists."""
+
+    def __init__(self, base: Path, driver: str) -> None:
+        self.base = base
+        self.driver = driver
+        self.opened: list[cs.Store] = []
+        self.touched: list[Roots] = []
+
+    def roots(self, name: str) -> Roots:
+        """(graph root, run root) of the store ``name``; its directory is made."""
+        r = (self.base / name / "root", self.base / name / "run")
+        r[0].parent.mkdir(parents=True, exist_ok=True)
+        if r not in self.touched:
+            self.touched.append(r)
+        return r
+
+    def open(self, r: Roots) -> cs.Store:
+        s = cs.Store(r[0], r[1], self.driver)
+        self.opened.append(s)
+        return s
+
+    def close(self) -> None:
+        for s in self.opened:
+            with contextlib.suppress(cs.StorageError):
+                s.shutdown(True)
+        for r in self.touched:
+            if r[0].exists():
+                go(r, self.driver, "shutdown", check=False)
 
 
 # -- OCI image layouts ----------------------------------------------------------------------
