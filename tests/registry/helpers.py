@@ -46,8 +46,6 @@ PASSWORD = "s3cret-pass"
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
 
 @dataclasses.dataclass(frozen=True)
 class Pki:

@@ -23,8 +23,11 @@ from containers_storage.archive import Limits
 from containers_storage.registry import errors as rerrors
 
 from tests.helpers import SKOPEO
-from tests.registry.helpers import OCI_MANIFEST, PASSWORD, USER, Registry
+from tests.registry.helpers import PASSWORD, USER, Registry
 from tests.store.helpers import (
+    INDEX_TYPE,
+    LAYER_TYPE,
+    MANIFEST_TYPE,
     PODMAN,
     Roots,
     StoreSet,
@@ -43,11 +46,9 @@ from tests.tars import d, f, gz, make_tar, sha256
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 
-GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 PLAIN = "application/vnd.oci.image.layer.v1.tar"
 FOREIGN = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-INDEX = "application/vnd.oci.image.index.v1+json"
 CREATED = "2024-05-06T07:08:09Z"
 
 
@@ -91,7 +92,7 @@ def add_image(
     return compact(
         {
             "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
+            "mediaType": MANIFEST_TYPE,
             "config": {
                 "mediaType": "application/vnd.oci.image.config.v1+json",
                 "digest": put_blob(layout, config),
@@ -105,7 +106,7 @@ def add_image(
     )
 
 
-def write_layout(layout: Path, tag: str, top: bytes, media_type: str = OCI_MANIFEST) -> str:
+def write_layout(layout: Path, tag: str, top: bytes, media_type: str = MANIFEST_TYPE) -> str:
     """Tag ``top`` (a manifest or an index) in the layout; returns ``oci:DIR:TAG``."""
     digest = put_blob(layout, top)
     index = {
@@ -147,7 +148,7 @@ def push_image(
     tmp: Path,
     repo: str,
     tars: Sequence[bytes] = (BASE, UPPER, THIRD),
-    media_types: Sequence[str] = (GZIP, GZIP, GZIP),
+    media_types: Sequence[str] = (LAYER_TYPE, LAYER_TYPE, LAYER_TYPE),
     **kw: Any,
 ) -> bytes:
     """Push one image (gzip layers unless said) as ``repo`` (with its tag); its manifest."""
@@ -280,7 +281,9 @@ def test_pull_matches_skopeo(twins: Twins, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("registry", ["http"], indirect=True)
 @pytest.mark.parametrize(
-    "media_types", [(ZSTD, PLAIN, GZIP), (PLAIN, ZSTD, FOREIGN)], ids=["zstd-plain", "foreign"]
+    "media_types",
+    [(ZSTD, PLAIN, LAYER_TYPE), (PLAIN, ZSTD, FOREIGN)],
+    ids=["zstd-plain", "foreign"],
 )
 def test_compressions_match_skopeo(
     twins: Twins, tmp_path: Path, media_types: tuple[str, ...]
@@ -300,15 +303,15 @@ def test_compressions_match_skopeo(
 def test_index_platform_matches_skopeo(twins: Twins, tmp_path: Path, platform: str | None) -> None:
     reg = twins.reg
     layout = new_layout(tmp_path / "multi")
-    amd = add_image(layout, (BASE, UPPER), (GZIP, GZIP), arch="amd64")
-    arm = add_image(layout, (THIRD,), (GZIP,), arch="arm64")
+    amd = add_image(layout, (BASE, UPPER), (LAYER_TYPE, LAYER_TYPE), arch="amd64")
+    arm = add_image(layout, (THIRD,), (LAYER_TYPE,), arch="arm64")
     index = compact(
         {
             "schemaVersion": 2,
-            "mediaType": INDEX,
+            "mediaType": INDEX_TYPE,
             "manifests": [
                 {
-                    "mediaType": OCI_MANIFEST,
+                    "mediaType": MANIFEST_TYPE,
                     "digest": sha256(m),
                     "size": len(m),
                     "platform": {"architecture": a, "os": "linux"},
@@ -319,7 +322,7 @@ def test_index_platform_matches_skopeo(twins: Twins, tmp_path: Path, platform: s
     )
     for m in (amd, arm):
         put_blob(layout, m)
-    skopeo_push(reg, write_layout(layout, "t", index, INDEX), "ns/multi:t", "--all")
+    skopeo_push(reg, write_layout(layout, "t", index, INDEX_TYPE), "ns/multi:t", "--all")
     name = f"{reg.host}/ns/multi:t"
     sk = twins.roots("skopeo")
     extra = [] if platform is None else ["--override-arch", "arm64"]
@@ -377,7 +380,9 @@ def test_podman_after_us_and_us_after_podman_download_no_layer(
 
     # The other way: podman first, then us.
     r2 = twins.roots("podman-first")
-    push_image(reg, tmp_path, "ns/other:t", tars=(BASE, THIRD), media_types=(GZIP, GZIP))
+    push_image(
+        reg, tmp_path, "ns/other:t", tars=(BASE, THIRD), media_types=(LAYER_TYPE, LAYER_TYPE)
+    )
     other = json.loads(
         subprocess.run(
             [SKOPEO, "inspect", "--raw", *reg.skopeo_args(""), reg.ref("ns/other:t")],
@@ -407,7 +412,9 @@ def test_podman_runs_what_we_pulled(twins: Twins, tmp_path: Path) -> None:
     if not Path("/lib64/ld-linux-x86-64.so.2").exists():
         pytest.skip("needs an x86-64 host")
     reg = twins.reg
-    push_image(reg, tmp_path, "ns/run:t", tars=(dash_layer(), UPPER), media_types=(GZIP, ZSTD))
+    push_image(
+        reg, tmp_path, "ns/run:t", tars=(dash_layer(), UPPER), media_types=(LAYER_TYPE, ZSTD)
+    )
     name = f"{reg.host}/ns/run:t"
     r = twins.roots("run")
     s = twins.open(r)
@@ -485,7 +492,7 @@ def test_refused_leaves_the_store_unchanged(twins: Twins, tmp_path: Path, case: 
     r = twins.roots("ours")
     s = twins.open(r)
     # A first image in the store, which must survive untouched.
-    push_image(reg, tmp_path, "ns/ok:t", tars=(BASE,), media_types=(GZIP,))
+    push_image(reg, tmp_path, "ns/ok:t", tars=(BASE,), media_types=(LAYER_TYPE,))
     s.pull_image(f"{reg.host}/ns/ok:t", tls_verify=False)
     s.shutdown(True)
     before = store_state(r, twins.driver)
@@ -622,9 +629,11 @@ def test_blob_in_the_store_under_another_parent_is_not_downloaded(
     """c/image's reuse by compressed digest: B's top layer is A's top layer blob on another
     parent; it is applied from the store's copy, not downloaded again."""
     reg = twins.reg
-    a = json.loads(push_image(reg, tmp_path, "ns/a:t", tars=(BASE, UPPER), media_types=(GZIP,) * 2))
+    a = json.loads(
+        push_image(reg, tmp_path, "ns/a:t", tars=(BASE, UPPER), media_types=(LAYER_TYPE,) * 2)
+    )
     b = json.loads(
-        push_image(reg, tmp_path, "ns/b:t", tars=(THIRD, UPPER), media_types=(GZIP,) * 2)
+        push_image(reg, tmp_path, "ns/b:t", tars=(THIRD, UPPER), media_types=(LAYER_TYPE,) * 2)
     )
     shared = a["layers"][1]["digest"]
     assert b["layers"][1]["digest"] == shared

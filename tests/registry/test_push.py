@@ -26,6 +26,8 @@ from containers_storage.registry.push import push_image
 from tests.registry.fakeserver import FakeServer, reply
 from tests.registry.helpers import Registry, make_layout, skopeo
 from tests.store.helpers import (
+    LAYER_TYPE,
+    MANIFEST_TYPE,
     PODMAN,
     Layout,
     Roots,
@@ -38,9 +40,7 @@ from tests.tars import d, f, make_tar, sha256
 
 pytestmark = [pytest.mark.skopeo, pytest.mark.root]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 @pytest.fixture(autouse=True)
@@ -130,7 +130,7 @@ def test_push_to_every_form_pulled_by_skopeo(
     m = json.loads(raw)
     assert list(m) == ["schemaVersion", "mediaType", "config", "layers"]
     assert m["config"]["digest"] == sha256(layout.config)
-    assert [x["mediaType"] for x in m["layers"]] == [GZIP_LAYER, GZIP_LAYER]
+    assert [x["mediaType"] for x in m["layers"]] == [LAYER_TYPE, LAYER_TYPE]
     # skopeo pulls it; each layer decompresses to the layer's exact tar (the DiffID).
     out = tmp_path / "pulled"
     skopeo("copy", "--quiet", *registry.skopeo_args("src"), registry.ref("ns/x:1"), f"oci:{out}:1")
@@ -181,7 +181,7 @@ def test_same_as_skopeo(
     assert sha256(mine) == ours
     assert masked(mine) == masked(theirs)
     want_type = (
-        DOCKER_MANIFEST if (source, compression) == ("docker-archive", "gzip") else OCI_MANIFEST
+        DOCKER_MANIFEST if (source, compression) == ("docker-archive", "gzip") else MANIFEST_TYPE
     )
     assert json.loads(mine)["mediaType"] == want_type
     # Byte for byte the same JSON once the compressed layers' digests and sizes agree.

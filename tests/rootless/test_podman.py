@@ -17,7 +17,6 @@ pytestmark = [pytest.mark.root]
 
 #: podman's global options here: no systemd (cgroupfs, file events), runc (crun fails here).
 PODMAN_ARGS = ("--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime=runc")
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def _layers(marker: bytes) -> tuple[bytes, bytes]:
