@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.check.layout import build_layout
-from tests.store.conftest import driver, short_dir  # noqa: F401 (fixtures used here)
 
 
 @pytest.fixture(scope="session")

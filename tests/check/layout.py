@@ -10,13 +10,8 @@ from pathlib import Path
 import containers_storage as cs
 
 from tests.helpers import SKOPEO
-from tests.store.helpers import Roots, compact, cs_ref, put_blob, require, run, tool_env
-from tests.tars import d, f, gz, hard, make_tar, sha256, sym
-
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
-LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-CREATED = "2023-01-02T00:00:00Z"
+from tests.store.helpers import CREATED, Layout, Roots, cs_ref, require, run, tool_env
+from tests.tars import d, f, hard, make_tar, sym
 
 BASE = make_tar(
     [
@@ -59,44 +54,9 @@ IMAGES = {"localhost/first:1": (BASE, MIDDLE, TOP), "localhost/second:1": (BASE,
 def build_layout(layout: Path, images: dict[str, tuple[bytes, ...]] = IMAGES) -> None:
     """An OCI layout holding ``images`` (name -> layer tars), each tagged with its
     :func:`tag`."""
-    (layout / "blobs" / "sha256").mkdir(parents=True)
-    manifests = []
+    oci = Layout(layout)
     for name, tars in images.items():
-        blobs = [gz(t) for t in tars]
-        config = compact(
-            {
-                "created": CREATED,
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Cmd": ["/bin/sh"]},
-                "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
-            }
-        )
-        manifest = compact(
-            {
-                "schemaVersion": 2,
-                "mediaType": MANIFEST_TYPE,
-                "config": {
-                    "mediaType": CONFIG_TYPE,
-                    "digest": put_blob(layout, config),
-                    "size": len(config),
-                },
-                "layers": [
-                    {"mediaType": LAYER_TYPE, "digest": put_blob(layout, b), "size": len(b)}
-                    for b in blobs
-                ],
-            }
-        )
-        manifests.append(
-            {
-                "mediaType": MANIFEST_TYPE,
-                "digest": put_blob(layout, manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": tag(name)},
-            }
-        )
-    (layout / "index.json").write_bytes(compact({"schemaVersion": 2, "manifests": manifests}))
-    (layout / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
+        oci.add_configured(tag(name), tars, {"created": CREATED, "config": {"Cmd": ["/bin/sh"]}})
 
 
 def tag(name: str) -> str:

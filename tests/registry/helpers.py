@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import HANG_GUARD, SKOPEO
-from tests.store.helpers import compact, put_blob, require
-from tests.tars import d, f, gz, make_tar, sha256
+from tests.store.helpers import Layout as OciLayout
+from tests.store.helpers import compact, require
+from tests.tars import d, f, make_tar, sha256
 
 #: Debian's registry (github.com/docker/distribution 2.8).
 DOCKER_REGISTRY = os.environ.get("DOCKER_REGISTRY", "/usr/bin/docker-registry")
@@ -44,8 +45,6 @@ PASSWORD = "s3cret-pass"
 #: The token form's service and issuer names (the registry checks both in every token).
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,55 +414,14 @@ class Layout:
 def make_layout(path: Path, tag: str = "1", *, layer_bytes: tuple[bytes, ...] = ()) -> Layout:
     """An OCI layout with one image of two small gzip layers (plus one file per extra
     ``layer_bytes`` entry, to make big blobs)."""
-    (path / "blobs" / "sha256").mkdir(parents=True)
     tars = [
         make_tar([d("etc"), f("etc/hello", b"hello\n")]),
         make_tar([d("usr"), f("usr/greeting", b"from the second layer\n")]),
     ]
     tars += [make_tar([f(f"blob{i}", data)]) for i, data in enumerate(layer_bytes)]
-    blobs = tuple(gz(t) for t in tars)
-    config = compact(
-        {
-            "created": "2024-01-02T03:04:05Z",
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["/bin/sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
-        }
-    )
-    manifest = compact(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put_blob(path, config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": put_blob(path, b),
-                    "size": len(b),
-                }
-                for b in blobs
-            ],
-        }
-    )
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": put_blob(path, manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": tag},
-            }
-        ],
-    }
-    (path / "index.json").write_bytes(compact(index))
-    (path / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
-    return Layout(path, tag, config, blobs, manifest)
+    fields = {"created": "2024-01-02T03:04:05Z", "config": {"Cmd": ["/bin/sh"]}}
+    built = OciLayout(path).add_configured(tag, tars, fields)
+    return Layout(path, tag, built.config, tuple(built.blobs), built.manifest)
 
 
 def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:

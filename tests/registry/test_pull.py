@@ -23,10 +23,14 @@ from containers_storage.archive import Limits
 from containers_storage.registry import errors as rerrors
 
 from tests.helpers import SKOPEO
-from tests.registry.helpers import OCI_MANIFEST, PASSWORD, USER, Registry
+from tests.registry.helpers import PASSWORD, USER, Registry
 from tests.store.helpers import (
+    INDEX_TYPE,
+    LAYER_TYPE,
+    MANIFEST_TYPE,
     PODMAN,
     Roots,
+    StoreSet,
     assert_nothing_mounted_under,
     compact,
     cs_ref,
@@ -42,17 +46,10 @@ from tests.tars import d, f, gz, make_tar, sha256
 
 pytestmark = [pytest.mark.root, pytest.mark.gotools, pytest.mark.skopeo]
 
-GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 PLAIN = "application/vnd.oci.image.layer.v1.tar"
 FOREIGN = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-INDEX = "application/vnd.oci.image.index.v1+json"
 CREATED = "2024-05-06T07:08:09Z"
-
-
-@pytest.fixture(params=["vfs", "overlay"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 # -- images to push ----------------------------------------------------------------------
@@ -95,7 +92,7 @@ def add_image(
     return compact(
         {
             "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
+            "mediaType": MANIFEST_TYPE,
             "config": {
                 "mediaType": "application/vnd.oci.image.config.v1+json",
                 "digest": put_blob(layout, config),
@@ -109,7 +106,7 @@ def add_image(
     )
 
 
-def write_layout(layout: Path, tag: str, top: bytes, media_type: str = OCI_MANIFEST) -> str:
+def write_layout(layout: Path, tag: str, top: bytes, media_type: str = MANIFEST_TYPE) -> str:
     """Tag ``top`` (a manifest or an index) in the layout; returns ``oci:DIR:TAG``."""
     digest = put_blob(layout, top)
     index = {
@@ -151,7 +148,7 @@ def push_image(
     tmp: Path,
     repo: str,
     tars: Sequence[bytes] = (BASE, UPPER, THIRD),
-    media_types: Sequence[str] = (GZIP, GZIP, GZIP),
+    media_types: Sequence[str] = (LAYER_TYPE, LAYER_TYPE, LAYER_TYPE),
     **kw: Any,
 ) -> bytes:
     """Push one image (gzip layers unless said) as ``repo`` (with its tag); its manifest."""
@@ -164,30 +161,16 @@ def push_image(
 # -- stores ------------------------------------------------------------------------------
 
 
-class Twins:
+class Twins(StoreSet):
     """Our store and skopeo's and podman's, under one directory, all shut down at the end."""
 
     def __init__(self, base: Path, driver: str, reg: Registry) -> None:
-        self.base = base
-        self.driver = driver
+        super().__init__(base, driver)
         self.reg = reg
-        self.opened: list[cs.Store] = []
-        self.roots_made: list[Roots] = []
         self.home = base / "home"
         (self.home / ".config").mkdir(parents=True)
         if reg.certs_d is not None:
             shutil.copytree(reg.certs_d, self.home / ".config/containers/certs.d")
-
-    def roots(self, name: str) -> Roots:
-        r = (self.base / name / "root", self.base / name / "run")
-        r[0].parent.mkdir(parents=True, exist_ok=True)
-        self.roots_made.append(r)
-        return r
-
-    def open(self, r: Roots) -> cs.Store:
-        s = cs.Store(r[0], r[1], self.driver)
-        self.opened.append(s)
-        return s
 
     def pull_kw(self) -> dict[str, Any]:
         """How to reach the registry: plain HTTP needs --tls-verify=false; the TLS form's CA
@@ -230,12 +213,7 @@ class Twins:
         return args
 
     def close(self) -> None:
-        for s in self.opened:
-            with contextlib.suppress(cs.StorageError):
-                s.shutdown(True)
-        for r in self.roots_made:
-            if r[0].exists():
-                go(r, self.driver, "shutdown", check=False)
+        super().close()
         release_mounts(self.base)
 
 
@@ -251,16 +229,6 @@ def twins(
     yield t
     t.close()
     assert_nothing_mounted_under(short_dir)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """podman refuses run roots over 50 characters: a short directory in /tmp."""
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="cs-pull-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def without_created(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -313,7 +281,9 @@ def test_pull_matches_skopeo(twins: Twins, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("registry", ["http"], indirect=True)
 @pytest.mark.parametrize(
-    "media_types", [(ZSTD, PLAIN, GZIP), (PLAIN, ZSTD, FOREIGN)], ids=["zstd-plain", "foreign"]
+    "media_types",
+    [(ZSTD, PLAIN, LAYER_TYPE), (PLAIN, ZSTD, FOREIGN)],
+    ids=["zstd-plain", "foreign"],
 )
 def test_compressions_match_skopeo(
     twins: Twins, tmp_path: Path, media_types: tuple[str, ...]
@@ -333,15 +303,15 @@ def test_compressions_match_skopeo(
 def test_index_platform_matches_skopeo(twins: Twins, tmp_path: Path, platform: str | None) -> None:
     reg = twins.reg
     layout = new_layout(tmp_path / "multi")
-    amd = add_image(layout, (BASE, UPPER), (GZIP, GZIP), arch="amd64")
-    arm = add_image(layout, (THIRD,), (GZIP,), arch="arm64")
+    amd = add_image(layout, (BASE, UPPER), (LAYER_TYPE, LAYER_TYPE), arch="amd64")
+    arm = add_image(layout, (THIRD,), (LAYER_TYPE,), arch="arm64")
     index = compact(
         {
             "schemaVersion": 2,
-            "mediaType": INDEX,
+            "mediaType": INDEX_TYPE,
             "manifests": [
                 {
-                    "mediaType": OCI_MANIFEST,
+                    "mediaType": MANIFEST_TYPE,
                     "digest": sha256(m),
                     "size": len(m),
                     "platform": {"architecture": a, "os": "linux"},
@@ -352,7 +322,7 @@ def test_index_platform_matches_skopeo(twins: Twins, tmp_path: Path, platform: s
     )
     for m in (amd, arm):
         put_blob(layout, m)
-    skopeo_push(reg, write_layout(layout, "t", index, INDEX), "ns/multi:t", "--all")
+    skopeo_push(reg, write_layout(layout, "t", index, INDEX_TYPE), "ns/multi:t", "--all")
     name = f"{reg.host}/ns/multi:t"
     sk = twins.roots("skopeo")
     extra = [] if platform is None else ["--override-arch", "arm64"]
@@ -410,7 +380,9 @@ def test_podman_after_us_and_us_after_podman_download_no_layer(
 
     # The other way: podman first, then us.
     r2 = twins.roots("podman-first")
-    push_image(reg, tmp_path, "ns/other:t", tars=(BASE, THIRD), media_types=(GZIP, GZIP))
+    push_image(
+        reg, tmp_path, "ns/other:t", tars=(BASE, THIRD), media_types=(LAYER_TYPE, LAYER_TYPE)
+    )
     other = json.loads(
         subprocess.run(
             [SKOPEO, "inspect", "--raw", *reg.skopeo_args(""), reg.ref("ns/other:t")],
@@ -440,7 +412,9 @@ def test_podman_runs_what_we_pulled(twins: Twins, tmp_path: Path) -> None:
     if not Path("/lib64/ld-linux-x86-64.so.2").exists():
         pytest.skip("needs an x86-64 host")
     reg = twins.reg
-    push_image(reg, tmp_path, "ns/run:t", tars=(dash_layer(), UPPER), media_types=(GZIP, ZSTD))
+    push_image(
+        reg, tmp_path, "ns/run:t", tars=(dash_layer(), UPPER), media_types=(LAYER_TYPE, ZSTD)
+    )
     name = f"{reg.host}/ns/run:t"
     r = twins.roots("run")
     s = twins.open(r)
@@ -518,7 +492,7 @@ def test_refused_leaves_the_store_unchanged(twins: Twins, tmp_path: Path, case: 
     r = twins.roots("ours")
     s = twins.open(r)
     # A first image in the store, which must survive untouched.
-    push_image(reg, tmp_path, "ns/ok:t", tars=(BASE,), media_types=(GZIP,))
+    push_image(reg, tmp_path, "ns/ok:t", tars=(BASE,), media_types=(LAYER_TYPE,))
     s.pull_image(f"{reg.host}/ns/ok:t", tls_verify=False)
     s.shutdown(True)
     before = store_state(r, twins.driver)
@@ -655,9 +629,11 @@ def test_blob_in_the_store_under_another_parent_is_not_downloaded(
     """c/image's reuse by compressed digest: B's top layer is A's top layer blob on another
     parent; it is applied from the store's copy, not downloaded again."""
     reg = twins.reg
-    a = json.loads(push_image(reg, tmp_path, "ns/a:t", tars=(BASE, UPPER), media_types=(GZIP,) * 2))
+    a = json.loads(
+        push_image(reg, tmp_path, "ns/a:t", tars=(BASE, UPPER), media_types=(LAYER_TYPE,) * 2)
+    )
     b = json.loads(
-        push_image(reg, tmp_path, "ns/b:t", tars=(THIRD, UPPER), media_types=(GZIP,) * 2)
+        push_image(reg, tmp_path, "ns/b:t", tars=(THIRD, UPPER), media_types=(LAYER_TYPE,) * 2)
     )
     shared = a["layers"][1]["digest"]
     assert b["layers"][1]["digest"] == shared

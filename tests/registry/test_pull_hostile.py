@@ -23,19 +23,13 @@ from containers_storage.registry import errors as rerrors
 
 from tests.helpers import HANG_GUARD
 from tests.registry.fakeserver import FakeServer, Handler, reply
-from tests.store.helpers import compact, release_mounts
+from tests.store.helpers import MANIFEST_TYPE, compact, release_mounts
 from tests.tars import d, f, gz, make_tar, sha256
 
 pytestmark = [pytest.mark.root]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 #: Incompressible, so that half of it is on the wire while the rest stalls.
 BIG = os.urandom(4 << 20)
-
-
-@pytest.fixture(params=["vfs", "overlay"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 class Image:
@@ -57,7 +51,7 @@ class Image:
         self.manifest = compact(
             {
                 "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
+                "mediaType": MANIFEST_TYPE,
                 "config": {
                     "mediaType": "application/vnd.oci.image.config.v1+json",
                     "digest": sha256(self.config),
@@ -74,7 +68,7 @@ class Image:
             }
         )
         fake.routes["/v2/ns/img/manifests/1"] = lambda h: reply(
-            h, 200, self.manifest, {"Content-Type": OCI_MANIFEST}
+            h, 200, self.manifest, {"Content-Type": MANIFEST_TYPE}
         )
         for blob in (self.config, *self.blobs):
             fake.routes[self.blob_path(blob)] = functools.partial(reply, status=200, body=blob)
@@ -119,12 +113,6 @@ def state(roots: tuple[Path, Path], driver: str) -> dict[str, Any]:
     return {"layers": layers, "images": images, "files": files}
 
 
-@pytest.fixture
-def roots(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    yield tmp_path / "root", tmp_path / "run"
-    release_mounts(tmp_path)
-
-
 def stalled_half(fake: FakeServer, blob: bytes, started: threading.Event) -> Handler:
     """Send the headers and half of ``blob``, then stall until the server is released."""
 
@@ -158,7 +146,7 @@ def test_refused_pull_leaves_the_store_as_it_was(
     if case == "manifest-4mib":
         body = b" " * (client.MAX_MANIFEST_BODY_SIZE + 1)
         fake.routes["/v2/ns/img/manifests/1"] = lambda h: reply(
-            h, 200, body, {"Content-Type": OCI_MANIFEST}
+            h, 200, body, {"Content-Type": MANIFEST_TYPE}
         )
     elif case == "403":
         fake.routes[big_path] = lambda h: reply(
@@ -184,7 +172,7 @@ def test_refused_pull_leaves_the_store_as_it_was(
     for blob in img.blobs:
         fake.routes[Image.blob_path(blob)] = functools.partial(reply, status=200, body=blob)
     fake.routes["/v2/ns/img/manifests/1"] = lambda h: reply(
-        h, 200, img.manifest, {"Content-Type": OCI_MANIFEST}
+        h, 200, img.manifest, {"Content-Type": MANIFEST_TYPE}
     )
     s = cs.Store(roots[0], roots[1], driver)
     try:

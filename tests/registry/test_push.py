@@ -10,9 +10,7 @@ import gzip
 import http.server
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,13 +26,13 @@ from containers_storage.registry.push import push_image
 from tests.registry.fakeserver import FakeServer, reply
 from tests.registry.helpers import Registry, make_layout, skopeo
 from tests.store.helpers import (
+    LAYER_TYPE,
+    MANIFEST_TYPE,
     PODMAN,
+    Layout,
     Roots,
-    assert_nothing_mounted_under,
-    compact,
     cs_ref,
     podman_args,
-    put_blob,
     require,
     tool_env,
 )
@@ -42,37 +40,7 @@ from tests.tars import d, f, make_tar, sha256
 
 pytestmark = [pytest.mark.skopeo, pytest.mark.root]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-GZIP_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-@pytest.fixture(params=["vfs", "overlay"])
-def driver(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def roots(tmp_path: Path) -> Roots:
-    return tmp_path / "root", tmp_path / "run"
-
-
-@pytest.fixture
-def store(roots: Roots, driver: str) -> Iterator[cs.Store]:
-    with cs.Store(roots[0], roots[1], driver) as st:
-        yield st
-        st.shutdown(True)
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A short directory for podman's run root (at most 50 characters)."""
-    path = Path(tempfile.mkdtemp(prefix="cs-push-", dir="/tmp"))
-    yield path
-    try:
-        assert_nothing_mounted_under(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +54,6 @@ def blob_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def runnable_layout(path: Path, tag: str = "1") -> Path:
     """An OCI layout of a runnable image: /bin/echo and the libraries it needs, in two
     gzip layers; ``Cmd`` prints a greeting."""
-    (path / "blobs" / "sha256").mkdir(parents=True)
     libs = [d("lib"), d("lib/x86_64-linux-gnu"), d("lib64")]
     libs.append(
         f(
@@ -102,44 +69,11 @@ def runnable_layout(path: Path, tag: str = "1") -> Path:
         make_tar(libs),
         make_tar([d("bin"), f("bin/echo", Path("/bin/echo").read_bytes(), 0o755)]),
     ]
-    blobs = [gzip.compress(t, mtime=0) for t in tars]
-    config = compact(
-        {
-            "created": "2024-01-02T03:04:05Z",
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Cmd": ["/bin/echo", "pushed and run"], "Env": ["PATH=/bin"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
-        }
-    )
-    manifest = compact(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put_blob(path, config),
-                "size": len(config),
-            },
-            "layers": [
-                {"mediaType": GZIP_LAYER, "digest": put_blob(path, b), "size": len(b)}
-                for b in blobs
-            ],
-        }
-    )
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": OCI_MANIFEST,
-                "digest": put_blob(path, manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": tag},
-            }
-        ],
+    fields = {
+        "created": "2024-01-02T03:04:05Z",
+        "config": {"Cmd": ["/bin/echo", "pushed and run"], "Env": ["PATH=/bin"]},
     }
-    (path / "index.json").write_bytes(compact(index))
-    (path / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
+    Layout(path).add_configured(tag, tars, fields)
     return path
 
 
@@ -196,7 +130,7 @@ def test_push_to_every_form_pulled_by_skopeo(
     m = json.loads(raw)
     assert list(m) == ["schemaVersion", "mediaType", "config", "layers"]
     assert m["config"]["digest"] == sha256(layout.config)
-    assert [x["mediaType"] for x in m["layers"]] == [GZIP_LAYER, GZIP_LAYER]
+    assert [x["mediaType"] for x in m["layers"]] == [LAYER_TYPE, LAYER_TYPE]
     # skopeo pulls it; each layer decompresses to the layer's exact tar (the DiffID).
     out = tmp_path / "pulled"
     skopeo("copy", "--quiet", *registry.skopeo_args("src"), registry.ref("ns/x:1"), f"oci:{out}:1")
@@ -247,7 +181,7 @@ def test_same_as_skopeo(
     assert sha256(mine) == ours
     assert masked(mine) == masked(theirs)
     want_type = (
-        DOCKER_MANIFEST if (source, compression) == ("docker-archive", "gzip") else OCI_MANIFEST
+        DOCKER_MANIFEST if (source, compression) == ("docker-archive", "gzip") else MANIFEST_TYPE
     )
     assert json.loads(mine)["mediaType"] == want_type
     # Byte for byte the same JSON once the compressed layers' digests and sizes agree.

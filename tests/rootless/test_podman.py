@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.rootless.conftest import User
-from tests.store.helpers import PODMAN, compact, put_blob
-from tests.tars import TarBuilder, gz, sha256
+from tests.store.helpers import PODMAN, Layout
+from tests.tars import TarBuilder
 
 pytestmark = [pytest.mark.root]
 
 #: podman's global options here: no systemd (cgroupfs, file events), runc (crun fails here).
 PODMAN_ARGS = ("--cgroup-manager=cgroupfs", "--events-backend=file", "--runtime=runc")
-MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
 def _layers(marker: bytes) -> tuple[bytes, bytes]:
@@ -45,49 +44,8 @@ def _layers(marker: bytes) -> tuple[bytes, bytes]:
 def _layout(user: User, name: str, marker: bytes) -> Path:
     """An OCI layout (tag ``t``) in the user's ~/work."""
     layout = user.put(f"{name}.keep", "").parent / name
-    (layout / "blobs" / "sha256").mkdir(parents=True)
-    tars = _layers(marker)
-    blobs = [gz(t) for t in tars]
-    config = compact(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [sha256(t) for t in tars]},
-        }
-    )
-    manifest = compact(
-        {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": put_blob(layout, config),
-                "size": len(config),
-            },
-            "layers": [
-                {
-                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": put_blob(layout, b),
-                    "size": len(b),
-                }
-                for b in blobs
-            ],
-        }
-    )
-    index = {
-        "schemaVersion": 2,
-        "manifests": [
-            {
-                "mediaType": MANIFEST,
-                "digest": put_blob(layout, manifest),
-                "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": "t"},
-            }
-        ],
-    }
-    (layout / "index.json").write_bytes(compact(index))
-    (layout / "oci-layout").write_bytes(compact({"imageLayoutVersion": "1.0.0"}))
+    fields = {"config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]}}
+    Layout(layout).add_configured("t", _layers(marker), fields)
     for p in [layout, *layout.rglob("*")]:
         os.chown(p, user.uid, user.gid)
     return layout

@@ -4,6 +4,7 @@ conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import containers_storage as cs
 import pytest
 
 from tests.helpers import GO_CONTAINERS_STORAGE, OURS
@@ -137,6 +139,38 @@ def compact(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
+class StoreSet:
+    """Stores of one driver under ``base``, by name; :meth:`close` shuts down every Store
+    opened here, then runs Go's ``shutdown`` on every store whose graph root exists."""
+
+    def __init__(self, base: Path, driver: str) -> None:
+        self.base = base
+        self.driver = driver
+        self.opened: list[cs.Store] = []
+        self.touched: list[Roots] = []
+
+    def roots(self, name: str) -> Roots:
+        """(graph root, run root) of the store ``name``; its directory is made."""
+        r = (self.base / name / "root", self.base / name / "run")
+        r[0].parent.mkdir(parents=True, exist_ok=True)
+        if r not in self.touched:
+            self.touched.append(r)
+        return r
+
+    def open(self, r: Roots) -> cs.Store:
+        s = cs.Store(r[0], r[1], self.driver)
+        self.opened.append(s)
+        return s
+
+    def close(self) -> None:
+        for s in self.opened:
+            with contextlib.suppress(cs.StorageError):
+                s.shutdown(True)
+        for r in self.touched:
+            if r[0].exists():
+                go(r, self.driver, "shutdown", check=False)
+
+
 # -- OCI image layouts ----------------------------------------------------------------------
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -212,22 +246,25 @@ class Layout:
         created: str = CREATED,
     ) -> Built:
         """Add an image (gzip layers) under ``tag``; ``diff_ids`` overrides the config's."""
+        fields = {
+            "created": created,
+            "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
+            "history": [{"created": CREATED, "created_by": f"layer {i}"} for i in range(len(tars))],
+        }
+        return self.add_configured(tag, tars, fields, diff_ids)
+
+    def add_configured(
+        self,
+        tag: str,
+        tars: Sequence[bytes],
+        fields: dict[str, Any],
+        diff_ids: Sequence[str] = (),
+    ) -> Built:
+        """Add an image (gzip layers) under ``tag`` whose config is ``fields`` plus amd64,
+        linux and the rootfs of ``tars`` (``diff_ids`` overrides its DiffIDs)."""
         blobs = [gz(t) for t in tars]
-        config = compact(
-            {
-                "created": created,
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
-                "rootfs": {
-                    "type": "layers",
-                    "diff_ids": list(diff_ids) or [sha256(t) for t in tars],
-                },
-                "history": [
-                    {"created": CREATED, "created_by": f"layer {i}"} for i in range(len(tars))
-                ],
-            }
-        )
+        rootfs = {"type": "layers", "diff_ids": list(diff_ids) or [sha256(t) for t in tars]}
+        config = compact({"architecture": "amd64", "os": "linux", **fields, "rootfs": rootfs})
         manifest = self.put_manifest(config, blobs)
         self.tag(tag, manifest)
         return Built(list(tars), blobs, config, manifest)

@@ -17,7 +17,6 @@ leaves its home bind-mounted), and fails if anything stays mounted.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -45,6 +44,7 @@ from tests.store.helpers import (
     Built,
     Layout,
     Roots,
+    StoreSet,
     assert_nothing_mounted_under,
     compact,
     cs_ref,
@@ -202,27 +202,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
 # -- running the tools, cleaning up -------------------------------------------------------
 
 
-class Stores:
+class Stores(StoreSet):
     """Opens our Stores and runs skopeo/podman/Go on roots; closes all of them at the end."""
 
     def __init__(self, base: Path, driver: str, policy: Path) -> None:
-        self.base = base
-        self.driver = driver
+        super().__init__(base, driver)
         self.policy = policy
-        self.opened: list[cs.Store] = []
-        self.touched: list[Roots] = []
-
-    def roots(self, name: str) -> Roots:
-        r = (self.base / name / "root", self.base / name / "run")
-        r[0].parent.mkdir(parents=True, exist_ok=True)
-        if r not in self.touched:
-            self.touched.append(r)
-        return r
-
-    def open(self, r: Roots) -> cs.Store:
-        s = cs.Store(r[0], r[1], self.driver)
-        self.opened.append(s)
-        return s
 
     def skopeo(self, r: Roots | None, *args: str) -> subprocess.CompletedProcess[bytes]:
         """skopeo with a storage.conf for ``r`` (or for an unused store of its own, so the
@@ -244,14 +229,6 @@ class Stores:
 
     def go_json(self, r: Roots, *args: str) -> Any:
         return go_json(r, self.driver, *args)
-
-    def close(self) -> None:
-        for s in self.opened:
-            with contextlib.suppress(cs.StorageError):
-                s.shutdown(True)
-        for r in self.touched:
-            if r[0].exists():
-                go(r, self.driver, "shutdown", check=False)
 
 
 @pytest.fixture
