@@ -460,7 +460,8 @@ impl<R: BufRead> TarReader<R> {
         // PAX size overrides the header's: it is what the stream really holds.
         let physical = pax.size.unwrap_or(header_size);
         let kind = match typeflag {
-            b'0' | 0 | b'7' => {
+            // `7` (contiguous file) is no layer's: Go's pkg/archive refuses it below.
+            b'0' | 0 => {
                 if name.ends_with(b"/") && !header.is_ustar() && !gnu {
                     Kind::Dir
                 } else {
