@@ -118,6 +118,8 @@ def main() -> None:
         log(f"{driver}: {shlex.join(check)}  vs  {loop}")
         t_ours, t_tar = pair(check, tar, args.runs, cold)
         rows.append((driver, t_ours, t_tar))
+        # The store stays for the next run; its overlay home mount does not.
+        subprocess.run(ours(graph, run, driver, "shutdown"), check=True, capture_output=True)
 
     big = args.big_store
     if bench_store.usable_store(big, 10_000, 2_000) is None:
