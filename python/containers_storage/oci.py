@@ -349,16 +349,26 @@ def import_image(
     src = _resolve(source, tmp_root)
     try:
         refs = given or [reference.storage_name(t) for t in src.tags]
-        for _name, digest in refs:
-            # c/image's copy: a digested destination must name the manifest (or its index).
-            if digest and digest not in (src.manifest_digest, src.index_digest):
-                raise errors.DigestMismatchError(
-                    "Digest of source image's manifest would not match destination reference"
-                )
+        check_destination_digests(src, refs)
         stored = list(dict.fromkeys(name for name, _digest in refs))
         return _import(store, src, stored, progress, workers)
     finally:
         src.cleanup()
+
+
+def check_destination_digests(src: _Source, refs: Sequence[tuple[str, str]]) -> None:
+    """c/image's copy: a digested destination name (``(name, digest)`` as
+    :func:`~containers_storage.reference.storage_name` gives) must name the source's
+    manifest or its index.
+
+    Raises:
+        DigestMismatchError: one names another digest.
+    """
+    for _name, digest in refs:
+        if digest and digest not in (src.manifest_digest, src.index_digest):
+            raise errors.DigestMismatchError(
+                "Digest of source image's manifest would not match destination reference"
+            )
 
 
 def _import(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import urllib3
 
-from . import errors, oci, reference
+from . import oci, reference
 from ._platform import Platform, choose_instance, parse_platform
 from .registry import policy, registries_conf
 from .registry.auth import Credentials
@@ -219,11 +219,7 @@ def pull_image(
             continue
         src.limits = limits
         stored = [n for n, _d in given] or [str(candidate)]
-        for _n, digest in given:
-            if digest and digest not in (src.manifest_digest, src.index_digest):
-                raise errors.DigestMismatchError(
-                    "Digest of source image's manifest would not match destination reference"
-                )
+        oci.check_destination_digests(src, given)
         return oci._import(
             store,
             src,

@@ -95,7 +95,9 @@ class _Blob:
     uploaded: bool
 
 
-def local_image(store: Store, name: str) -> Image:
+def local_image(
+    store: Store, name: str, conf: registries_conf.RegistriesConf | None = None
+) -> Image:
     """The image ``name`` names in the store, found as podman finds it: by ID, ID prefix or
     exact name, else by the names a short name may mean locally (its alias,
     ``localhost/NAME``, each search registry, ``docker.io/library/NAME``:
@@ -108,7 +110,7 @@ def local_image(store: Store, name: str) -> Image:
         return store.image(name)
     except errors.ImageUnknownError as unknown:
         try:
-            candidates = registries_conf.load().local_candidates(name)
+            candidates = (conf or registries_conf.load()).local_candidates(name)
         except errors.StorageError:
             raise unknown from None
         for ref in candidates:
@@ -293,10 +295,6 @@ def _transient(e: RegistryError) -> bool:
     return isinstance(e.__cause__, urllib3.exceptions.HTTPError)
 
 
-def _go_json(obj: Any) -> bytes:
-    return _jsonstore.dumps(obj)
-
-
 def _sorted_map(m: Any) -> dict[str, Any]:
     return dict(sorted(m.items())) if isinstance(m, dict) else {}
 
@@ -366,7 +364,7 @@ def oci_manifest(m: dict[str, Any], blobs: list[_Blob]) -> bytes:
         out["refers"] = _oci_descriptor(m["refers"])
     if m.get("annotations"):
         out["annotations"] = _sorted_map(m["annotations"])
-    return _go_json(out)
+    return _jsonstore.dumps(out)
 
 
 def docker_manifest(m: dict[str, Any], blobs: list[_Blob]) -> bytes:
@@ -380,7 +378,7 @@ def docker_manifest(m: dict[str, Any], blobs: list[_Blob]) -> bytes:
     if c.get("urls"):
         config["urls"] = c["urls"]
     layers = m.get("layers") or []
-    return _go_json(
+    return _jsonstore.dumps(
         {
             "schemaVersion": m.get("schemaVersion", 2),
             "mediaType": m.get("mediaType", ""),
@@ -440,16 +438,7 @@ def oci_config(config: bytes) -> bytes:
         history.append(e)
     if history:
         out["history"] = history
-    return _go_json(out)
-
-
-def _layer_chain(store: Store, top: str) -> list[Layer]:
-    chain = []
-    while top:
-        layer = store.layer(top)
-        chain.append(layer)
-        top = layer.parent or ""
-    return chain[::-1]
+    return _jsonstore.dumps(out)
 
 
 def push_image(
@@ -490,8 +479,9 @@ def push_image(
     if not 1 <= level <= 9:
         raise ValueError(f"invalid gzip compression level {level}: expected 1-9")
     ref = parse_docker_reference(dest)
-    target = registries_conf.load().push_destination(ref)
-    img = local_image(store, image)
+    conf = registries_conf.load()
+    target = conf.push_destination(ref)
+    img = local_image(store, image, conf)
     try:
         manifest_bytes = store.image_big_data(img.id, "manifest")
     except errors.StorageError as e:
@@ -505,6 +495,8 @@ def push_image(
     man = json.loads(manifest_bytes)
     config_digest = (man.get("config") or {}).get("digest", "")
     config = store.image_big_data(img.id, config_digest)
+    from ..oci import _layer_chain
+
     chain = _layer_chain(store, img.layer or "")
     if len(chain) != len(man.get("layers") or []):
         raise ManifestError(

@@ -19,10 +19,6 @@ def _push_scope(client: Client, repo: str) -> str:
     return client.scope(repo, "pull,push")
 
 
-def _error(client: Client, resp_status: int, body: bytes, context: str) -> HTTPStatusError:
-    return status_error(resp_status, body, context, registry_errors=True)
-
-
 def _failed(context: str, status: int, body: bytes) -> HTTPStatusError:
     """``CONTEXT: <the registry's error>``, keeping the status (a push retries on 5xx)."""
     e = status_error(status, body, "", registry_errors=True)
@@ -71,7 +67,7 @@ def mount_blob(client: Client, repo: str, digest: str, from_repo: str) -> bool:
             )  # fmt: skip
             d.release()
         return False
-    raise _error(client, resp.status, body, "")
+    raise status_error(resp.status, body, "", registry_errors=True)
 
 
 def _start_upload(client: Client, repo: str) -> str:
