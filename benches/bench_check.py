@@ -116,10 +116,12 @@ def main() -> None:
         tar = ["bash", "-c", loop]
         check = ours(graph, run, driver, "check")
         log(f"{driver}: {shlex.join(check)}  vs  {loop}")
-        t_ours, t_tar = pair(check, tar, args.runs, cold)
+        try:
+            t_ours, t_tar = pair(check, tar, args.runs, cold)
+        finally:
+            # The store stays for the next run; its overlay home mount does not.
+            subprocess.run(ours(graph, run, driver, "shutdown"), check=True, capture_output=True)
         rows.append((driver, t_ours, t_tar))
-        # The store stays for the next run; its overlay home mount does not.
-        subprocess.run(ours(graph, run, driver, "shutdown"), check=True, capture_output=True)
 
     big = args.big_store
     if bench_store.usable_store(big, 10_000, 2_000) is None:

@@ -145,17 +145,19 @@ def main() -> None:
                 subprocess.run(["sync"], check=True)
                 try:
                     s = timed(cmd, logs, tenv)
+                    if i == 0:
+                        m = manifest(reg.port)
+                        layers = m["layers"]
+                        assert isinstance(layers, list) and len(layers) == 3, m
+                        types = sorted({x["mediaType"] for x in layers})
+                        sizes = [x["size"] for x in layers]
+                        mb = sum(sizes) / 1e6
+                        print(f"# {tool}: {types} layer sizes {sizes} = {mb:.1f} MB")
                 except RunError as e:
-                    reg.stop()
                     raise SystemExit(str(e)) from None
-                if i == 0:
-                    m = manifest(reg.port)
-                    layers = m["layers"]
-                    assert isinstance(layers, list) and len(layers) == 3, m
-                    types = sorted({x["mediaType"] for x in layers})
-                    sizes = [x["size"] for x in layers]
-                    print(f"# {tool}: {types} layer sizes {sizes} = {sum(sizes) / 1e6:.1f} MB")
-                reg.stop()
+                finally:
+                    # The registry goes whatever happened: a failed check or Ctrl-C too.
+                    reg.stop()
                 samples[tool].append(s)
                 print(f"run {i} {tool:6} {s.wall:6.2f} s  cpu {s.cpu:6.2f} s  "
                       f"rss {s.rss_kib / 1024:6.1f} MiB", flush=True)  # fmt: skip

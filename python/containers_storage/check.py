@@ -413,7 +413,7 @@ class _Checker:
 
     def check_orphans(self, rw: _LayerSet) -> None:
         ids = {layer.id for layer in rw.layers}
-        home = os.path.join(self.store.graph_root(), self.store.graph_driver_name())
+        home = self.driver.home
         if self.overlay:
             skip = {"l", "tempdirs", "staging"}
             names = [n for n in _listdir(home) if n not in skip]
@@ -435,7 +435,7 @@ class _Checker:
 
     def check_links(self, rw: _LayerSet) -> None:
         """overlay: each layer's ``link`` file and ``l/`` symlink, and its ``lower`` file."""
-        home = os.path.join(self.store.graph_root(), "overlay")
+        home = self.driver.home
         link_dir = os.path.join(home, "l")
         targets: dict[str, str] = {}  # link name -> layer ID it points to
         for name in _listdir(link_dir):

@@ -142,7 +142,9 @@ def single_mapping() -> bool:
             rows = [line.split() for line in f if line.strip()]
     except OSError:
         return False
-    return in_user_namespace() and len(rows) == 1 and rows[0][2] == "1"
+    # One row mapping one ID is never the initial namespace's full map: no second read of
+    # the file through in_user_namespace() is needed.
+    return len(rows) == 1 and rows[0][2] == "1"
 
 
 def pause_pid_file() -> str | None:

@@ -82,15 +82,3 @@ pub fn rootless() -> bool {
         }
     })
 }
-
-/// The overlayfs xattr `name` (`opaque`, `redirect`) as the kernel reads it here: under
-/// `user.overlay.` when rootless (mounted with `userxattr`), else `trusted.overlay.` (Go's
-/// `GetOverlayXattrName`).
-pub fn overlay_xattr(name: &str) -> String {
-    let prefix = if rootless() {
-        "user.overlay."
-    } else {
-        "trusted.overlay."
-    };
-    format!("{prefix}{name}")
-}

@@ -49,6 +49,11 @@ class Context:
         """A boolean flag's value."""
         return self.values.get(dest) is True
 
+    def optbool(self, dest: str) -> bool | None:
+        """An ``optbool`` flag's value: None when it was not given."""
+        value = self.values.get(dest)
+        return value if isinstance(value, bool) else None
+
     def text(self, dest: str) -> str:
         """A string flag's value ("" when not given)."""
         value = self.values.get(dest, "")

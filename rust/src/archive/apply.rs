@@ -1253,7 +1253,7 @@ impl Extractor<'_, '_, '_> {
                 let pfd = self.parent_fd(entry, parent)?;
                 rfs::fsetxattr(
                     pfd,
-                    whiteout::overlay_opaque_xattr().as_str(),
+                    whiteout::overlay_opaque_xattr(),
                     b"y",
                     XattrFlags::empty(),
                 )

@@ -445,7 +445,7 @@ pub(super) fn lower_entry(lowers: &[OwnedFd], rel: &[u8]) -> Option<rfs::Stat> {
 pub(super) fn is_opaque(root: &OwnedFd, rel: &[u8]) -> bool {
     let path = proc_path(root.as_fd(), rel);
     let mut buf = [0u8; 4];
-    matches!(rfs::lgetxattr(path.as_slice(), overlay_opaque_xattr().as_str(), &mut buf), Ok(1) if buf[0] == b'y')
+    matches!(rfs::lgetxattr(path.as_slice(), overlay_opaque_xattr(), &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 fn walk_overlay(

@@ -7,10 +7,16 @@ pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
 pub const WHITEOUT_META_PREFIX: &[u8] = b".wh..wh.";
 /// The opaque-directory marker (Go: `WhiteoutOpaqueDir`).
 pub const WHITEOUT_OPAQUE_DIR: &[u8] = b".wh..wh..opq";
-/// overlayfs xattr marking an opaque directory: `trusted.overlay.opaque`, or
-/// `user.overlay.opaque` when rootless ([`crate::fsutil::overlay_xattr`]).
-pub fn overlay_opaque_xattr() -> String {
-    crate::fsutil::overlay_xattr("opaque")
+/// overlayfs xattr marking an opaque directory as the kernel reads it here:
+/// `user.overlay.opaque` when rootless (mounted with `userxattr`), else
+/// `trusted.overlay.opaque` (Go's `GetOverlayXattrName`). A constant, not a string made per
+/// call: it is asked for every directory a diff or changes walk visits.
+pub fn overlay_opaque_xattr() -> &'static str {
+    if crate::fsutil::rootless() {
+        "user.overlay.opaque"
+    } else {
+        "trusted.overlay.opaque"
+    }
 }
 
 /// How whiteouts in the layer are written to the target.

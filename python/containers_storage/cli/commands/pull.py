@@ -29,7 +29,7 @@ def pull(ctx: Context) -> int:
         platform=ctx.text("platform") or None,
         creds=ctx.text("creds") or None,
         authfile=ctx.text("authfile") or None,
-        tls_verify=_optional_bool(ctx.values.get("tls_verify")),
+        tls_verify=ctx.optbool("tls_verify"),
         progress=progress,
     )
     if ctx.json:
@@ -37,8 +37,3 @@ def pull(ctx: Context) -> int:
     else:
         stdout(image.id)
     return 0
-
-
-def _optional_bool(value: object) -> bool | None:
-    """An ``optbool`` flag's value: None when not given."""
-    return value if isinstance(value, bool) else None

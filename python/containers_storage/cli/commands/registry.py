@@ -15,11 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["login", "logout", "push"]
 
 
-def _tls_verify(ctx: Context) -> bool | None:
-    value = ctx.values.get("tls_verify")
-    return value if isinstance(value, bool) else None
-
-
 def _ask(prompt: str, secret: bool) -> str:
     if secret:
         return getpass.getpass(prompt)
@@ -50,7 +45,7 @@ def push(ctx: Context) -> int:
         else None,
         creds=creds,
         authfile=ctx.text("authfile") or None,
-        tls_verify=_tls_verify(ctx),
+        tls_verify=ctx.optbool("tls_verify"),
         progress=progress,
     )
     if ctx.json:
@@ -80,7 +75,7 @@ def login(ctx: Context) -> int:
         ctx.text("username"),
         password,
         authfile=authfile,
-        tls_verify=_tls_verify(ctx),
+        tls_verify=ctx.optbool("tls_verify"),
         ask=_ask,
         say=stdout,
     )
